@@ -1,0 +1,77 @@
+"""What datasets the project knows, which languages they have, and where they live.
+
+Stdlib only: the spec validator and the UI use it to check languages as the user types.
+Language groups follow the language classes of Joshi et al. (2020), "The State and Fate
+of Linguistic Diversity and Inclusion in the NLP World" (ACL): class 5 ("the winners") is
+our high-resource group; the benchmark languages in classes 3-4 are the lower-resource one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LAREQA_DATASETS: dict[str, tuple[str, ...]] = {
+    "xquad-r": ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"),
+    "mlqa-r": ("ar", "de", "en", "es", "hi", "vi", "zh"),
+}
+MIRACL_LANGUAGES: tuple[str, ...] = (
+    "ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id",
+    "ja", "ko", "ru", "sw", "te", "th", "yo", "zh",
+)
+# Joshi et al. (2020) class 5; every other language we evaluate falls in classes 1-4.
+HIGH_RESOURCE: tuple[str, ...] = ("ar", "de", "en", "es", "fr", "ja", "zh")
+
+HF_PREFIX = "hf:"
+DATA_DIR_ENV = "HBT_DATA_DIR"
+
+
+def known_datasets() -> tuple[str, ...]:
+    return (*LAREQA_DATASETS, "miracl", "hf:miracl")
+
+
+def dataset_languages(dataset: str) -> tuple[str, ...] | None:
+    """The languages of a known dataset, or None where they are only known at load time."""
+    if dataset in LAREQA_DATASETS:
+        return LAREQA_DATASETS[dataset]
+    if dataset in ("miracl", "hf:miracl"):
+        return MIRACL_LANGUAGES
+    return None
+
+
+def is_known_dataset(dataset: str) -> bool:
+    return dataset in known_datasets() or (dataset.startswith(HF_PREFIX) and len(dataset) > 3)
+
+
+def default_groups(languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """High- vs lower-resource split of `languages` (empty groups are left out)."""
+    high = tuple(lang for lang in languages if lang in HIGH_RESOURCE)
+    low = tuple(lang for lang in languages if lang not in HIGH_RESOURCE)
+    return {name: members for name, members in (("high", high), ("low", low)) if members}
+
+
+def cache_dir() -> Path:
+    """Where converted models and fetched data are cached (HBT_CACHE_DIR overrides)."""
+    if os.environ.get("HBT_CACHE_DIR"):
+        return Path(os.environ["HBT_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "hbt-tui"
+
+
+def data_dir_candidates(spec_data_dir: str | None) -> list[tuple[str, Path]]:
+    """Where to look for data, in order: the spec, the environment, the user cache."""
+    candidates = []
+    if spec_data_dir:
+        candidates.append(("spec data_dir", Path(spec_data_dir).expanduser()))
+    if os.environ.get(DATA_DIR_ENV):
+        candidates.append((f"${DATA_DIR_ENV}", Path(os.environ[DATA_DIR_ENV]).expanduser()))
+    candidates.append(("user cache", cache_dir() / "data"))
+    return candidates
+
+
+def resolve_dataset_dir(dataset: str, spec_data_dir: str | None) -> Path | None:
+    """The first data directory holding `dataset`, or None."""
+    for _, root in data_dir_candidates(spec_data_dir):
+        if (root / dataset).is_dir():
+            return root / dataset
+    return None

@@ -1,0 +1,206 @@
+"""The training loop: one readable loop with labelled phases (nanoGPT-style).
+
+    setup -> (resume) -> [lr -> forward/backward x accumulation -> clip + step -> log
+                          -> eval / checkpoint / stop] -> final eval -> save model
+
+AdamW (no decay on biases and LayerNorm), linear warmup then linear decay, gradient
+accumulation and clipping, dynamic padding (each batch padded to its longest text),
+autocast on CUDA (bf16, or fp16 with a grad scaler).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from engine.checkpoint import TrainingState, latest_checkpoint, load_training_state, save_checkpoint
+from engine.data import catalog
+from engine.data.lareqa import load_lareqa
+from engine.data.pairs import PairSource, hf_pairs, lareqa_pairs
+from engine.encoder import DualEncoder, load_encoder
+from engine.errors import DataError
+from engine.losses import info_nce
+from engine.protocol import Checkpoint, EventWriter, Finished, Started, Step, Stopped
+from engine.runtime import (AUTOCAST_DTYPES, describe_device, library_versions, pick_device,
+                            pick_precision, seed_everything, set_threads)
+from engine.sampling import Batch, BatchSampler
+from engine.spec import ExperimentSpec
+from engine.train import MODEL_DIR, Args, StopFlag, total_steps
+
+log = logging.getLogger("hbt.train")
+
+
+def build_pair_source(spec: ExperimentSpec) -> PairSource:
+    train = spec.train
+    if train.dataset.startswith(catalog.HF_PREFIX):
+        if not train.languages:
+            raise DataError("train.languages: list the languages (configs) to load from the Hugging Face dataset")
+        return hf_pairs(train.hf, train.languages)
+    corpora = load_lareqa(train.dataset, train.languages, spec.data_dir, train.max_questions)
+    return lareqa_pairs(corpora, with_paragraph=train.passage == "sentence+paragraph")
+
+
+def make_optimizer(encoder: DualEncoder, spec: ExperimentSpec) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for name, parameter in encoder.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": spec.train.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=spec.train.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def batch_loss(encoder: DualEncoder, batch: Batch, source: PairSource, spec: ExperimentSpec,
+               device: torch.device) -> tuple[torch.Tensor, int]:
+    """InfoNCE of one batch, and the number of real (non-pad) tokens it encoded."""
+    queries = [source.queries[item.query_language][item.key] for item in batch.items]
+    passages = [source.passages[item.passage_id] for item in batch.items]
+    passages += [source.passages[passage_id] for passage_id in batch.hard_negatives]
+    query_inputs = {key: value.to(device) for key, value in encoder.tokenize(queries, is_query=True).items()}
+    passage_inputs = {key: value.to(device) for key, value in encoder.tokenize(passages, is_query=False).items()}
+    query_embeddings = encoder(**query_inputs)                      # (B, H)
+    passage_embeddings = encoder(**passage_inputs)                  # (B + hard negatives, H)
+    loss = info_nce(query_embeddings, passage_embeddings, spec.loss.temperature, spec.loss.symmetric)
+    tokens = int(query_inputs["attention_mask"].sum() + passage_inputs["attention_mask"].sum())
+    return loss, tokens
+
+
+def step_loss(encoder: DualEncoder, batches: tuple[Batch, ...], source: PairSource, spec: ExperimentSpec,
+              device: torch.device) -> tuple[torch.Tensor, dict[str, float], int]:
+    """The loss of one sampler step: one batch, or the weighted mono + cross objectives."""
+    if len(batches) == 1:
+        loss, tokens = batch_loss(encoder, batches[0], source, spec, device)
+        return loss, {}, tokens
+    mono_loss, mono_tokens = batch_loss(encoder, batches[0], source, spec, device)
+    cross_loss, cross_tokens = batch_loss(encoder, batches[1], source, spec, device)
+    loss = spec.sampling.mono_weight * mono_loss + spec.sampling.cross_weight * cross_loss
+    parts = {"mono": float(mono_loss.detach()), "cross": float(cross_loss.detach())}
+    return loss, parts, mono_tokens + cross_tokens
+
+
+def train(args: Args, writer: EventWriter, stop: StopFlag) -> None:
+    from engine.evaluate import Evaluator
+
+    # --- setup -------------------------------------------------------------------------
+    spec, run_dir = args.spec, args.run_dir
+    set_threads(spec.train.num_threads)
+    device = pick_device(spec.train.device)
+    precision = pick_precision(spec.train.precision, device)
+    autocast_dtype = AUTOCAST_DTYPES[precision]
+    seed_everything(spec.train.seed)
+    if spec.train.steps == 0:
+        return evaluate_only(spec, run_dir, writer, stop, device, precision)
+    source = build_pair_source(spec)
+    sampler = BatchSampler(source, spec.sampling, spec.train.batch_size, spec.loss.hard_negatives, spec.train.seed)
+    total = total_steps(spec, sampler.steps_per_epoch)
+    checkpoint = latest_checkpoint(run_dir) if args.resume else None
+    encoder = load_encoder(spec.encoder, str(checkpoint / MODEL_DIR) if checkpoint else None).to(device)
+    encoder.train()
+    optimizer = make_optimizer(encoder, spec)
+    scheduler = make_scheduler(optimizer, spec.train.warmup_steps, total)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    state = TrainingState(step=0, sampler=sampler.state(), elapsed=0.0)
+    if checkpoint is not None:
+        state = load_training_state(checkpoint, optimizer, scheduler, scaler)
+        sampler.load_state(state.sampler)
+        log.info("resumed from %s (step %d)", checkpoint, state.step)
+    evaluator = Evaluator(spec, run_dir, writer.emit, should_stop=lambda: stop.requested)
+    parameters = sum(p.numel() for p in encoder.parameters())
+    trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+    writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device), precision=precision,
+                        total_steps=total, parameters=parameters, trainable_parameters=trainable,
+                        resumed_from_step=state.step, seed=spec.train.seed, versions=library_versions()))
+    clock = time.perf_counter()
+    elapsed_before = state.elapsed
+
+    def checkpoint_now(step: int) -> Path:
+        snapshot = TrainingState(step, sampler.state(), elapsed_before + time.perf_counter() - clock)
+        path = save_checkpoint(run_dir, encoder, optimizer, scheduler, scaler, snapshot, spec.to_json(),
+                               spec.train.keep_checkpoints)
+        writer.emit(Checkpoint(step=step, path=str(path)))
+        return path
+
+    def stop_now(step: int) -> None:
+        path = checkpoint_now(step)
+        writer.emit(Stopped(step=step, signal=stop.reason or "", checkpoint=str(path)))
+
+    if spec.eval.at_start and state.step == 0 and not evaluator.run(encoder, 0, autocast_dtype):
+        return stop_now(0)
+
+    for step in range(state.step + 1, total + 1):
+        started = time.perf_counter()
+        # --- forward / backward over the accumulated micro-batches -----------------------
+        losses, parts, tokens, samples, labels = [], {}, 0, 0, []
+        for _ in range(spec.train.grad_accumulation):
+            batches = sampler.next_step()
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss, parts, batch_tokens = step_loss(encoder, batches, source, spec, device)
+            scaler.scale(loss / spec.train.grad_accumulation).backward()
+            losses.append(float(loss.detach()))
+            tokens += batch_tokens
+            samples += sum(len(batch.items) for batch in batches)
+            labels.extend(batch.label for batch in batches)
+        # --- clip, step the optimizer and the schedule --------------------------------------
+        lr = scheduler.get_last_lr()[0]
+        if spec.train.max_grad_norm > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(encoder.parameters(), spec.train.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        # --- log ------------------------------------------------------------------------------
+        seconds = max(time.perf_counter() - started, 1e-9)
+        if step % spec.train.log_every == 0 or step == total:
+            writer.emit(Step(step=step, total_steps=total, loss=sum(losses) / len(losses), lr=lr,
+                             samples_per_s=samples / seconds, tokens_per_s=tokens / seconds,
+                             batch_kind=",".join(labels), losses=parts))
+        # --- evaluate, checkpoint, stop -------------------------------------------------------
+        if spec.train.eval_every and step % spec.train.eval_every == 0 and step != total:
+            if not evaluator.run(encoder, step, autocast_dtype, final=False):
+                return stop_now(step)
+        if spec.train.checkpoint_every and step % spec.train.checkpoint_every == 0 and step != total:
+            checkpoint_now(step)
+        if args.stop_at_step == step and step != total:
+            stop.request("stop-at-step")
+        if stop.requested:
+            return stop_now(step)
+
+    # --- final evaluation and the model ------------------------------------------------------
+    if spec.train.checkpoint_every:
+        checkpoint_now(total)
+    if spec.eval.at_end and not evaluator.run(encoder, total, autocast_dtype):
+        return stop_now(total)
+    model_dir = run_dir / MODEL_DIR
+    encoder.save(model_dir)
+    writer.emit(Finished(step=total, seconds=elapsed_before + time.perf_counter() - clock, model_path=str(model_dir)))
+
+
+def evaluate_only(spec: ExperimentSpec, run_dir: Path, writer: EventWriter, stop: StopFlag,
+                  device: torch.device, precision: str) -> None:
+    """train.steps = 0: a zero-shot run, evaluated like any other so it can be compared."""
+    from engine.evaluate import Evaluator
+
+    encoder = load_encoder(spec.encoder).to(device)
+    parameters = sum(p.numel() for p in encoder.parameters())
+    writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device), precision=precision,
+                        total_steps=0, parameters=parameters, trainable_parameters=0, seed=spec.train.seed,
+                        versions=library_versions()))
+    clock = time.perf_counter()
+    if not Evaluator(spec, run_dir, writer.emit, lambda: stop.requested).run(encoder, 0, AUTOCAST_DTYPES[precision]):
+        writer.emit(Stopped(step=0, signal=stop.reason or ""))
+        return
+    writer.emit(Finished(step=0, seconds=time.perf_counter() - clock, model_path=spec.encoder.name))
