@@ -38,11 +38,9 @@ class LareqaLanguage:
             return sentence
         return f"{sentence}\n{self.paragraphs[self.candidate_paragraph[index]]}"
 
-    def limited(self, max_questions: int | None) -> LareqaLanguage:
-        """The first `max_questions` questions, with only their paragraphs' candidates."""
-        if max_questions is None or max_questions >= len(self.questions):
-            return self
-        keep = range(max_questions)
+    def restricted(self, keys: set[str]) -> LareqaLanguage:
+        """Only the questions whose id is in `keys`, with only their paragraphs' candidates."""
+        keep = [index for index, key in enumerate(self.question_ids) if key in keys]
         paragraphs = sorted({self.candidate_paragraph[self.answer_candidate[i]] for i in keep})
         subset = LareqaLanguage(self.dataset, self.language)
         remap: dict[int, int] = {}
@@ -59,6 +57,25 @@ class LareqaLanguage:
             subset.questions.append(self.questions[index])
             subset.answer_candidate.append(remap[self.answer_candidate[index]])
         return subset
+
+
+def parallel_slice(corpora: dict[str, LareqaLanguage], max_questions: int) -> dict[str, LareqaLanguage]:
+    """At most `max_questions` questions per language, preferring ids that more languages
+    share (then the order of the files): a slice keeps as much cross-lingual overlap as
+    the data has (XQuAD-R: the same first N ids everywhere)."""
+    first_seen: dict[str, int] = {}
+    coverage: dict[str, int] = {}
+    for corpus in corpora.values():
+        for key in corpus.question_ids:
+            first_seen.setdefault(key, len(first_seen))
+            coverage[key] = coverage.get(key, 0) + 1
+    rank = {key: position for position, key in
+            enumerate(sorted(first_seen, key=lambda key: (-coverage[key], first_seen[key])))}
+    sliced = {}
+    for language, corpus in corpora.items():
+        keys = sorted(corpus.question_ids, key=rank.__getitem__)[:max_questions]
+        sliced[language] = corpus.restricted(set(keys))
+    return sliced
 
 
 def missing_data_message(dataset: str, spec_data_dir: str | None) -> str:
@@ -113,7 +130,8 @@ def _add_paragraph(parsed: LareqaLanguage, paragraph: dict) -> None:
 
 def load_lareqa(dataset: str, languages: tuple[str, ...] | None, data_dir: str | None,
                 max_questions: int | None = None) -> dict[str, LareqaLanguage]:
-    """Read the given languages (all the dataset has when None) of a LAReQA dataset."""
+    """Read the given languages (all the dataset has when None) of a LAReQA dataset;
+    `max_questions` keeps a slice of that many question ids (see `parallel_slice`)."""
     known = catalog.dataset_languages(dataset)
     if known is None or dataset not in catalog.LAREQA_DATASETS:
         raise DataError(f"{dataset!r} is not a LAReQA-layout dataset (known: {', '.join(catalog.LAREQA_DATASETS)})")
@@ -121,5 +139,8 @@ def load_lareqa(dataset: str, languages: tuple[str, ...] | None, data_dir: str |
         if language not in known:
             raise DataError(f"{dataset} has no language {language!r} (it has {', '.join(known)})")
     root = dataset_dir(dataset, data_dir)
-    return {language: read_language(root / f"{language}.json", dataset, language).limited(max_questions)
-            for language in (languages or known)}
+    corpora = {language: read_language(root / f"{language}.json", dataset, language)
+               for language in (languages or known)}
+    if max_questions is None:
+        return corpora
+    return parallel_slice(corpora, max_questions)

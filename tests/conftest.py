@@ -1,0 +1,40 @@
+"""Shared fixtures: the real data folder, a tiny real model (tokenizer trained here) and
+an isolated cache. Tests run real code on small slices; nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("HBT_DATA_DIR") or ROOT.parent / "shared" / "data").resolve()
+os.environ["HBT_DATA_DIR"] = str(DATA_DIR)
+# the bundled encoder is converted once (~470 MB) into a cache that survives test sessions
+os.environ.setdefault("HBT_CACHE_DIR", str(ROOT / ".hbt-cache"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "mlqa-r" / "en.json").is_file():
+        pytest.fail(f"test data not found at {DATA_DIR} (set HBT_DATA_DIR to ../shared/data)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, data_dir) -> Path:
+    """A 2-layer XLM-R-shaped encoder with a BPE tokenizer trained on the benchmark text."""
+    from tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), data_dir)
+
+
+def write_spec(path: Path, document: dict) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path

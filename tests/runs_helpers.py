@@ -1,0 +1,58 @@
+"""Helpers for tests that run the real `python -m engine.train` subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+from engine.protocol import parse_event
+
+
+def tiny_spec(model: Path, **overrides) -> dict:
+    """A spec for the tiny model on MLQA-R / XQuAD-R slices: seconds on a CPU."""
+    document = {
+        "name": "tiny",
+        "encoder": {"name": str(model), "max_query_length": 32, "max_passage_length": 48},
+        "sampling": {"strategy": "hybrid", "alpha": 0.5},
+        "train": {"dataset": "mlqa-r", "languages": ["en", "de", "es"], "max_questions": 60, "batch_size": 8,
+                  "steps": 6, "lr": 1e-3, "checkpoint_every": 3, "num_threads": 1, "seed": 5},
+        "eval": {"datasets": ["xquad-r"], "languages": ["en", "de", "zh"], "max_queries": 12, "batch_size": 16},
+    }
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = document
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return document
+
+
+def write(path: Path, document: dict) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def env() -> dict[str, str]:
+    variables = dict(os.environ)
+    variables["PYTHONPATH"] = str(ROOT) + os.pathsep + variables.get("PYTHONPATH", "")
+    variables["OMP_NUM_THREADS"] = "1"
+    return variables
+
+
+def run_train(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.train", *map(str, args)], capture_output=True, text=True,
+                          env=env(), timeout=timeout, cwd=ROOT)
+
+
+def events_of(stdout: str) -> list:
+    events = [parse_event(line) for line in stdout.splitlines()]
+    assert all(event is not None for event in events), stdout[:2000]
+    return events
+
+
+def step_losses(events) -> dict[int, float]:
+    return {event.step: event.loss for event in events if event.kind == "step"}

@@ -1,0 +1,1 @@
+"""The Textual interface of hbt-tui. Never imports torch, transformers, faiss or datasets."""
