@@ -162,4 +162,8 @@ class LareqaEvaluation:
             for qid in self.corpora[language].question_ids:
                 if qid in answers:
                     qrels.setdefault(qid, []).append(f"{target}-{answers[qid]}")
-        write_trec(folder, name, self.corpora[language].question_ids, doc_ids, indices, scores, qrels, tag)
+        # faiss leaves the order of equal scores open: apply our rule (earlier candidate first)
+        order = np.lexsort((indices, -scores), axis=1)
+        indices, scores = np.take_along_axis(indices, order, 1), np.take_along_axis(scores, order, 1)
+        top_doc_ids = np.array(doc_ids, dtype=object)[indices]                       # (Q, depth)
+        write_trec(folder, name, self.corpora[language].question_ids, top_doc_ids, scores, qrels, tag)

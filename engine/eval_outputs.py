@@ -88,13 +88,14 @@ def read_per_query(path: Path) -> dict[tuple[str, str], dict[str, dict[str, floa
     return table
 
 
-def write_trec(folder: Path, name: str, query_ids: list[str], doc_ids: list[str], top_indices: np.ndarray,
-               top_scores: np.ndarray, qrels: dict[str, list[str]], tag: str) -> None:
-    """`<name>.run` (qid Q0 docid rank score tag) and `<name>.qrels` (qid 0 docid 1)."""
+def write_trec(folder: Path, name: str, query_ids: list[str], top_doc_ids: np.ndarray, top_scores: np.ndarray,
+               qrels: dict[str, list[str]], tag: str) -> None:
+    """`<name>.run` (qid Q0 docid rank score tag) and `<name>.qrels` (qid 0 docid 1).
+    top_doc_ids / top_scores: (queries, depth), best first."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{name}.run", "w", encoding="utf-8") as handle:
-        for qid, indices, scores in zip(query_ids, top_indices, top_scores):
-            handle.write("".join(f"{qid} Q0 {doc_ids[index]} {rank} {score:.6f} {tag}\n"
-                                 for rank, (index, score) in enumerate(zip(indices, scores), start=1) if index >= 0))
+        for qid, doc_ids, scores in zip(query_ids, top_doc_ids, top_scores):
+            handle.write("".join(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n"
+                                 for rank, (doc, score) in enumerate(zip(doc_ids, scores), start=1)))
     with open(folder / f"{name}.qrels", "w", encoding="utf-8") as handle:
         handle.write("".join(f"{qid} 0 {doc} 1\n" for qid, docs in qrels.items() for doc in docs))

@@ -94,25 +94,27 @@ class Evaluator:
             if evaluation_spec.trec_runs != "none":
                 evaluation.write_trec_runs(folder / "trec", evaluation_spec.trec_runs, evaluation_spec.trec_depth,
                                            self.spec.name)
-        self._finish(dataset, step, per_language, evaluation.languages, started, evaluation.encode_seconds)
+        self._finish(dataset, step, per_language, evaluation.languages, started, evaluation.encode_seconds,
+                     evaluation_spec.metrics, evaluation_spec.primary_metric)
 
     def _miracl(self, dataset: str, encoder, step: int, autocast_dtype, final: bool) -> None:
-        from engine.eval_miracl import evaluate_miracl
+        from engine.eval_miracl import MIRACL_METRICS, evaluate_miracl
 
         started = time.perf_counter()
         per_language, encode_seconds = evaluate_miracl(self.spec, dataset, self._encode_fn(encoder, autocast_dtype),
                                                        self.emit, step, self.run_dir / "eval" / dataset, final)
-        self._finish(dataset, step, per_language, list(per_language), started, encode_seconds)
+        self._finish(dataset, step, per_language, list(per_language), started, encode_seconds,
+                     MIRACL_METRICS, MIRACL_METRICS[0])
 
     def _finish(self, dataset: str, step: int, per_language: dict, languages: list[str], started: float,
-                encode_seconds: float) -> None:
+                encode_seconds: float, metric_names: tuple[str, ...], primary: str) -> None:
         from engine.eval_outputs import summarise, write_results
 
         groups = self._groups(languages)
         macro, group_rows, bias = summarise(per_language, groups)
         seconds = time.perf_counter() - started
         results = {"dataset": dataset, "step": step, "run": self.spec.name, "languages": languages,
-                   "metrics": list(self.spec.eval.metrics), "primary_metric": self.spec.eval.primary_metric,
+                   "metrics": list(metric_names), "primary_metric": primary,
                    "per_language": per_language, "macro": macro, "groups": group_rows, "bias": bias,
                    "seconds": seconds, "encode_seconds": encode_seconds}
         path = write_results(self.run_dir / "eval" / dataset, step, results)

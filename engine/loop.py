@@ -63,29 +63,25 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int) ->
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def batch_loss(encoder: DualEncoder, batch: Batch, source: PairSource, spec: ExperimentSpec,
-               device: torch.device) -> tuple[torch.Tensor, int]:
+def batch_loss(encoder: DualEncoder, batch: Batch, source: PairSource, spec: ExperimentSpec) -> tuple[torch.Tensor, int]:
     """InfoNCE of one batch, and the number of real (non-pad) tokens it encoded."""
     queries = [source.queries[item.query_language][item.key] for item in batch.items]
     passages = [source.passages[item.passage_id] for item in batch.items]
     passages += [source.passages[passage_id] for passage_id in batch.hard_negatives]
-    query_inputs = {key: value.to(device) for key, value in encoder.tokenize(queries, is_query=True).items()}
-    passage_inputs = {key: value.to(device) for key, value in encoder.tokenize(passages, is_query=False).items()}
-    query_embeddings = encoder(**query_inputs)                      # (B, H)
-    passage_embeddings = encoder(**passage_inputs)                  # (B + hard negatives, H)
+    query_embeddings, query_tokens = encoder.embed(queries, is_query=True)        # (B, H)
+    passage_embeddings, passage_tokens = encoder.embed(passages, is_query=False)  # (B + hard negatives, H)
     loss = info_nce(query_embeddings, passage_embeddings, spec.loss.temperature, spec.loss.symmetric)
-    tokens = int(query_inputs["attention_mask"].sum() + passage_inputs["attention_mask"].sum())
-    return loss, tokens
+    return loss, query_tokens + passage_tokens
 
 
-def step_loss(encoder: DualEncoder, batches: tuple[Batch, ...], source: PairSource, spec: ExperimentSpec,
-              device: torch.device) -> tuple[torch.Tensor, dict[str, float], int]:
+def step_loss(encoder: DualEncoder, batches: tuple[Batch, ...], source: PairSource,
+              spec: ExperimentSpec) -> tuple[torch.Tensor, dict[str, float], int]:
     """The loss of one sampler step: one batch, or the weighted mono + cross objectives."""
     if len(batches) == 1:
-        loss, tokens = batch_loss(encoder, batches[0], source, spec, device)
+        loss, tokens = batch_loss(encoder, batches[0], source, spec)
         return loss, {}, tokens
-    mono_loss, mono_tokens = batch_loss(encoder, batches[0], source, spec, device)
-    cross_loss, cross_tokens = batch_loss(encoder, batches[1], source, spec, device)
+    mono_loss, mono_tokens = batch_loss(encoder, batches[0], source, spec)
+    cross_loss, cross_tokens = batch_loss(encoder, batches[1], source, spec)
     loss = spec.sampling.mono_weight * mono_loss + spec.sampling.cross_weight * cross_loss
     parts = {"mono": float(mono_loss.detach()), "cross": float(cross_loss.detach())}
     return loss, parts, mono_tokens + cross_tokens
@@ -147,7 +143,7 @@ def train(args: Args, writer: EventWriter, stop: StopFlag) -> None:
         for _ in range(spec.train.grad_accumulation):
             batches = sampler.next_step()
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                loss, parts, batch_tokens = step_loss(encoder, batches, source, spec, device)
+                loss, parts, batch_tokens = step_loss(encoder, batches, source, spec)
             scaler.scale(loss / spec.train.grad_accumulation).backward()
             losses.append(float(loss.detach()))
             tokens += batch_tokens

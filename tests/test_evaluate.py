@@ -1,0 +1,133 @@
+"""Evaluation on real XQuAD-R / MLQA-R slices with a tiny real encoder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.eval_outputs import read_per_query
+from engine.evaluate import Evaluator
+from engine.spec import parse_spec
+from runs_helpers import env
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model):
+    from engine.encoder import load_encoder
+    from engine.spec import EncoderSpec
+
+    return load_encoder(EncoderSpec(name=str(tiny_model), max_query_length=32, max_passage_length=48))
+
+
+class CountingEncoder:
+    """The real encoder, counting every text it is asked to encode."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.texts: list[tuple[bool, str]] = []
+
+    def encode(self, texts, is_query, *args, **kwargs):
+        self.texts += [(is_query, text) for text in texts]
+        return self.encoder.encode(texts, is_query, *args, **kwargs)
+
+
+def evaluate(encoder, tmp_path, **eval_section):
+    spec = parse_spec({"name": "eval-test", "eval": {"datasets": ["xquad-r"], "languages": ["en", "de", "zh"],
+                                                     "max_queries": 15, **eval_section}})
+    events = []
+    assert Evaluator(spec, tmp_path, events.append).run(encoder, step=7)
+    return spec, events
+
+
+def test_every_setting_is_scored_from_one_encoding_per_language(encoder, tmp_path):
+    counting = CountingEncoder(encoder)
+    spec, events = evaluate(counting, tmp_path)
+    from engine.data.lareqa import load_lareqa
+
+    corpora = load_lareqa("xquad-r", ("en", "de", "zh"), None, 15)
+    expected = sum(len(c.questions) + len(c.candidates) for c in corpora.values())
+    assert len(counting.texts) == expected  # 3 mono + 6 cross + 3 multi settings, each text once
+    results = json.loads((tmp_path / "eval" / "xquad-r" / "results.json").read_text())
+    assert results["languages"] == ["en", "de", "zh"] and results["step"] == 7
+    for language, row in results["per_language"].items():
+        assert set(row["settings"]) == {"mono", "cross", "multi"}
+        assert set(row["cross_by_target"]) == {"en", "de", "zh"} - {language}
+        cross = np.mean([target["map"] for target in row["cross_by_target"].values()])
+        assert row["settings"]["cross"]["map"] == pytest.approx(cross)
+        assert row["bias"] is not None and row["bias"] >= 0
+    assert set(results["groups"]) == {"high"}  # en, de, zh are Joshi class 5
+    assert results["macro"]["mono"]["map"] == pytest.approx(
+        np.mean([row["settings"]["mono"]["map"] for row in results["per_language"].values()]))
+
+
+def test_eval_events_fill_languages_as_they_complete(encoder, tmp_path):
+    _, events = evaluate(encoder, tmp_path)
+    kinds = [(event.kind, getattr(event, "language", None), tuple(getattr(event, "settings", {})))
+             for event in events if event.kind in ("eval", "eval_done")]
+    assert kinds[:3] == [("eval", "en", ("mono",)), ("eval", "de", ("mono",)), ("eval", "zh", ("mono",))]
+    assert [kind for kind, _, _ in kinds[3:]] == ["eval", "eval", "eval", "eval_done"]
+    assert any(event.kind == "eval_progress" for event in events)
+
+
+def test_trec_files_and_per_query_scores_agree_with_pytrec_eval(encoder, tmp_path):
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    evaluate(encoder, tmp_path, metrics=["map", "ndcg@10", "recall@10"])
+    folder = tmp_path / "eval" / "xquad-r"
+    per_query = read_per_query(folder / "per_query.tsv.gz")
+    for language in ("en", "de", "zh"):
+        for setting in ("mono", "multi"):
+            run, qrels = {}, {}
+            for line in (folder / "trec" / f"{language}.{setting}.run").read_text().splitlines():
+                qid, _, doc, rank, score, _ = line.split()
+                run.setdefault(qid, {})[doc] = float(score)
+            for line in (folder / "trec" / f"{language}.{setting}.qrels").read_text().splitlines():
+                qid, _, doc, relevance = line.split()
+                qrels.setdefault(qid, {})[doc] = int(relevance)
+            reference = pytrec_eval.RelevanceEvaluator(qrels, {"map", "ndcg_cut.10", "recall.10"}).evaluate(run)
+            ours = per_query[(language, setting)]
+            assert set(ours) == set(reference)
+            for qid, values in reference.items():  # slices hold < 100 candidates: full rankings
+                assert ours[qid]["map"] == pytest.approx(values["map"], abs=1e-5)
+                assert ours[qid]["ndcg@10"] == pytest.approx(values["ndcg_cut_10"], abs=1e-5)
+                assert ours[qid]["recall@10"] == pytest.approx(values["recall_10"], abs=1e-5)
+
+
+def test_mlqa_cross_lingual_counts_only_queries_with_a_translation(encoder, tmp_path):
+    spec = parse_spec({"name": "mlqa", "eval": {"datasets": ["mlqa-r"], "languages": ["de", "es", "en"],
+                                                "max_queries": 20}})
+    assert Evaluator(spec, tmp_path, lambda event: None).run(encoder, 0)
+    results = json.loads((tmp_path / "eval" / "mlqa-r" / "results.json").read_text())
+    per_query = read_per_query(tmp_path / "eval" / "mlqa-r" / "per_query.tsv.gz")
+    assert len(per_query[("de", "mono")]) == 20
+    assert 0 < len(per_query[("de", "cross")]) <= 20
+    assert results["per_language"]["en"]["queries"] == 20
+
+
+def test_command_line_zero_shot_prints_the_table(tiny_model, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "engine.evaluate", str(tiny_model), "--languages", "en", "de",
+                             "--max-queries", "8", "--run-dir", str(tmp_path / "zs")],
+                            capture_output=True, text=True, env=env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for word in ("mono", "cross", "multi", "bias", "en", "de", "macro avg"):
+        assert word in result.stdout
+    events = (tmp_path / "zs" / "events.jsonl").read_text().splitlines()
+    assert json.loads(events[-1])["event"] == "finished"
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--datasets", "squad"], "eval.datasets[0]: unknown evaluation dataset 'squad'"),
+    (["--languages", "en", "xx"], "eval.languages[1]: xquad-r has no language 'xx'"),
+    (["--data-dir", "/nonexistent"], "dataset 'xquad-r' not found"),
+])
+def test_command_line_bad_input(tiny_model, tmp_path, arguments, message):
+    variables = env()
+    if "--data-dir" in arguments:
+        variables["HBT_DATA_DIR"] = "/nonexistent"
+    result = subprocess.run([sys.executable, "-m", "engine.evaluate", str(tiny_model), *arguments,
+                             "--run-dir", str(tmp_path / "zs")], capture_output=True, text=True, env=variables)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "zs").exists()
