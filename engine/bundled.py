@@ -22,9 +22,8 @@ import numpy as np
 
 from engine.data.catalog import cache_dir
 from engine.errors import ModelError
+from engine.model_names import BUNDLED_MODELS, BUNDLED_PREFIX
 
-BUNDLED_PREFIX = "bundled:"
-BUNDLED_MODELS = ("multilingual-e5-small",)
 _BLOCK = 32          # weights per Q4_0 block
 _BLOCK_BYTES = 18    # fp16 scale + 16 bytes of nibbles
 _DTYPE_F32, _DTYPE_Q4 = 0, 1

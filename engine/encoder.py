@@ -9,7 +9,6 @@ costs little, and restores the caller's order.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,41 +16,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.bundled import BUNDLED_PREFIX, ensure_bundled, write_sentence_transformers_files
+from engine.bundled import ensure_bundled, write_sentence_transformers_files
 from engine.errors import ModelError
+from engine.model_names import BUNDLED_PREFIX, check_model_folder, looks_like_path
 from engine.spec import EncoderSpec
 
 ProgressCallback = Callable[[int, int], None]
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(name))
 
 
 def resolve_model_location(name: str) -> str:
     """A local folder for bundled and path names; the hub name otherwise."""
     if name.startswith(BUNDLED_PREFIX):
         return str(ensure_bundled(name[len(BUNDLED_PREFIX):]))
-    if _looks_like_path(name):
-        path = Path(name).expanduser()
-        if not path.is_dir():
-            raise ModelError(f"encoder path {name!r} does not exist or is not a folder")
-        if not (path / "config.json").is_file():
-            raise ModelError(f"encoder path {name!r} has no config.json (not a Hugging Face model folder)")
-        return str(path)
+    if looks_like_path(name):
+        return str(check_model_folder(name))
     return name
-
-
-def check_encoder_name(name: str) -> None:
-    """Cheap checks before a run starts (no download, no conversion)."""
-    if name.startswith(BUNDLED_PREFIX):
-        from engine.bundled import BUNDLED_MODELS
-
-        if name[len(BUNDLED_PREFIX):] not in BUNDLED_MODELS:
-            raise ModelError(f"unknown bundled encoder {name!r} (known: "
-                             + ", ".join(BUNDLED_PREFIX + model for model in BUNDLED_MODELS) + ")")
-    elif _looks_like_path(name):
-        resolve_model_location(name)
 
 
 class DualEncoder(torch.nn.Module):

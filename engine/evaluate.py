@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         from engine.data.preflight import check_datasets
-        from engine.encoder import check_encoder_name
+        from engine.model_names import check_encoder_name
 
         spec = build_eval_spec(args.target, args)
         check_datasets(spec, train=False)

@@ -175,7 +175,13 @@ class EventWriter:
 
     def emit(self, event: Event) -> None:
         line = event.to_json() + "\n"
-        for sink in (self._log, self._stream):
-            if sink is not None:
-                sink.write(line)
-                sink.flush()
+        if self._log is not None:
+            self._log.write(line)
+            self._log.flush()
+        if self._stream is not None:
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                # the parent is gone: keep the record on disk, stop talking to the pipe
+                self._stream = None

@@ -59,3 +59,80 @@ def results_table(results: dict, metric: str | None = None) -> Table:
 def print_results(path: str | Path, metric: str | None = None, console: Console | None = None) -> None:
     results = json.loads(Path(path).read_text(encoding="utf-8"))
     (console or Console()).print(results_table(results, metric))
+
+
+def _delta_text(cell) -> str:
+    if cell.delta is None:
+        return ""
+    colour = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
+    return f"[{colour}]{cell.delta:+.3f}{'*' if cell.significant else ''}[/]"
+
+
+def comparison_table(comparison, title: str | None = None) -> Table:
+    """Runs per language for one metric, with deltas against the first run. Two runs: the
+    second run's values with a delta column per setting; more: side by side."""
+    runs = comparison.runs
+    table = Table(title=title or f"{comparison.dataset} · {comparison.metric} · Δ vs {runs[0].name}",
+                  title_justify="left", caption="* p < 0.05 (paired t-test over queries)",
+                  caption_justify="left")
+    table.add_column("language")
+    compact = len(runs) == 2
+    for setting in comparison.settings:
+        if compact:
+            table.add_column(setting, justify="right")
+            table.add_column("Δ", justify="right")
+        else:
+            for run in runs:
+                table.add_column(f"{setting}\n{run.name[:24]}", justify="right")
+    last_language = max((i for i, (_, summary, _) in enumerate(comparison.rows) if not summary), default=-1)
+    for position, (label, summary, cells) in enumerate(comparison.rows):
+        rendered = []
+        for setting in comparison.settings:
+            if compact:
+                cell = cells[(setting, 1)]
+                rendered += [fmt(cell.value), _delta_text(cell)]
+                continue
+            for index in range(len(runs)):
+                cell = cells[(setting, index)]
+                rendered.append(f"{fmt(cell.value)} {_delta_text(cell)}".strip())
+        table.add_row(label, *rendered, style="bold" if summary else None, end_section=position == last_language)
+    return table
+
+
+def print_run_results(store, summary: dict, console: Console) -> None:
+    """A finished run's tables: each dataset, with deltas against the spec's baseline run
+    (or against the run's own step-0 evaluation when it has one)."""
+    from engine.compare import RunResults, compare, load_run
+
+    run_dir = store.runs_dir / summary["id"]
+    run = load_run(run_dir, summary["id"])
+    baseline = _baseline(store, summary)
+    for dataset, results in run.results.items():
+        console.print(results_table(results))
+        if baseline is not None and dataset in baseline.results:
+            console.print(comparison_table(compare([baseline, run], dataset)))
+            continue
+        start = run_dir / "eval" / dataset / "step-000000" / "results.json"
+        if results.get("step", 0) > 0 and start.exists():
+            before = RunResults(f"{summary['id']}@0", "step 0", run_dir, run.spec,
+                                {dataset: json.loads(start.read_text(encoding="utf-8"))})
+            before._per_query[dataset] = {}
+            console.print(comparison_table(compare([before, run], dataset),
+                                           title=f"{dataset} · {results.get('primary_metric', 'map')} · "
+                                                 "after training vs before (step 0)"))
+
+
+def _baseline(store, summary: dict):
+    from engine.compare import load_run
+    from engine.errors import RunError
+
+    reference = summary.get("baseline")
+    if not reference:
+        return None
+    try:
+        found = store.resolve(reference)
+    except RunError:
+        return None
+    if found["id"] == summary["id"] or found.get("status") != "finished":
+        return None
+    return load_run(store.runs_dir / found["id"], found["id"])

@@ -44,6 +44,21 @@ class StopFlag:
         self.reason = signal.Signals(signum).name
         self.exit_code = 128 + signum
 
+    def follow_parent(self) -> StopFlag:
+        """When started by the runner, stop (checkpoint and exit) if the parent dies."""
+        parent = os.environ.get("HBT_PARENT_PID")
+        if not parent or not sys.platform.startswith("linux"):
+            return self
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return self
+        if os.getppid() != int(parent):  # the parent died before prctl took effect
+            self._handle(signal.SIGTERM, None)
+        return self
+
     def request(self, reason: str) -> None:
         self.reason = reason
 
@@ -72,7 +87,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def preflight(namespace: argparse.Namespace) -> Args:
     """Every check that can fail on the user's input, before anything is written."""
     from engine.data.preflight import check_datasets
-    from engine.encoder import check_encoder_name
+    from engine.model_names import check_encoder_name
 
     run_dir: Path = namespace.run_dir
     spec_path = namespace.spec or (run_dir / SPEC_FILE if namespace.resume else None)
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"error: cannot create run directory {args.run_dir}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    stop = StopFlag().install()
+    stop = StopFlag().install().follow_parent()
     with open(args.run_dir / EVENTS_FILE, "a", encoding="utf-8") as events_log:
         writer = EventWriter(events_log, sys.stdout)
         try:
