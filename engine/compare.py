@@ -33,11 +33,13 @@ class RunResults:
     run_dir: Path
     spec: dict
     results: dict[str, dict]                      # dataset -> results.json
+    step_folder: str | None = None                # read per-query scores of an earlier evaluation
     _per_query: dict[str, dict] = field(default_factory=dict)
 
     def per_query(self, dataset: str) -> dict:
         if dataset not in self._per_query:
-            path = self.run_dir / "eval" / dataset / "per_query.tsv.gz"
+            folder = self.run_dir / "eval" / dataset
+            path = (folder / self.step_folder if self.step_folder else folder) / "per_query.tsv.gz"
             self._per_query[dataset] = read_per_query(path) if path.exists() else {}
         return self._per_query[dataset]
 

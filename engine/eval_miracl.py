@@ -114,6 +114,7 @@ def evaluate_miracl(spec, dataset: str, encode: Callable, emit: Callable[[Event]
         if final and spec.eval.trec_runs != "none":
             relevant = {qid: [doc for doc, gain in judged.items() if gain > 0] for qid, judged in zip(data.query_ids, qrels)}
             write_trec(folder / "trec", f"{language}.mono", data.query_ids, top.ids, top.scores, relevant, spec.name)
+    write_per_query(folder / f"step-{step:06d}" / "per_query.tsv.gz", list(MIRACL_METRICS), rows)
     if final:
         write_per_query(folder / "per_query.tsv.gz", list(MIRACL_METRICS), rows)
     return per_language, encode_seconds

@@ -89,6 +89,7 @@ class Evaluator:
             per_language[language] = row
             self.emit(Eval(step=step, dataset=dataset, language=language, **row))
         folder = self.run_dir / "eval" / dataset
+        evaluation.write_per_query(folder / f"step-{step:06d}" / "per_query.tsv.gz")
         if final:
             evaluation.write_per_query(folder / "per_query.tsv.gz")
             if evaluation_spec.trec_runs != "none":

@@ -115,8 +115,7 @@ def print_run_results(store, summary: dict, console: Console) -> None:
         start = run_dir / "eval" / dataset / "step-000000" / "results.json"
         if results.get("step", 0) > 0 and start.exists():
             before = RunResults(f"{summary['id']}@0", "step 0", run_dir, run.spec,
-                                {dataset: json.loads(start.read_text(encoding="utf-8"))})
-            before._per_query[dataset] = {}
+                                {dataset: json.loads(start.read_text(encoding="utf-8"))}, step_folder="step-000000")
             console.print(comparison_table(compare([before, run], dataset),
                                            title=f"{dataset} · {results.get('primary_metric', 'map')} · "
                                                  "after training vs before (step 0)"))

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +107,16 @@ class Runner:
     def __init__(self, store: RunStore, *, cpu_slots: int = 1, gpus: list[str] | None = None,
                  command: Command = train_command, on_event: EventCallback | None = None,
                  on_status: StatusCallback | None = None, grace_seconds: float = 20.0,
-                 flush_seconds: float = 30.0) -> None:
+                 flush_seconds: float = 30.0, spawn: Callable[[Coroutine], object] | None = None) -> None:
         self.store = store
         self.command = command
         self.on_event = on_event or (lambda run_id, event: None)
         self.on_status = on_status or (lambda run_id, summary: None)
         self.grace_seconds = grace_seconds
         self.flush_seconds = flush_seconds
+        # how each run's coroutine is started: an asyncio task by default; the UI passes
+        # its own (an app-level worker) so runs outlive any screen
+        self.spawn = spawn or self._spawn_task
         gpus = detect_gpus() if gpus is None else gpus
         threads = max(1, (os.cpu_count() or 1) // max(1, cpu_slots))
         self._free_slots: list[dict[str, str]] = (
@@ -169,9 +172,13 @@ class Runner:
             if run.status != "queued":
                 continue
             slot = self._free_slots.pop(0)
-            task = asyncio.get_running_loop().create_task(self._execute(run, slot))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self._execute(run, slot))
+
+    def _spawn_task(self, coroutine: Coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _execute(self, run: LiveRun, slot: dict[str, str]) -> None:
         try:

@@ -1,0 +1,337 @@
+"""Pilot-driven tests of every screen, with a runner that replays recorded runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from textual.widgets import DataTable, Input, Log, Sparkline, Static
+
+from engine.protocol import read_events
+from engine.spec import load_spec
+from runs_helpers import env
+from tui.messages import RunEventReceived, StepReceived
+from tui.screens.compare import CompareScreen, cell_text
+from tui.screens.compose import ComposeScreen
+from tui.screens.help import HelpScreen
+from tui.screens.run_detail import RunDetailScreen
+from tui.screens.runs import RunsScreen
+from tui_helpers import FIXTURES, replay_app, wait_until
+
+QUICK_DOCUMENT = {"name": "queued", "train": {"languages": ["en", "de"], "steps": 12},
+                  "eval": {"datasets": ["xquad-r"], "languages": ["en", "de", "zh"], "max_queries": 10}}
+
+
+def plain(cell) -> str:
+    return getattr(cell, "plain", str(cell))
+
+
+def runs_table(app) -> DataTable:
+    return app.screen.query_one("#runs-table", DataTable)
+
+
+def test_the_ui_never_imports_torch_transformers_faiss_or_datasets(tmp_path):
+    script = f"""
+import asyncio, sys
+sys.path.insert(0, {str(FIXTURES.parent.parent)!r})
+from tui_helpers import replay_app
+async def main():
+    app = replay_app(__import__('pathlib').Path({str(tmp_path)!r}))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        for keys in (["enter"], ["escape", "n"], ["escape", "space", "space", "m"], ["escape", "question_mark"]):
+            await pilot.press(*keys)
+            await pilot.pause(0.3)
+asyncio.run(main())
+heavy = sorted(name for name in ("torch", "transformers", "faiss", "datasets") if name in sys.modules)
+print("HEAVY:" + ",".join(heavy))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "HEAVY:\n" in result.stdout or result.stdout.strip().endswith("HEAVY:"), result.stdout
+
+
+async def test_runs_screen_lists_filters_and_sorts(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        table = runs_table(app)
+        assert set(key.value for key in table.rows) == {"hybrid-run", "mono-run", "failed-run"}
+        assert plain(table.get_cell("failed-run", "status")).endswith("failed")
+        assert plain(table.get_cell("hybrid-run", "progress")).endswith("12/12")
+        await pilot.press("slash")
+        await pilot.press(*"status:failed")
+        await pilot.pause()
+        assert [key.value for key in table.rows] == ["failed-run"]
+        app.screen.query_one("#runs-filter", Input).value = ""
+        await pilot.pause()
+        await pilot.press("enter")  # leave the filter
+        for _ in range(3):  # created -> name -> status -> strategy
+            await pilot.press("s")
+        await pilot.pause()
+        assert app.screen.sort_key == "strategy"
+        assert len(table.rows) == 3
+
+
+async def test_queued_run_updates_its_row_live_and_finishes(tmp_path):
+    app = replay_app(tmp_path, rate=30)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        (run_id,) = app.queue_document(QUICK_DOCUMENT)
+        table = runs_table(app)
+        await wait_until(pilot, lambda: run_id in table.rows)
+        await wait_until(pilot, lambda: plain(table.get_cell(run_id, "status")).endswith("running"))
+        seen_progress = set()
+        await wait_until(pilot, lambda: seen_progress.add(plain(table.get_cell(run_id, "progress"))) or
+                         plain(table.get_cell(run_id, "status")).endswith("finished"))
+        assert plain(table.get_cell(run_id, "progress")).endswith("12/12")
+        assert len(seen_progress) >= 3  # the cell changed as steps arrived
+        assert plain(table.get_cell(run_id, "multi")) != "–"
+        assert app.store.get(run_id)["status"] == "finished"
+
+
+async def test_step_messages_for_one_run_replace_each_other():
+    from engine.protocol import Step
+
+    older = StepReceived("a", Step(step=1, total_steps=9, loss=1.0, lr=0.1, samples_per_s=1, tokens_per_s=1))
+    newer = StepReceived("a", Step(step=2, total_steps=9, loss=0.9, lr=0.1, samples_per_s=1, tokens_per_s=1))
+    other = StepReceived("b", Step(step=2, total_steps=9, loss=0.9, lr=0.1, samples_per_s=1, tokens_per_s=1))
+    assert older.can_replace(newer) and not older.can_replace(other)
+    assert not RunEventReceived("a", newer.event).can_replace(newer)
+
+
+async def test_run_detail_fills_the_table_cell_by_cell(tmp_path):
+    app = replay_app(tmp_path, runs={"live-run": "hybrid"})
+    events = read_events(FIXTURES / "hybrid" / "events.jsonl")
+    shutil.rmtree(app.store.runs_dir / "live-run" / "eval")
+    (app.store.runs_dir / "live-run" / "events.jsonl").write_text("")  # as if it had just been queued
+    async with app.run_test(size=(100, 34)) as pilot:
+        await pilot.pause()
+        app.open_run("live-run")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RunDetailScreen)
+        table = screen.query_one("#detail-table")
+        final_evals = [e for e in events if e.kind == "eval" and e.step == 12]
+        first_mono = next(e for e in final_evals if set(e.settings) == {"mono"})
+        for event in events:
+            app.post_message(RunEventReceived("live-run", event))
+            await pilot.pause()
+            if event is first_mono:  # mono for one language arrived, nothing else yet
+                row = first_mono.language
+                assert plain(table.get_cell(row, "mono")) == f"{first_mono.settings['mono']['map']:.3f}"
+                assert plain(table.get_cell(row, "multi")) == "·"
+                assert plain(table.get_cell("macro", "mono")) == "·"
+        results = json.loads((FIXTURES / "hybrid" / "eval" / "xquad-r" / "results.json").read_text())
+        for language, row in results["per_language"].items():
+            for setting in ("mono", "cross", "multi"):
+                assert plain(table.get_cell(language, setting)) == f"{row['settings'][setting]['map']:.3f}"
+            assert plain(table.get_cell(language, "bias")) == f"{row['bias']:.1f}"
+        assert plain(table.get_cell("macro", "multi")) == f"{results['macro']['multi']['map']:.3f}"
+        assert len(screen.query_one("#detail-loss", Sparkline).data) == 12
+        assert screen.query_one("#detail-log", Log).line_count > 5
+        await pilot.press("m")  # next metric: the same cells, another metric
+        await pilot.pause()
+        assert table.metric == "map@20"
+
+
+async def test_failed_run_shows_error_and_stderr_tail(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.open_run("failed-run")
+        await pilot.pause()
+        stderr = app.screen.query_one("#detail-stderr", Static)
+        assert stderr.display
+        assert "no language has enough distinct monolingual training pairs" in str(stderr.render())
+
+
+async def test_compare_screen_deltas_significance_diff_and_export(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        table = runs_table(app)
+        table.move_cursor(row=table.get_row_index("hybrid-run"))
+        await pilot.press("space")
+        table.move_cursor(row=table.get_row_index("mono-run"))
+        await pilot.press("space", "m")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+        screen = app.screen
+        comparison = screen.comparison
+        assert [run.id for run in comparison.runs] == ["hybrid-run", "mono-run"]
+        compare_table = screen.query_one("#compare-table", DataTable)
+        assert {key.value for key in compare_table.rows} >= {"en", "de", "zh", "high", "macro avg"}
+        cell = comparison.rows[0][2][("multi", 1)]
+        assert cell.delta == pytest.approx(cell.value - comparison.rows[0][2][("multi", 0)].value)
+        assert plain(compare_table.get_cell(comparison.rows[0][0], "multi:1")) == plain(cell_text(cell))
+        diff = screen.query_one("#compare-diff", DataTable)
+        assert "sampling.strategy" in {plain(diff.get_row_at(i)[0]) for i in range(diff.row_count)}
+        await pilot.press("b")  # the other run becomes the baseline
+        await wait_until(pilot, lambda: screen.comparison.runs and screen.baseline == 1 and
+                         screen.comparison.rows[0][2][("multi", 0)].delta is not None)
+        await pilot.press("e")
+        await pilot.pause()
+        exported = sorted(path.suffix for path in (tmp_path / "exports").iterdir())
+        assert exported == [".csv", ".md", ".tex"]
+
+
+def test_significance_mark_and_colour():
+    from engine.compare import Cell
+
+    better = cell_text(Cell(0.8, 0.05, 0.001))
+    assert better.plain.endswith("+0.050*") and "green" in str(better.spans)
+    worse = cell_text(Cell(0.7, -0.02, 0.4))
+    assert worse.plain.endswith("-0.020 ") and "red" in str(worse.spans)
+
+
+async def test_compose_validates_as_you_type(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ComposeScreen)
+        alpha = screen.query_one("#f-sampling-alpha", Input)
+        alpha.focus()
+        await pilot.press(*"1.5")
+        await pilot.pause()
+        errors = str(screen.query_one("#compose-errors", Static).render())
+        assert "sampling.alpha: must be in [0, 1], got 1.5" in errors
+        assert alpha.has_class("-invalid")
+        await pilot.press("backspace", "backspace", "backspace", *"0.25")
+        await pilot.pause()
+        assert "valid" in str(screen.query_one("#compose-errors", Static).render())
+        assert not alpha.has_class("-invalid")
+
+
+async def test_compose_grid_save_and_queue(tmp_path):
+    app = replay_app(tmp_path, rate=400)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        app.push_screen(ComposeScreen(dict(QUICK_DOCUMENT, name="sweep")))
+        await pilot.pause()
+        screen = app.screen
+        screen.query_one("#grid-strategies").press()
+        await pilot.pause()
+        assert "4 runs" in str(screen.query_one("#compose-errors", Static).render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        saved = load_spec(tmp_path / "experiments" / "sweep.json")
+        assert saved.grid["sampling.strategy"] == ("monolingual", "crosslingual", "hybrid", "multitask")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        queued = [run for run in app.store.all() if run["name"].startswith("sweep-strategy=")]
+        assert len(queued) == 4
+        await app.runner.wait([run["id"] for run in queued])
+        await pilot.pause()
+        assert {app.store.get(run["id"])["status"] for run in queued} == {"finished"}
+
+
+async def test_invalid_spec_file_opens_in_compose_with_its_errors(tmp_path):
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"name": "bad", "sampling": {"alpha": 3}, "train": {"languages": ["en", "xx"]}}))
+    app = replay_app(tmp_path, open_spec=spec)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ComposeScreen)
+        errors = str(screen.query_one("#compose-errors", Static).render())
+        assert "sampling.alpha: must be in [0, 1], got 3" in errors
+        assert screen.query_one("#f-sampling-alpha", Input).value == "3"
+        assert screen.query_one("#f-sampling-alpha", Input).has_class("-invalid")
+
+
+async def test_deleted_run_folder_shows_missing_not_a_crash(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        shutil.rmtree(app.store.runs_dir / "mono-run")
+        app.screen.check_missing()
+        await pilot.pause()
+        assert plain(runs_table(app).get_cell("mono-run", "status")).endswith("missing")
+        app.open_run("mono-run")
+        await pilot.pause()
+        assert "folder is missing" in str(app.screen.query_one("#detail-header", Static).render())
+        await pilot.press("escape", "space")
+        table = runs_table(app)
+        table.move_cursor(row=table.get_row_index("hybrid-run"))
+        await pilot.press("space", "m")
+        await pilot.pause(0.5)  # the comparison worker finishes; the app is still alive
+        assert isinstance(app.screen, CompareScreen)
+
+
+async def test_resize_mid_run_keeps_the_tables(tmp_path):
+    app = replay_app(tmp_path, rate=60)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        (run_id,) = app.queue_document(QUICK_DOCUMENT)
+        await wait_until(pilot, lambda: app.ensure_live(run_id).step >= 2)
+        app.open_run(run_id)
+        await pilot.pause()
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await pilot.resize_terminal(160, 50)
+        await app.runner.wait([run_id])
+        await pilot.pause()
+        table = app.screen.query_one("#detail-table")
+        assert {key.value for key in table.rows} >= {"en", "de", "zh", "macro"}
+        assert plain(table.get_cell("macro", "multi")) != "·"
+
+
+async def test_delete_asks_first(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = runs_table(app)
+        table.move_cursor(row=table.get_row_index("failed-run"))
+        await pilot.press("d", "n")
+        await pilot.pause()
+        assert app.store.get("failed-run") is not None
+        await pilot.press("d", "y")
+        await pilot.pause()
+        assert app.store.get("failed-run") is None
+        assert not (app.store.runs_dir / "failed-run").exists()
+        assert "failed-run" not in {key.value for key in runs_table(app).rows}
+
+
+async def test_cancel_then_resume_from_the_keyboard(tmp_path):
+    app = replay_app(tmp_path, rate=20)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        (run_id,) = app.queue_document(QUICK_DOCUMENT)
+        await wait_until(pilot, lambda: app.ensure_live(run_id).step >= 1)
+        table = runs_table(app)
+        table.move_cursor(row=table.get_row_index(run_id))
+        await pilot.press("c")
+        await app.runner.wait([run_id])
+        await pilot.pause()
+        assert app.store.get(run_id)["status"] == "cancelled"
+        assert plain(table.get_cell(run_id, "status")).endswith("cancelled")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.store.get(run_id)["status"] in ("queued", "running"))
+        await app.runner.wait([run_id])
+        await pilot.pause()
+        assert app.store.get(run_id)["status"] == "finished"
+        assert plain(table.get_cell(run_id, "status")).endswith("finished")
+
+
+async def test_help_screen_and_command_palette(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"new experiment")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen))

@@ -1,0 +1,43 @@
+"""A store of recorded runs and a runner that replays them: the UI tests' world."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from engine.replay import replay_command
+from engine.runner import Runner
+from engine.store import RunStore
+from tui.app import create_app
+
+FIXTURES = Path(__file__).parent / "fixtures" / "recorded"
+
+
+def recorded_store(root: Path, runs: dict[str, str] | None = None) -> RunStore:
+    """A runs folder holding copies of recorded runs under fixed ids (stable snapshots)."""
+    runs = runs or {"hybrid-run": "hybrid", "mono-run": "monolingual", "failed-run": "failure"}
+    runs_dir = root / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for run_id, fixture in runs.items():
+        shutil.copytree(FIXTURES / fixture, runs_dir / run_id)
+    store = RunStore(runs_dir)
+    store.rebuild()
+    return store
+
+
+def replay_app(root: Path, source: str = "hybrid", rate: float | None = 200.0, runs: dict | None = None, **options):
+    store = recorded_store(root, runs)
+    runner = Runner(store, cpu_slots=2, gpus=[], command=replay_command(FIXTURES / source, rate=rate),
+                    grace_seconds=5)
+    options.setdefault("experiments_dir", root / "experiments")
+    options.setdefault("exports_dir", root / "exports")
+    return create_app(store, runner, **options)
+
+
+async def wait_until(pilot, predicate, tries: int = 400) -> None:
+    """Let the app process messages until `predicate()` holds (no fixed sleeps)."""
+    for _ in range(tries):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")

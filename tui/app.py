@@ -1,0 +1,227 @@
+"""The hbt-tui Textual app: a thin shell around the screens, the store and the runner.
+
+`create_app(store, runner)` builds it, so tests inject a runner that replays recorded
+events instead of training. The runner runs in the app's event loop: each run's process
+is watched by an app-level worker (it outlives any screen) whose callbacks only post
+messages; the handlers here own the live state and pass updates to the open screens.
+Never imports torch, transformers, faiss or datasets (a test checks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import partial
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
+
+from engine.errors import UserError
+from engine.protocol import Event
+from engine.runner import Runner
+from engine.store import RunStore
+from tui.messages import RunEventReceived, RunStatusChanged, StepReceived
+from tui.state import RunLive, live_from_folder
+
+
+class ActionsProvider(Provider):
+    """Command palette: the main actions, and every run by name."""
+
+    async def search(self, query: str) -> Hits:
+        app = self.app
+        matcher = self.matcher(query)
+        commands = [("New experiment (compose)", app.action_compose, "compose and queue an experiment"),
+                    ("Open spec file…", app.action_open_spec, "edit a saved spec in Compose"),
+                    ("Runs", app.action_show_runs, "the list of runs"),
+                    ("Compare marked runs", app.action_compare_marked, "side by side per language"),
+                    ("Rebuild index from run folders", app.action_rebuild_index, "hbt-tui index rebuild"),
+                    ("Help", app.action_help, "keys and concepts")]
+        for run in app.store.all()[:500]:
+            commands.append((f"Open run {run.get('name')} ({run.get('status')})", partial(app.open_run, run["id"]),
+                             run["id"]))
+        for name, callback, help_text in commands:
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class HbtApp(App):
+    TITLE = "hbt-tui"
+    SUB_TITLE = "hybrid batch training for multilingual retrieval"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    BINDINGS = [Binding("question_mark", "help", "Help", show=False),
+                Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, store: RunStore, runner: Runner, experiments_dir: Path = Path("experiments"),
+                 exports_dir: Path = Path("exports"), open_spec: Path | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.runner = runner
+        self.experiments_dir = experiments_dir
+        self.exports_dir = exports_dir
+        self.open_spec_path = open_spec
+        self.live: dict[str, RunLive] = {}
+        runner.on_event = self._runner_event
+        runner.on_status = self._runner_status
+        runner.spawn = lambda coroutine: self.run_worker(coroutine, group="runs", exit_on_error=False)
+
+    def on_mount(self) -> None:
+        from tui.screens.runs import RunsScreen
+
+        for message in self.store.messages + self.runner.reconcile():
+            self.notify(message, severity="warning", timeout=10)
+        self.push_screen(RunsScreen())
+        if self.open_spec_path is not None:
+            self.push_screen(self.compose_screen_for(self.open_spec_path))
+
+    # --- from the runner (same event loop): post, never touch state here -------------------------
+    def _runner_event(self, run_id: str, event: Event) -> None:
+        message = StepReceived(run_id, event) if event.kind == "step" else RunEventReceived(run_id, event)
+        self.post_message(message)
+
+    def _runner_status(self, run_id: str, summary: dict) -> None:
+        self.post_message(RunStatusChanged(run_id, summary))
+
+    # --- handlers own the live state and tell the screens -------------------------------------------
+    def on_run_event_received(self, message: RunEventReceived) -> None:
+        self.ensure_live(message.run_id).apply(message.event)
+        for screen in self.screen_stack:
+            if hasattr(screen, "run_event"):
+                screen.run_event(message)
+
+    def on_step_received(self, message: StepReceived) -> None:
+        self.on_run_event_received(message)
+
+    def on_run_status_changed(self, message: RunStatusChanged) -> None:
+        for screen in self.screen_stack:
+            if hasattr(screen, "run_status"):
+                screen.run_status(message)
+
+    def ensure_live(self, run_id: str) -> RunLive:
+        """The live state of a run, read from its events.jsonl the first time it is needed."""
+        if run_id not in self.live:
+            self.live[run_id] = live_from_folder(self.store.runs_dir / run_id)
+        return self.live[run_id]
+
+    # --- actions used by the screens ------------------------------------------------------------------
+    def open_run(self, run_id: str) -> None:
+        from tui.screens.run_detail import RunDetailScreen
+
+        self.push_screen(RunDetailScreen(run_id))
+
+    def open_compare(self, run_ids: list[str]) -> None:
+        from tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(run_ids))
+
+    def cancel_run(self, run_id: str) -> None:
+        run = self.runner.runs.get(run_id)
+        if run is None or run.status not in ("queued", "running"):
+            self.notify(f"{run_id} is not queued or running in this session.", severity="warning")
+            return
+        self.run_worker(self.runner.cancel(run_id), group="cancel", exit_on_error=False)
+        self.notify(f"Cancelling {run_id}: it checkpoints and stops.")
+
+    def resume_run(self, run_id: str) -> None:
+        try:
+            self.runner.resume(run_id)
+        except UserError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.live.pop(run_id, None)
+        self.notify(f"Resumed {run_id}.")
+
+    def queue_document(self, document: dict) -> list[str]:
+        """Validate, expand the grid, check data and model, queue every run."""
+        from engine.data.preflight import check_datasets
+        from engine.grid import expand_grid
+        from engine.model_names import check_encoder_name
+        from engine.spec import parse_spec
+
+        specs = expand_grid(parse_spec(document))
+        for spec in specs:
+            check_datasets(spec)
+            check_encoder_name(spec.encoder.name)
+        group = document.get("name") if len(specs) > 1 else None
+        return [self.runner.submit(spec, group=group) for spec in specs]
+
+    def compose_screen_for(self, path: Path):
+        """Compose with a spec file loaded; a spec that fails validation opens with its errors."""
+        from tui.screens.compose import ComposeScreen
+
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            return ComposeScreen(load_error=f"{path}: {error}")
+        if not isinstance(document, dict):
+            return ComposeScreen(load_error=f"{path}: the top level must be an object")
+        return ComposeScreen(document, source=Path(path))
+
+    def action_compose(self) -> None:
+        from tui.screens.compose import ComposeScreen
+
+        self.push_screen(ComposeScreen())
+
+    def action_open_spec(self) -> None:
+        from tui.screens.open_spec import OpenSpecScreen
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.push_screen(self.compose_screen_for(path))
+
+        self.push_screen(OpenSpecScreen(Path(self.experiments_dir)), chosen)
+
+    def action_show_runs(self) -> None:
+        from tui.screens.runs import RunsScreen
+
+        while len(self.screen_stack) > 2 or not isinstance(self.screen, RunsScreen):
+            if len(self.screen_stack) <= 1:
+                break
+            self.pop_screen()
+
+    def action_compare_marked(self) -> None:
+        from tui.screens.runs import RunsScreen
+
+        runs_screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
+        if runs_screen is not None:
+            runs_screen.action_compare()
+
+    def action_rebuild_index(self) -> None:
+        count = self.store.rebuild()
+        self.notify(f"Rebuilt the index: {count} runs.")
+        for screen in self.screen_stack:
+            if hasattr(screen, "rebuild"):
+                screen.rebuild()
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if any(run.status in ("queued", "running") for run in self.runner.runs.values()):
+            self.notify("Cancelling running runs (they checkpoint)…")
+            await self.runner.cancel_all()
+        self.exit()
+
+
+def create_app(store: RunStore, runner: Runner, **options) -> HbtApp:
+    return HbtApp(store, runner, **options)
+
+
+def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = None) -> int:
+    """`hbt-tui` with no arguments."""
+    from engine.errors import EXIT_USER_ERROR
+
+    try:
+        store = RunStore(Path(runs_dir or os.environ.get("HBT_RUNS_DIR") or "runs"))
+    except UserError as error:
+        print(f"error: {error}")
+        return EXIT_USER_ERROR
+    app = create_app(store, Runner(store, cpu_slots=jobs), open_spec=Path(open_spec) if open_spec else None)
+    app.run()
+    return 0

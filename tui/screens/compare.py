@@ -1,0 +1,163 @@
+"""Two or more runs side by side per language: deltas against a chosen baseline, coloured
+by sign and marked where the difference is significant over queries; group averages; the
+config fields that differ; export to Markdown, CSV and LaTeX.
+
+Loading per-query scores and testing every cell runs in a thread worker, which only posts
+a `ComparisonReady` message; the handler owns the table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engine.compare import FORMATS, Comparison, compare, load_run
+from engine.eval_outputs import SETTINGS
+
+
+class ComparisonReady(Message):
+    """A finished comparison, with what it was computed from (the handler keeps it)."""
+
+    def __init__(self, comparison: Comparison | None, runs: list, datasets: list[str], metrics: list[str],
+                 error: str | None = None) -> None:
+        super().__init__()
+        self.comparison = comparison
+        self.runs = runs
+        self.datasets = datasets
+        self.metrics = metrics
+        self.error = error
+
+
+def cell_text(cell) -> Text:
+    if cell.value is None:
+        return Text("–", style="dim", justify="right")
+    text = Text(f"{cell.value:.3f}", justify="right")
+    if cell.delta is not None:
+        style = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
+        text.append(f" {cell.delta:+.3f}", style=style + (" bold" if cell.significant else ""))
+        text.append("*" if cell.significant else " ", style=style)
+    return text
+
+
+class CompareScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("b", "next_baseline", "Baseline"),
+        Binding("m", "next_metric", "Metric"),
+        Binding("t", "next_dataset", "Dataset"),
+        Binding("e", "export", "Export"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__()
+        self.run_ids = run_ids
+        self.baseline = 0
+        self.runs = []
+        self.datasets: list[str] = []
+        self.dataset: str | None = None
+        self.metrics: list[str] = []
+        self.metric: str | None = None
+        self.comparison: Comparison | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading…", id="compare-title")
+        yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
+        yield Static("config fields that differ", id="compare-diff-title")
+        yield DataTable(id="compare-diff", cursor_type="none")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        self.run_worker_compare(list(self.runs), self.dataset, self.metric, self.baseline)
+
+    @work(thread=True, exclusive=True, group="compare")
+    def run_worker_compare(self, runs: list, dataset: str | None, metric: str | None, baseline: int) -> None:
+        """Read the runs' results and per-query scores and test every cell (off the UI thread)."""
+        datasets: list[str] = []
+        try:
+            if not runs:
+                runs = [load_run(self.app.store.runs_dir / run_id, run_id) for run_id in self.run_ids]
+            datasets = sorted({name for run in runs for name in run.results})
+            if not datasets:
+                raise ValueError("none of these runs has evaluation results yet")
+            dataset = dataset if dataset in datasets else datasets[0]
+            results = next(run.results[dataset] for run in runs if dataset in run.results)
+            metrics = list(results.get("metrics", ["map"]))
+            metric = metric if metric in metrics else results.get("primary_metric", metrics[0])
+            comparison = compare(runs, dataset, metric, SETTINGS, baseline)
+            self.post_message(ComparisonReady(comparison, runs, datasets, metrics))
+        except (ValueError, OSError) as error:
+            self.post_message(ComparisonReady(None, runs, datasets, [], str(error)))
+
+    def on_comparison_ready(self, message: ComparisonReady) -> None:
+        title = self.query_one("#compare-title", Static)
+        self.runs, self.datasets = message.runs, message.datasets
+        if message.comparison is None:
+            title.update(f"[red]{message.error}[/]")
+            return
+        self.comparison = comparison = message.comparison
+        self.dataset, self.metric, self.metrics = comparison.dataset, comparison.metric, message.metrics
+        base = comparison.runs[self.baseline].name
+        title.update(f"[b]{comparison.dataset}[/b] · {comparison.metric} · Δ vs [b]{base}[/b]   "
+                     "[dim]green better · red worse · * p < 0.05 (paired t-test over queries)[/]")
+        table = self.query_one("#compare-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("language", key="language", width=16)
+        for setting in comparison.settings:
+            for index, run in enumerate(comparison.runs):
+                marker = " (base)" if index == self.baseline else ""
+                table.add_column(f"{setting} · {run.name[:18]}{marker}", key=f"{setting}:{index}", width=24)
+        for label, summary, cells in comparison.rows:
+            row = [Text(label, style="bold" if summary else "")]
+            row += [cell_text(cells[(setting, index)]) for setting in comparison.settings
+                    for index in range(len(comparison.runs))]
+            table.add_row(*row, key=label)
+        diff = self.query_one("#compare-diff", DataTable)
+        diff.clear(columns=True)
+        diff.add_column("field", key="field")
+        for index, run in enumerate(comparison.runs):
+            diff.add_column(run.name[:28], key=str(index))
+        for key, values in comparison.diff:
+            diff.add_row(key, *(str(value) for value in values))
+        if not comparison.diff:
+            diff.add_row("(identical configurations)", *([""] * len(comparison.runs)))
+
+    # --- actions ---------------------------------------------------------------------------------
+    def action_next_baseline(self) -> None:
+        if self.runs:
+            self.baseline = (self.baseline + 1) % len(self.runs)
+            self.load()
+
+    def action_next_metric(self) -> None:
+        if self.metrics:
+            self.metric = self.metrics[(self.metrics.index(self.metric) + 1) % len(self.metrics)]
+            self.load()
+
+    def action_next_dataset(self) -> None:
+        if self.datasets:
+            self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
+            self.load()
+
+    def action_export(self) -> None:
+        if self.comparison is None:
+            return
+        folder = Path(self.app.exports_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"compare-{self.comparison.dataset}-{self.comparison.metric}-{time.strftime('%Y%m%d-%H%M%S')}"
+        written = []
+        for extension, render in (("md", FORMATS["md"]), ("csv", FORMATS["csv"]), ("tex", FORMATS["latex"])):
+            path = folder / f"{stem}.{extension}"
+            path.write_text(render(self.comparison), encoding="utf-8")
+            written.append(path)
+        self.notify("Exported " + ", ".join(str(path) for path in written), timeout=8)

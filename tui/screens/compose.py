@@ -1,0 +1,362 @@
+"""Compose an experiment: a form over the spec, validated as the user types.
+
+Each field edits one dotted path of the spec document; the whole document goes through
+the same validator as `hbt-tui --run`, and its messages appear under the form with the
+offending fields marked. The grid builder sweeps any field. Save writes
+`experiments/<name>.json`; queue expands the grid and hands the runs to the runner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static, Switch
+
+from engine.data import catalog
+from engine.errors import SpecError, UserError
+from engine.model_names import BUNDLED_CHOICES, HUB_SUGGESTIONS
+from engine.spec import STRATEGIES, parse_spec
+
+
+@dataclass(frozen=True)
+class Field:
+    path: str
+    label: str
+    kind: str                     # text | int | float | optional-int | bool | select | multi
+    choices: tuple = ()
+
+    @property
+    def widget_id(self) -> str:
+        return "f-" + self.path.replace(".", "-").replace("_", "-")
+
+
+SECTIONS: list[tuple[str, list[Field]]] = [
+    ("experiment", [Field("name", "name", "text"), Field("description", "description", "text")]),
+    ("encoder", [Field("encoder.name", "encoder (bundled, hub name or path)", "text"),
+                 Field("encoder.pooling", "pooling", "select", ("mean", "cls")),
+                 Field("encoder.freeze_word_embeddings", "freeze word embeddings", "bool")]),
+    ("batch sampling", [Field("sampling.strategy", "strategy", "select", STRATEGIES),
+                        Field("sampling.alpha", "α: share of monolingual batches", "float"),
+                        Field("sampling.mono_weight", "multitask: mono weight", "float"),
+                        Field("sampling.cross_weight", "multitask: cross weight", "float"),
+                        Field("sampling.multitask_batch", "multitask: batch per objective", "select", ("half", "full"))]),
+    ("loss", [Field("loss.temperature", "InfoNCE temperature τ", "float"),
+              Field("loss.symmetric", "symmetric term", "bool"),
+              Field("loss.hard_negatives", "hard negatives per query", "int")]),
+    ("training", [Field("train.dataset", "training data", "select", tuple(catalog.LAREQA_DATASETS)),
+                  Field("train.languages", "training languages (none = all)", "multi"),
+                  Field("train.max_questions", "questions per language (blank = all)", "optional-int"),
+                  Field("train.steps", "steps", "int"),
+                  Field("train.batch_size", "batch size", "int"),
+                  Field("train.lr", "learning rate", "float"),
+                  Field("train.seed", "seed", "int")]),
+    ("evaluation", [Field("eval.datasets", "evaluation datasets", "multi", ("xquad-r", "mlqa-r", "miracl")),
+                    Field("eval.languages", "evaluation languages (none = all)", "multi"),
+                    Field("eval.max_queries", "queries per language (blank = all)", "optional-int")]),
+]
+FIELDS = {field.path: field for _, fields in SECTIONS for field in fields}
+GRID_FIELDS = ("sampling.alpha", "sampling.strategy", "train.seed", "loss.temperature", "train.lr",
+               "train.batch_size", "loss.hard_negatives", "encoder.name")
+DEFAULT_DOCUMENT = {"name": "my-experiment", "encoder": {"freeze_word_embeddings": True},
+                    "train": {"steps": 100, "batch_size": 16, "lr": 3e-5},
+                    "eval": {"datasets": ["xquad-r"], "max_queries": 100}}
+
+
+def get_path(document: dict, path: str, default: Any = None) -> Any:
+    node: Any = document
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_path(document: dict, path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = document
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+
+
+def parse_value(text: str, kind: str) -> Any:
+    """Numbers where they parse; otherwise the text, which the validator then names."""
+    text = text.strip()
+    if kind != "text" and not text:
+        return None  # blank: the spec's default
+    if kind in ("int", "optional-int"):
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def parse_grid_values(text: str) -> list[Any]:
+    values = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            values.append(json.loads(item))
+        except ValueError:
+            values.append(item)
+    return values
+
+
+class ComposeScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+r", "queue", "Queue"),
+        Binding("ctrl+o", "open", "Open spec"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, document: dict | None = None, source: Path | None = None,
+                 load_error: str | None = None) -> None:
+        super().__init__()
+        self.document: dict = json.loads(json.dumps(document if document is not None else DEFAULT_DOCUMENT))
+        self.grid: dict[str, list] = dict(self.document.get("grid") or {})
+        self.source = source
+        self.load_error = load_error
+        self.problems: list[tuple[str, str]] = []
+        self.ready = False
+
+    # --- layout ----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="compose-form"):
+            for title, fields in SECTIONS:
+                yield Static(title, classes="compose-section")
+                for field in fields:
+                    with Horizontal(classes="compose-row"):
+                        yield Label(field.label, classes="compose-label")
+                        yield self._widget(field)
+            yield Static("grid (sweep a field: one run per value, combinations multiply)", classes="compose-section")
+            with Horizontal(classes="compose-row"):
+                yield Select([(path, path) for path in GRID_FIELDS], prompt="field", id="grid-field",
+                             classes="compose-grid-field", compact=True)
+                yield Input(placeholder="values, e.g. 0.25, 0.5, 0.75", id="grid-values", compact=True)
+                yield Button("add", id="grid-add", compact=True)
+            with Horizontal(classes="compose-row compose-buttons"):
+                yield Button("α sweep 0.25/0.5/0.75", id="grid-alpha", compact=True)
+                yield Button("all four strategies", id="grid-strategies", compact=True)
+                yield Button("clear grid", id="grid-clear", compact=True)
+            yield Static("", id="grid-summary")
+            with Horizontal(classes="compose-row compose-buttons"):
+                yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
+                yield Button("Queue (ctrl+r)", id="queue", variant="success", compact=True)
+                yield Button("Save & queue", id="save-queue", compact=True)
+        yield Static("", id="compose-errors")
+        yield Footer()
+
+    def _widget(self, field: Field):
+        value = get_path(self.document, field.path)
+        if field.kind == "bool":
+            return Switch(value=bool(value), id=field.widget_id)
+        if field.kind == "select":
+            options = [(choice, choice) for choice in field.choices]
+            return Select(options, value=value if value in field.choices else Select.NULL,
+                          prompt="(default)", id=field.widget_id, classes="compose-input", compact=True)
+        if field.kind == "multi":
+            return SelectionList(id=field.widget_id, classes="compose-multi", compact=True)
+        suggester = SuggestFromList(BUNDLED_CHOICES + HUB_SUGGESTIONS) if field.path == "encoder.name" else None
+        return Input(value="" if value is None else str(value), id=field.widget_id, classes="compose-input",
+                     suggester=suggester, placeholder=self._placeholder(field), compact=True)
+
+    @staticmethod
+    def _placeholder(field: Field) -> str:
+        from engine.spec import ExperimentSpec
+
+        default = get_path(json.loads(ExperimentSpec(name="x").to_json()), field.path)
+        return f"default: {default}" if default not in (None, "", "x") else ""
+
+    def on_mount(self) -> None:
+        self._refresh_language_options()
+        self.ready = True
+        self._update_grid_summary()
+        self.validate()
+        if self.load_error:
+            self.notify(self.load_error, severity="error", timeout=10)
+
+    def _refresh_language_options(self) -> None:
+        train_dataset = get_path(self.document, "train.dataset", "mlqa-r")
+        self._fill_languages("train.languages", catalog.dataset_languages(train_dataset) or ())
+        eval_datasets = get_path(self.document, "eval.datasets", ["xquad-r"]) or []
+        evaluated: list[str] = []
+        for dataset in eval_datasets:
+            evaluated += [lang for lang in (catalog.dataset_languages(dataset) or ()) if lang not in evaluated]
+        self._fill_languages("eval.languages", tuple(evaluated))
+        chosen = set(get_path(self.document, "eval.datasets", ["xquad-r"]) or [])
+        datasets = self.query_one("#" + FIELDS["eval.datasets"].widget_id, SelectionList)
+        if not datasets.option_count:
+            datasets.add_options([(name, name, name in chosen) for name in FIELDS["eval.datasets"].choices])
+
+    def _fill_languages(self, path: str, languages: tuple[str, ...]) -> None:
+        widget = self.query_one("#" + FIELDS[path].widget_id, SelectionList)
+        chosen = set(get_path(self.document, path) or [])
+        current = [str(widget.get_option_at_index(i).value) for i in range(widget.option_count)]
+        if current == list(languages):
+            return
+        with widget.prevent(SelectionList.SelectedChanged):
+            widget.clear_options()
+            widget.add_options([(language, language, language in chosen) for language in languages])
+
+    # --- reading the form ----------------------------------------------------------------------------
+    def read_form(self) -> dict:
+        document = json.loads(json.dumps(self.document))
+        for field in FIELDS.values():
+            widget = self.query_one("#" + field.widget_id)
+            if isinstance(widget, Switch):
+                value: Any = widget.value
+            elif isinstance(widget, Select):
+                value = None if widget.value is Select.NULL else widget.value
+            elif isinstance(widget, SelectionList):
+                value = list(widget.selected) or None
+            else:
+                value = parse_value(widget.value, field.kind)
+                if value == "" and field.kind == "text" and field.path not in ("name",):
+                    value = None
+            set_path(document, field.path, value)
+        if self.grid:
+            document["grid"] = self.grid
+        else:
+            document.pop("grid", None)
+        return document
+
+    def validate(self) -> bool:
+        """Run the spec validator on the form; mark bad fields and list the messages."""
+        if not self.ready:
+            return False
+        self.document = self.read_form()
+        try:
+            from engine.grid import expand_grid
+
+            runs = expand_grid(parse_spec(self.document))
+            self.problems = []
+        except SpecError as error:
+            self.problems, runs = error.problems, []
+        bad = {self._field_for(path) for path, _ in self.problems}
+        for field in FIELDS.values():
+            self.query_one("#" + field.widget_id).set_class(field.path in bad, "-invalid")
+        errors = self.query_one("#compose-errors", Static)
+        if self.problems:
+            errors.update("[b red]✘ not valid[/]\n" + "\n".join(f"[red]{path}[/]: {reason}"
+                                                                 for path, reason in self.problems[:6]))
+        else:
+            names = ", ".join(run.name for run in runs[:4]) + (" …" if len(runs) > 4 else "")
+            errors.update(f"[b green]✔ valid[/] — {len(runs)} run{'s' if len(runs) != 1 else ''}: {names}")
+        return not self.problems
+
+    @staticmethod
+    def _field_for(path: str) -> str:
+        path = path.split(" -> ")[-1].split("[")[0]
+        return path
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Switch.Changed)
+    @on(SelectionList.SelectedChanged)
+    def field_changed(self, event) -> None:
+        if not self.ready or getattr(event, "control", None) is None:
+            return
+        if getattr(event.control, "id", "") in ("grid-values", "grid-field"):
+            return
+        self.validate()
+        if getattr(event.control, "id", "") in (FIELDS["train.dataset"].widget_id, FIELDS["eval.datasets"].widget_id):
+            self._refresh_language_options()
+
+    # --- grid builder --------------------------------------------------------------------------------
+    @on(Button.Pressed, "#grid-add")
+    def grid_add(self) -> None:
+        field = self.query_one("#grid-field", Select).value
+        values = parse_grid_values(self.query_one("#grid-values", Input).value)
+        if field is Select.NULL or not values:
+            self.notify("Choose a field and give comma-separated values.", severity="warning")
+            return
+        self.grid[str(field)] = values
+        self.query_one("#grid-values", Input).value = ""
+        self._grid_changed()
+
+    @on(Button.Pressed, "#grid-alpha")
+    def grid_alpha(self) -> None:
+        self.grid["sampling.alpha"] = [0.25, 0.5, 0.75]
+        self._grid_changed()
+
+    @on(Button.Pressed, "#grid-strategies")
+    def grid_strategies(self) -> None:
+        self.grid["sampling.strategy"] = list(STRATEGIES)
+        self._grid_changed()
+
+    @on(Button.Pressed, "#grid-clear")
+    def grid_clear(self) -> None:
+        self.grid = {}
+        self._grid_changed()
+
+    def _grid_changed(self) -> None:
+        self._update_grid_summary()
+        self.validate()
+
+    def _update_grid_summary(self) -> None:
+        text = "  ".join(f"{path} = {values}" for path, values in self.grid.items()) or "(no grid: one run)"
+        self.query_one("#grid-summary", Static).update(text)
+
+    # --- save / queue / open -------------------------------------------------------------------------
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> Path | None:
+        if not self.validate():
+            self.notify("Fix the marked fields first.", severity="error")
+            return None
+        folder = Path(self.app.experiments_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.document['name']}.json"
+        path.write_text(json.dumps(self.document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        self.source = path
+        self.notify(f"Saved {path}")
+        return path
+
+    @on(Button.Pressed, "#queue")
+    def action_queue(self) -> None:
+        if not self.validate():
+            self.notify("Fix the marked fields first.", severity="error")
+            return
+        try:
+            queued = self.app.queue_document(self.document)
+        except UserError as error:
+            self.notify(str(error), severity="error", timeout=10)
+            return
+        self.notify(f"Queued {len(queued)} run{'s' if len(queued) != 1 else ''}.")
+        self.app.pop_screen()
+
+    @on(Button.Pressed, "#save-queue")
+    def save_and_queue(self) -> None:
+        if self.action_save() is not None:
+            self.action_queue()
+
+    def action_open(self) -> None:
+        from tui.screens.open_spec import OpenSpecScreen
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.app.switch_screen(self.app.compose_screen_for(path))
+
+        self.app.push_screen(OpenSpecScreen(Path(self.app.experiments_dir)), chosen)

@@ -1,0 +1,225 @@
+"""One run: the per-language table filling cell by cell as eval events arrive, the loss
+curve, the event log, and the stderr tail when the run failed."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Log, Sparkline, Static
+
+from engine.data import catalog
+from engine.run_record import STDERR_FILE, read_json
+from tui.messages import RunEventReceived, RunStatusChanged
+from tui.screens.runs import status_text
+from tui.state import EvalCells
+from tui.widgets.language_table import LanguageTable
+
+
+def table_layout(spec: dict, dataset: str, results: dict | None, cells: EvalCells) -> tuple[list[str], dict]:
+    """Languages and groups of a dataset's table, known before any result arrives."""
+    evaluation = spec.get("eval", {})
+    if results:
+        languages = list(results["languages"])
+    elif evaluation.get("languages"):
+        languages = list(evaluation["languages"])
+    elif dataset in catalog.LAREQA_DATASETS:
+        languages = list(catalog.LAREQA_DATASETS[dataset])
+    else:
+        languages = sorted(cells.settings)
+    if results and results.get("groups"):
+        groups = {name: list(group.get("languages", [])) for name, group in results["groups"].items()}
+    elif evaluation.get("groups"):
+        groups = {name: [lang for lang in members if lang in languages]
+                  for name, members in evaluation["groups"].items()}
+    else:
+        groups = {name: list(members) for name, members in catalog.default_groups(tuple(languages)).items()}
+    return languages, {name: members for name, members in groups.items() if members}
+
+
+def cells_from_results(results: dict) -> EvalCells:
+    cells = EvalCells(step=results.get("step", 0), done=True, macro=results.get("macro", {}),
+                      groups=results.get("groups", {}), overall_bias=results.get("bias"))
+    for language, row in results.get("per_language", {}).items():
+        cells.settings[language] = dict(row.get("settings", {}))
+        cells.bias[language] = row.get("bias")
+    return cells
+
+
+class RunDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("m", "next_metric", "Metric"),
+        Binding("t", "next_dataset", "Dataset"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "resume", "Resume"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run_dir = None
+        self.spec: dict = {}
+        self.datasets: list[str] = []
+        self.dataset: str | None = None
+        self.metrics: list[str] = ["map"]
+        self.metric = "map"
+        self.log_length = 0
+        self.table_key: tuple[str | None, int] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="detail-header")
+        with Horizontal(id="detail-body"):
+            with Vertical(id="detail-left"):
+                yield Static("", id="detail-table-title")
+                yield LanguageTable(id="detail-table")
+                yield Static("", id="detail-eval-progress")
+            with Vertical(id="detail-right"):
+                yield Static("loss", id="detail-loss-title")
+                yield Sparkline([], id="detail-loss")
+                yield Log(id="detail-log", max_lines=300)
+        yield Static("", id="detail-stderr")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        summary = self.app.store.get(self.run_id) or {"id": self.run_id, "name": self.run_id, "status": "missing"}
+        self.run_dir = self.app.store.runs_dir / self.run_id
+        if not self.run_dir.exists():
+            self.query_one("#detail-header", Static).update(
+                f"[b]{summary.get('name')}[/b]  {self.run_id}\n[red]The run folder is missing: {self.run_dir}[/]")
+            return
+        self.spec = read_json(self.run_dir / "spec.json") or {}
+        evaluation = self.spec.get("eval", {})
+        self.datasets = list(evaluation.get("datasets", [])) or sorted(self.app.ensure_live(self.run_id).evals)
+        self.dataset = self.datasets[0] if self.datasets else None
+        self.metrics = list(evaluation.get("metrics", ["map"]))
+        self.metric = evaluation.get("primary_metric", self.metrics[0])
+        self.refresh_all(summary)
+
+    # --- rendering --------------------------------------------------------------------------------
+    def refresh_all(self, summary: dict | None = None) -> None:
+        summary = summary or self.app.store.get(self.run_id) or {}
+        self.update_header(summary)
+        self.update_table()
+        live = self.app.ensure_live(self.run_id)
+        self.query_one("#detail-loss", Sparkline).data = list(live.losses)
+        self.update_loss_title()
+        log = self.query_one("#detail-log", Log)
+        log.clear()
+        log.write_lines(list(live.log))
+        self.log_length = len(live.log)
+        self.update_stderr(summary)
+
+    def update_header(self, summary: dict) -> None:
+        live = self.app.ensure_live(self.run_id)
+        sampling, train = self.spec.get("sampling", {}), self.spec.get("train", {})
+        strategy = sampling.get("strategy", "?")
+        if strategy == "hybrid":
+            strategy += f" α={sampling.get('alpha')}"
+        progress = f"step {live.step or summary.get('step') or 0}/{live.total_steps or summary.get('total_steps') or '?'}"
+        header = self.query_one("#detail-header", Static)
+        text = Text()
+        text.append_text(status_text(summary.get("status", "?")))
+        text.append(f"  {summary.get('name', '')}  ", style="bold")
+        text.append(f"{self.run_id}\n", style="dim")
+        text.append(f"{self.spec.get('encoder', {}).get('name', '?')} · {strategy} · train {train.get('dataset')} · "
+                    f"{progress} · {summary.get('device') or ''}")
+        header.update(text)
+
+    def update_table(self) -> None:
+        table = self.query_one("#detail-table", LanguageTable)
+        title = self.query_one("#detail-table-title", Static)
+        if self.dataset is None:
+            title.update("no evaluation datasets")
+            return
+        live = self.app.ensure_live(self.run_id)
+        cells = live.evals.get(self.dataset)
+        results = read_json(self.run_dir / "eval" / self.dataset / "results.json")
+        if cells is None and results:
+            cells = cells_from_results(results)
+        cells = cells or EvalCells()
+        if results and results.get("primary_metric") and results["primary_metric"] not in self.metrics:
+            self.metrics = list(results.get("metrics", self.metrics))
+            self.metric = results["primary_metric"]
+        languages, groups = table_layout(self.spec, self.dataset, results, cells)
+        table.metric = self.metric
+        if (self.dataset, cells.step) != self.table_key:  # a new evaluation: start from empty cells
+            table.set_layout(languages, groups)
+            table.clear_values()
+            self.table_key = (self.dataset, cells.step)
+        table.show_cells(cells, languages, groups)
+        step = "" if cells.step < 0 else f" · step {cells.step}"
+        state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
+        title.update(f"[b]{self.dataset}[/b] · {self.metric}{step}{state}   "
+                     f"[dim](m metric, t dataset: {', '.join(self.datasets)})[/]")
+        self.query_one("#detail-eval-progress", Static).update(
+            f"[dim]encoding {cells.progress}[/]" if cells.progress else "")
+
+    def update_loss_title(self) -> None:
+        live = self.app.ensure_live(self.run_id)
+        losses = list(live.losses)
+        text = "loss" if not losses else (f"loss · first {losses[0]:.3f} · last {losses[-1]:.3f} · "
+                                          f"min {min(losses):.3f} · {len(losses)} steps")
+        self.query_one("#detail-loss-title", Static).update(text)
+
+    def update_stderr(self, summary: dict) -> None:
+        widget = self.query_one("#detail-stderr", Static)
+        if summary.get("status") != "failed":
+            widget.display = False
+            return
+        tail = summary.get("stderr_tail") or ""
+        if not tail and self.run_dir is not None and (self.run_dir / STDERR_FILE).exists():
+            tail = "\n".join((self.run_dir / STDERR_FILE).read_text(errors="replace").splitlines()[-15:])
+        widget.display = True
+        widget.update(f"[b red]failed:[/] {summary.get('error') or ''}\n[dim]{_escape(tail)}[/]")
+
+    # --- live updates (called by the app) ----------------------------------------------------------
+    def run_event(self, message: RunEventReceived) -> None:
+        if message.run_id != self.run_id or self.run_dir is None:
+            return
+        event = message.event
+        live = self.app.ensure_live(self.run_id)
+        if event.kind == "step":
+            self.query_one("#detail-loss", Sparkline).data = list(live.losses)
+            self.update_loss_title()
+            self.update_header(self.app.store.get(self.run_id) or {})
+            return
+        if event.kind in ("eval", "eval_done", "eval_progress") and getattr(event, "dataset", None) == self.dataset:
+            self.update_table()
+        new_lines = list(live.log)[self.log_length:] if len(live.log) >= self.log_length else list(live.log)
+        if new_lines:
+            self.query_one("#detail-log", Log).write_lines(new_lines)
+        self.log_length = len(live.log)
+
+    def run_status(self, message: RunStatusChanged) -> None:
+        if message.run_id == self.run_id and self.run_dir is not None:
+            self.update_header(message.summary)
+            self.update_stderr(message.summary)
+            if message.summary.get("status") in ("finished", "failed"):
+                self.update_table()
+
+    # --- actions -------------------------------------------------------------------------------------
+    def action_next_metric(self) -> None:
+        self.metric = self.metrics[(self.metrics.index(self.metric) + 1) % len(self.metrics)] \
+            if self.metric in self.metrics else self.metrics[0]
+        self.update_table()
+
+    def action_next_dataset(self) -> None:
+        if self.datasets:
+            self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
+            self.update_table()
+
+    def action_cancel(self) -> None:
+        self.app.cancel_run(self.run_id)
+
+    def action_resume(self) -> None:
+        self.app.resume_run(self.run_id)
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+

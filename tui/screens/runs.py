@@ -1,0 +1,259 @@
+"""The Runs screen: every run with status, progress and key metrics, updated live.
+
+Rows are keyed by run id and cells change with `update_cell`; only a new filter or sort
+order rebuilds the table. Space marks runs for comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from engine.run_record import ACTIVE
+from tui.messages import RunEventReceived, RunStatusChanged
+from tui.screens.confirm import ConfirmScreen
+
+COLUMNS = (("mark", " ", 1), ("status", "status", 11), ("name", "name", 28), ("strategy", "strategy", 12),
+           ("alpha", "α", 4), ("progress", "progress", 16), ("loss", "loss", 6), ("mono", "mono", 5),
+           ("cross", "cross", 5), ("multi", "multi", 5), ("bias", "bias", 5), ("id", "id", 40))
+SORTS = ("created", "name", "status", "strategy", "mono", "cross", "multi", "bias")
+STATUS_STYLE = {"queued": "cyan", "running": "bold yellow", "finished": "green", "failed": "bold red",
+                "cancelled": "magenta", "interrupted": "dark_orange", "missing": "dim red"}
+STATUS_ICON = {"queued": "◌", "running": "▶", "finished": "✔", "failed": "✘", "cancelled": "■",
+               "interrupted": "⏸", "missing": "?"}
+
+
+def status_text(status: str) -> Text:
+    return Text(f"{STATUS_ICON.get(status, ' ')} {status}", style=STATUS_STYLE.get(status, ""))
+
+
+def progress_text(step: int | None, total: int | None) -> Text:
+    if not total:
+        return Text(f"{step or 0}/?", style="dim")
+    done = min(1.0, (step or 0) / total)
+    filled = int(round(done * 6))
+    return Text("█" * filled + "░" * (6 - filled) + f" {step or 0}/{total}")
+
+
+def number(value, digits: int = 3) -> Text:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Text("–", style="dim", justify="right")
+    return Text(f"{value:.{digits}f}", justify="right")
+
+
+def primary_results(summary: dict) -> dict:
+    results = summary.get("results") or {}
+    return next(iter(results.values()), {})
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("n", "compose", "New"),
+        Binding("space", "mark", "Mark"),
+        Binding("m", "compare", "Compare"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "resume", "Resume"),
+        Binding("d", "delete", "Delete"),
+        Binding("s", "sort", "Sort"),
+        Binding("slash", "filter", "Filter"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked: list[str] = []
+        self.sort_key = "created"
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="runs-bar"):
+            yield Input(placeholder="filter: text, status:failed, strategy:hybrid (/ to focus)", id="runs-filter")
+            yield Static("", id="runs-count")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        self.rebuild()
+        table.focus()
+        self.set_interval(3.0, self.check_missing)
+
+    # --- building the table -------------------------------------------------------------------
+    def visible_runs(self) -> list[dict]:
+        runs = self.app.store.all()
+        terms = self.filter_text.lower().split()
+        def keep(run: dict) -> bool:
+            for term in terms:
+                field, _, wanted = term.partition(":")
+                if wanted and field in ("status", "strategy", "tag"):
+                    value = run.get(field) if field != "tag" else " ".join(run.get("tags", []))
+                    if wanted not in str(value).lower():
+                        return False
+                elif term not in f"{run.get('name', '')} {run['id']} {run.get('encoder', '')}".lower():
+                    return False
+            return True
+
+        runs = [run for run in runs if keep(run)]
+        reverse = self.sort_key in ("created", "mono", "cross", "multi")
+        return sorted(runs, key=lambda run: self._sort_value(run), reverse=reverse)
+
+    def _sort_value(self, run: dict):
+        if self.sort_key in ("mono", "cross", "multi", "bias"):
+            value = primary_results(run).get("macro", {}).get(self.sort_key) if self.sort_key != "bias" \
+                else primary_results(run).get("bias")
+            return value if value is not None else (-1 if self.sort_key != "bias" else 1e12)
+        return run.get(self.sort_key) or ""
+
+    def rebuild(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        cursor = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
+        table.clear()
+        runs = self.visible_runs()
+        for run in runs:
+            table.add_row(*self.cells(run), key=run["id"])
+        if cursor is not None and cursor in table.rows:
+            table.move_cursor(row=table.get_row_index(cursor))
+        total = len(self.app.store.all()) if self.filter_text else len(runs)
+        self.query_one("#runs-count", Static).update(f" {len(runs)}/{total} runs · sort: {self.sort_key}")
+
+    def cells(self, run: dict) -> list:
+        live = self.app.live.get(run["id"])
+        results = primary_results(run)
+        macro = results.get("macro", {})
+        step = live.step if live and run.get("status") == "running" else run.get("step")
+        total = (live.total_steps if live and live.total_steps is not None else None) or run.get("total_steps")
+        loss = live.loss if live and live.loss is not None else run.get("loss")
+        alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
+        return [Text("●" if run["id"] in self.marked else " ", style="bold cyan"), status_text(run.get("status", "?")),
+                run.get("name", ""), run.get("strategy") or "", alpha, progress_text(step, total), number(loss),
+                number(macro.get("mono")), number(macro.get("cross")), number(macro.get("multi")),
+                number(results.get("bias"), 1), Text(run["id"], style="dim")]
+
+    def refresh_row(self, run_id: str) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        summary = self.app.store.get(run_id)
+        if summary is None:
+            return
+        if run_id not in table.rows:
+            self.rebuild()
+            return
+        for (key, _, _), value in zip(COLUMNS, self.cells(summary)):
+            if table.get_cell(run_id, key) != value:
+                table.update_cell(run_id, key, value)
+
+    # --- live updates (called by the app) --------------------------------------------------------
+    def run_event(self, message: RunEventReceived) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        if message.run_id not in table.rows:
+            return
+        live = self.app.live.get(message.run_id)
+        if message.event.kind == "step" and live is not None:
+            table.update_cell(message.run_id, "progress", progress_text(live.step, live.total_steps))
+            table.update_cell(message.run_id, "loss", number(live.loss))
+
+    def run_status(self, message: RunStatusChanged) -> None:
+        self.refresh_row(message.run_id)
+
+    def check_missing(self) -> None:
+        """Runs whose folder vanished behind our back show as missing (never a crash)."""
+        table = self.query_one("#runs-table", DataTable)
+        for run_id in list(table.rows):
+            if not (self.app.store.runs_dir / str(run_id.value)).exists():
+                table.update_cell(run_id, "status", status_text("missing"))
+
+    # --- actions ----------------------------------------------------------------------------------
+    def current_id(self) -> str | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        run_id = self.current_id()
+        if run_id:
+            self.app.open_run(run_id)
+
+    def action_compose(self) -> None:
+        self.app.action_compose()
+
+    def action_mark(self) -> None:
+        run_id = self.current_id()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self.refresh_row(run_id)
+        table = self.query_one("#runs-table", DataTable)
+        table.action_cursor_down()
+
+    def action_compare(self) -> None:
+        chosen = list(self.marked)
+        if len(chosen) < 2:
+            self.notify("Mark two or more runs with space, then press m.", severity="warning")
+            return
+        self.app.open_compare(chosen)
+
+    def action_cancel(self) -> None:
+        run_id = self.current_id()
+        if run_id:
+            self.app.cancel_run(run_id)
+
+    def action_resume(self) -> None:
+        run_id = self.current_id()
+        if run_id:
+            self.app.resume_run(run_id)
+
+    def action_delete(self) -> None:
+        run_id = self.current_id()
+        summary = self.app.store.get(run_id) if run_id else None
+        if summary is None:
+            return
+        if summary.get("status") in ACTIVE:
+            self.notify(f"{run_id} is {summary['status']}: cancel it first.", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                shutil.rmtree(self.app.store.runs_dir / run_id, ignore_errors=True)
+                self.app.store.remove(run_id)
+                if run_id in self.marked:
+                    self.marked.remove(run_id)
+                self.rebuild()
+                self.notify(f"Deleted {run_id}.")
+
+        self.app.push_screen(ConfirmScreen(f"Delete run {summary.get('name')} and its folder?\n{run_id}"), confirmed)
+
+    def action_sort(self) -> None:
+        self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
+        self.rebuild()
+
+    def action_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value
+        self.rebuild()
+
+    @on(Input.Submitted, "#runs-filter")
+    def filter_done(self) -> None:
+        self.query_one("#runs-table", DataTable).focus()
+

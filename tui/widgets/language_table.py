@@ -1,0 +1,89 @@
+"""The per-language results table: rows are languages, then group averages and the macro
+average; columns are mono / cross / multi for one metric, and language bias.
+
+Rows and columns have stable keys, so a live evaluation changes single cells with
+`update_cell` as its events arrive; nothing is rebuilt while a run reports."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.state import EvalCells
+
+SETTINGS = ("mono", "cross", "multi")
+PENDING = Text("·", style="dim")
+
+
+def _number(value: float | None, digits: int = 3) -> Text:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Text("–", style="dim", justify="right")
+    return Text(f"{value:.{digits}f}", justify="right")
+
+
+def _bias(value: float | None) -> Text:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Text("–", style="dim", justify="right")
+    return Text(f"{value:.1f}", justify="right")
+
+
+class LanguageTable(DataTable):
+    DEFAULT_CSS = """
+    LanguageTable { height: auto; max-height: 20; }
+    """
+
+    def __init__(self, metric: str = "map", **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.metric = metric
+        self.languages: list[str] = []
+        self.groups: dict[str, list[str]] = {}
+
+    def on_mount(self) -> None:
+        self.add_column("language", key="language", width=13)
+        for setting in SETTINGS:
+            self.add_column(setting, key=setting, width=6)
+        self.add_column("bias ↓", key="bias", width=6)
+
+    def set_layout(self, languages: list[str], groups: dict[str, list[str]]) -> None:
+        """(Re)create the rows: only when the set of languages changes."""
+        if languages == self.languages and groups == self.groups:
+            return
+        self.clear()
+        self.languages, self.groups = list(languages), {k: list(v) for k, v in groups.items()}
+        for language in languages:
+            self.add_row(language, *([PENDING] * 4), key=language)
+        for name, members in groups.items():
+            label = f"{name} · {len(members)} lang{'s' if len(members) != 1 else ''}"
+            self.add_row(Text(label, style="bold"), *([PENDING] * 4), key=f"group:{name}")
+        self.add_row(Text("macro avg", style="bold"), *([PENDING] * 4), key="macro")
+
+    def clear_values(self) -> None:
+        for row in list(self.rows):
+            for column in SETTINGS + ("bias",):
+                self._set(row.value, column, PENDING)
+
+    def show_cells(self, cells: EvalCells, languages: list[str], groups: dict[str, list[str]]) -> None:
+        """Bring every cell in line with `cells` (changes only the cells that differ)."""
+        self.set_layout(languages, groups)
+        for language in self.languages:
+            settings = cells.settings.get(language, {})
+            for setting in SETTINGS:
+                if setting in settings:
+                    self._set(language, setting, _number(settings[setting].get(self.metric)))
+            if language in cells.bias:
+                self._set(language, "bias", _bias(cells.bias[language]))
+        if cells.done:
+            for name in self.groups:
+                group = cells.groups.get(name, {})
+                for setting in SETTINGS:
+                    self._set(f"group:{name}", setting, _number(group.get(setting, {}).get(self.metric)))
+                self._set(f"group:{name}", "bias", _bias(group.get("bias")))
+            for setting in SETTINGS:
+                self._set("macro", setting, _number(cells.macro.get(setting, {}).get(self.metric)))
+            self._set("macro", "bias", _bias(cells.overall_bias))
+
+    def _set(self, row: str, column: str, value: Text) -> None:
+        if self.get_cell(row, column) != value:
+            self.update_cell(row, column, value)
