@@ -1,5 +1,6 @@
 """The headless command line behind `hbt-tui ...` (no textual here).
 
+    hbt-tui [--runs-dir D] [--jobs N] [--open SPEC]         the terminal UI (see tui.cli)
     hbt-tui --run SPEC [--jobs N] [--runs-dir D] [--json]   expand, queue, run, print results
     hbt-tui runs [--status S] [--name TEXT] [--tag T]        list and filter runs
     hbt-tui show RUN                                         one run: config, results, errors

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ os.environ["HBT_DATA_DIR"] = str(DATA_DIR)
 os.environ.setdefault("HBT_CACHE_DIR", str(ROOT / ".hbt-cache"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["TZ"] = "UTC"  # event clocks in UI snapshots
+time.tzset()
 sys.path.insert(0, str(ROOT / "tests"))
 
 

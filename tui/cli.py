@@ -1,16 +1,31 @@
-"""`hbt-tui`: the Textual app with no arguments, the headless engine CLI otherwise."""
+"""`hbt-tui`: the Textual app when no command is given, the headless engine CLI otherwise.
+
+    hbt-tui [--runs-dir D] [--jobs N] [--open SPEC]   the terminal UI
+    hbt-tui --run SPEC | runs | show | compare | ...  headless (see engine.cli)
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+HEADLESS_COMMANDS = {"runs", "show", "compare", "resume", "cancel", "delete", "index", "evaluate", "data"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        from tui.app import run_app
+    wants_headless = any(arg in HEADLESS_COMMANDS or arg in ("--run", "-h", "--help") or arg.startswith("--run=")
+                         for arg in argv)
+    if not wants_headless:
+        parser = argparse.ArgumentParser(prog="hbt-tui", add_help=False)
+        parser.add_argument("--runs-dir")
+        parser.add_argument("--jobs", type=int, default=1)
+        parser.add_argument("--open", dest="open_spec", help="open this spec file in Compose")
+        known, unknown = parser.parse_known_args(argv)
+        if not unknown:
+            from tui.app import run_app
 
-        return run_app()
+            return run_app(known.runs_dir, known.jobs, known.open_spec)
     from engine.cli import main as headless
 
     return headless(argv)

@@ -35,10 +35,13 @@ class ComparisonReady(Message):
         self.error = error
 
 
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def cell_text(cell) -> Text:
     if cell.value is None:
-        return Text("–", style="dim", justify="right")
-    text = Text(f"{cell.value:.3f}", justify="right")
+        return Text("–", style="dim")
+    text = Text(f"{cell.value:.3f}")
     if cell.delta is not None:
         style = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
         text.append(f" {cell.delta:+.3f}", style=style + (" bold" if cell.significant else ""))
@@ -108,16 +111,16 @@ class CompareScreen(Screen):
             return
         self.comparison = comparison = message.comparison
         self.dataset, self.metric, self.metrics = comparison.dataset, comparison.metric, message.metrics
-        base = comparison.runs[self.baseline].name
-        title.update(f"[b]{comparison.dataset}[/b] · {comparison.metric} · Δ vs [b]{base}[/b]   "
-                     "[dim]green better · red worse · * p < 0.05 (paired t-test over queries)[/]")
+        legend = "   ".join(f"[b]{LETTERS[i]}[/b] {run.name}" + (" [i](baseline)[/i]" if i == self.baseline else "")
+                           for i, run in enumerate(comparison.runs))
+        title.update(f"[b]{comparison.dataset}[/b] · {comparison.metric} · Δ vs {LETTERS[self.baseline]}   "
+                     f"[dim]green better · red worse · * p < 0.05 (paired t-test over queries)[/]\n{legend}")
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
-        table.add_column("language", key="language", width=16)
+        table.add_column("language", key="language")
         for setting in comparison.settings:
-            for index, run in enumerate(comparison.runs):
-                marker = " (base)" if index == self.baseline else ""
-                table.add_column(f"{setting} · {run.name[:18]}{marker}", key=f"{setting}:{index}", width=24)
+            for index in range(len(comparison.runs)):
+                table.add_column(f"{setting} {LETTERS[index]}", key=f"{setting}:{index}")
         for label, summary, cells in comparison.rows:
             row = [Text(label, style="bold" if summary else "")]
             row += [cell_text(cells[(setting, index)]) for setting in comparison.settings
@@ -126,8 +129,8 @@ class CompareScreen(Screen):
         diff = self.query_one("#compare-diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("field", key="field")
-        for index, run in enumerate(comparison.runs):
-            diff.add_column(run.name[:28], key=str(index))
+        for index in range(len(comparison.runs)):
+            diff.add_column(LETTERS[index], key=str(index))
         for key, values in comparison.diff:
             diff.add_row(key, *(str(value) for value in values))
         if not comparison.diff:

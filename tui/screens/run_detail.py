@@ -69,6 +69,7 @@ class RunDetailScreen(Screen):
         self.metric = "map"
         self.log_length = 0
         self.table_key: tuple[str | None, int] | None = None
+        self.steps_pending = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,6 +100,7 @@ class RunDetailScreen(Screen):
         self.metrics = list(evaluation.get("metrics", ["map"]))
         self.metric = evaluation.get("primary_metric", self.metrics[0])
         self.refresh_all(summary)
+        self.set_interval(0.25, self.flush_steps)
 
     # --- rendering --------------------------------------------------------------------------------
     def refresh_all(self, summary: dict | None = None) -> None:
@@ -183,10 +185,8 @@ class RunDetailScreen(Screen):
             return
         event = message.event
         live = self.app.ensure_live(self.run_id)
-        if event.kind == "step":
-            self.query_one("#detail-loss", Sparkline).data = list(live.losses)
-            self.update_loss_title()
-            self.update_header(self.app.store.get(self.run_id) or {})
+        if event.kind == "step":  # shown by flush_steps, at most 4 times a second
+            self.steps_pending = True
             return
         if event.kind in ("eval", "eval_done", "eval_progress") and getattr(event, "dataset", None) == self.dataset:
             self.update_table()
@@ -194,6 +194,15 @@ class RunDetailScreen(Screen):
         if new_lines:
             self.query_one("#detail-log", Log).write_lines(new_lines)
         self.log_length = len(live.log)
+
+    def flush_steps(self) -> None:
+        if not self.steps_pending:
+            return
+        self.steps_pending = False
+        live = self.app.ensure_live(self.run_id)
+        self.query_one("#detail-loss", Sparkline).data = list(live.losses)
+        self.update_loss_title()
+        self.update_header(self.app.store.get(self.run_id) or {})
 
     def run_status(self, message: RunStatusChanged) -> None:
         if message.run_id == self.run_id and self.run_dir is not None:

@@ -21,9 +21,10 @@ from engine.run_record import ACTIVE
 from tui.messages import RunEventReceived, RunStatusChanged
 from tui.screens.confirm import ConfirmScreen
 
-COLUMNS = (("mark", " ", 1), ("status", "status", 11), ("name", "name", 28), ("strategy", "strategy", 12),
-           ("alpha", "α", 4), ("progress", "progress", 16), ("loss", "loss", 6), ("mono", "mono", 5),
-           ("cross", "cross", 5), ("multi", "multi", 5), ("bias", "bias", 5), ("id", "id", 40))
+# what matters most comes first, so 80 columns show status, progress and the three scores
+COLUMNS = (("mark", " ", 1), ("status", "status", 11), ("name", "name", 20), ("progress", "progress", 12),
+           ("mono", "mono", 5), ("cross", "cross", 5), ("multi", "multi", 5), ("bias", "bias", 5),
+           ("loss", "loss", 6), ("strategy", "strategy", 12), ("alpha", "α", 4), ("id", "id", 40))
 SORTS = ("created", "name", "status", "strategy", "mono", "cross", "multi", "bias")
 STATUS_STYLE = {"queued": "cyan", "running": "bold yellow", "finished": "green", "failed": "bold red",
                 "cancelled": "magenta", "interrupted": "dark_orange", "missing": "dim red"}
@@ -38,9 +39,12 @@ def status_text(status: str) -> Text:
 def progress_text(step: int | None, total: int | None) -> Text:
     if not total:
         return Text(f"{step or 0}/?", style="dim")
-    done = min(1.0, (step or 0) / total)
-    filled = int(round(done * 6))
-    return Text("█" * filled + "░" * (6 - filled) + f" {step or 0}/{total}")
+    filled = int(round(min(1.0, (step or 0) / total) * 4))
+    text = Text()
+    text.append("━" * filled, style="green")
+    text.append("━" * (4 - filled), style="grey37")
+    text.append(f" {step or 0}/{total}")
+    return text
 
 
 def number(value, digits: int = 3) -> Text:
@@ -68,11 +72,15 @@ class RunsScreen(Screen):
         Binding("question_mark", "app.help", "Help"),
     ]
 
+    REFRESH_SECONDS = 0.1  # step updates are batched: at most 10 table refreshes a second
+
     def __init__(self) -> None:
         super().__init__()
         self.marked: list[str] = []
         self.sort_key = "created"
         self.filter_text = ""
+        self.pending_steps: dict[str, float] = {}   # run id -> emission time of its newest step
+        self.cells_updated = None                   # optional hook(run_id, event_time), for benchmarks
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,6 +97,7 @@ class RunsScreen(Screen):
         self.rebuild()
         table.focus()
         self.set_interval(3.0, self.check_missing)
+        self.set_interval(self.REFRESH_SECONDS, self.flush_steps)
 
     # --- building the table -------------------------------------------------------------------
     def visible_runs(self) -> list[dict]:
@@ -116,17 +125,31 @@ class RunsScreen(Screen):
             return value if value is not None else (-1 if self.sort_key != "bias" else 1e12)
         return run.get(self.sort_key) or ""
 
+    FIRST_ROWS = 80    # enough to fill a tall terminal; the rest follow after the first frame
+    CHUNK_ROWS = 300
+
     def rebuild(self) -> None:
         table = self.query_one("#runs-table", DataTable)
         cursor = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
         table.clear()
         runs = self.visible_runs()
-        for run in runs:
-            table.add_row(*self.cells(run), key=run["id"])
+        self.generation = getattr(self, "generation", 0) + 1
+        self._add_rows(runs, 0, self.FIRST_ROWS, self.generation)
         if cursor is not None and cursor in table.rows:
             table.move_cursor(row=table.get_row_index(cursor))
         total = len(self.app.store.all()) if self.filter_text else len(runs)
         self.query_one("#runs-count", Static).update(f" {len(runs)}/{total} runs · sort: {self.sort_key}")
+
+    def _add_rows(self, runs: list[dict], start: int, count: int, generation: int) -> None:
+        """Add runs[start:start+count], then schedule the next chunk (a newer rebuild wins)."""
+        if generation != self.generation:
+            return
+        table = self.query_one("#runs-table", DataTable)
+        for run in runs[start:start + count]:
+            if run["id"] not in table.rows:
+                table.add_row(*self.cells(run), key=run["id"])
+        if start + count < len(runs):
+            self.call_after_refresh(self._add_rows, runs, start + count, self.CHUNK_ROWS, generation)
 
     def cells(self, run: dict) -> list:
         live = self.app.live.get(run["id"])
@@ -137,9 +160,9 @@ class RunsScreen(Screen):
         loss = live.loss if live and live.loss is not None else run.get("loss")
         alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
         return [Text("●" if run["id"] in self.marked else " ", style="bold cyan"), status_text(run.get("status", "?")),
-                run.get("name", ""), run.get("strategy") or "", alpha, progress_text(step, total), number(loss),
-                number(macro.get("mono")), number(macro.get("cross")), number(macro.get("multi")),
-                number(results.get("bias"), 1), Text(run["id"], style="dim")]
+                run.get("name", ""), progress_text(step, total), number(macro.get("mono")), number(macro.get("cross")),
+                number(macro.get("multi")), number(results.get("bias"), 1), number(loss), run.get("strategy") or "",
+                alpha, Text(run["id"], style="dim")]
 
     def refresh_row(self, run_id: str) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -155,13 +178,23 @@ class RunsScreen(Screen):
 
     # --- live updates (called by the app) --------------------------------------------------------
     def run_event(self, message: RunEventReceived) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        if message.run_id not in table.rows:
+        if message.event.kind == "step":
+            self.pending_steps[message.run_id] = message.event.time
+
+    def flush_steps(self) -> None:
+        """Show the newest progress and loss of every run that stepped since the last flush."""
+        if not self.pending_steps:
             return
-        live = self.app.live.get(message.run_id)
-        if message.event.kind == "step" and live is not None:
-            table.update_cell(message.run_id, "progress", progress_text(live.step, live.total_steps))
-            table.update_cell(message.run_id, "loss", number(live.loss))
+        table = self.query_one("#runs-table", DataTable)
+        pending, self.pending_steps = self.pending_steps, {}
+        for run_id, event_time in pending.items():
+            live = self.app.live.get(run_id)
+            if run_id not in table.rows or live is None:
+                continue
+            table.update_cell(run_id, "progress", progress_text(live.step, live.total_steps))
+            table.update_cell(run_id, "loss", number(live.loss))
+            if self.cells_updated is not None:
+                self.cells_updated(run_id, event_time)
 
     def run_status(self, message: RunStatusChanged) -> None:
         self.refresh_row(message.run_id)

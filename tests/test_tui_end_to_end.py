@@ -1,0 +1,84 @@
+"""From the keyboard: compose a tiny hybrid run, queue it on the real runner, and watch
+the per-language table fill from the real training subprocess."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import SelectionList
+
+from engine.runner import Runner
+from engine.store import RunStore
+from tui.app import create_app
+from tui.screens.compose import ComposeScreen
+from tui.screens.run_detail import RunDetailScreen
+from tui_helpers import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+async def tab_to(pilot, widget_id: str) -> None:
+    for _ in range(80):
+        if pilot.app.focused is not None and pilot.app.focused.id == widget_id:
+            return
+        await pilot.press("tab")
+    raise AssertionError(f"could not tab to #{widget_id}")
+
+
+async def replace_text(pilot, widget_id: str, text: str) -> None:
+    await tab_to(pilot, widget_id)
+    await pilot.press("end", "ctrl+u", *text)
+
+
+async def choose(pilot, widget_id: str, values: list[str]) -> None:
+    await tab_to(pilot, widget_id)
+    widget = pilot.app.focused
+    assert isinstance(widget, SelectionList)
+    options = [str(widget.get_option_at_index(i).value) for i in range(widget.option_count)]
+    for value in values:
+        target = options.index(value)
+        for _ in range(len(options) * 2):
+            if widget.highlighted == target:
+                break
+            await pilot.press("down" if widget.highlighted is None or widget.highlighted < target else "up")
+        await pilot.press("space")
+    assert sorted(widget.selected) == sorted(values)
+
+
+async def test_compose_queue_and_watch_a_real_run(tmp_path, tiny_model):
+    store = RunStore(tmp_path / "runs")
+    app = create_app(store, Runner(store, cpu_slots=1, gpus=[]), experiments_dir=tmp_path / "experiments")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        await replace_text(pilot, "f-name", "e2e-hybrid")
+        await replace_text(pilot, "f-encoder-name", str(tiny_model))
+        await choose(pilot, "f-train-languages", ["de", "en"])
+        await replace_text(pilot, "f-train-max-questions", "40")
+        await replace_text(pilot, "f-train-steps", "3")
+        await replace_text(pilot, "f-train-batch-size", "8")
+        await choose(pilot, "f-eval-languages", ["de", "en"])
+        await replace_text(pilot, "f-eval-max-queries", "8")
+        await pilot.pause()
+        assert app.screen.problems == [], app.screen.problems
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ComposeScreen))
+        (run,) = store.all()
+        assert run["name"] == "e2e-hybrid" and run["strategy"] == "hybrid"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        table = app.screen.query_one("#detail-table")
+        filled = []
+
+        def progress() -> bool:
+            cells = {(row, col): getattr(table.get_cell(row, col), "plain", "")
+                     for row in ("en", "de") for col in ("mono", "cross", "multi")}
+            filled.append(sum(value not in ("·", "") for value in cells.values()))
+            return store.get(run["id"])["status"] in ("finished", "failed")
+
+        await wait_until(pilot, progress, tries=3000)
+        assert store.get(run["id"])["status"] == "finished", store.get(run["id"]).get("error")
+        await pilot.pause()
+        progress()
+        assert filled[0] == 0 and filled[-1] == 6   # empty when opened, every cell once the run reported
+        assert getattr(table.get_cell("macro", "multi"), "plain", "·") != "·"

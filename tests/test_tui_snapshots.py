@@ -1,0 +1,43 @@
+"""Snapshots of the main screens (regenerate with `pytest --snapshot-update` and look)."""
+
+from __future__ import annotations
+
+from tui.screens.compare import CompareScreen
+from tui_helpers import replay_app, wait_until
+
+
+def test_runs_screen_80x24(snap_compare, tmp_path):
+    assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24))
+
+
+def test_runs_screen_160x50(snap_compare, tmp_path):
+    assert snap_compare(replay_app(tmp_path), terminal_size=(160, 50))
+
+
+def test_run_detail_screen(snap_compare, tmp_path):
+    async def open_detail(pilot):
+        pilot.app.open_run("hybrid-run")
+        await pilot.pause()
+
+    assert snap_compare(replay_app(tmp_path), terminal_size=(110, 32), run_before=open_detail)
+
+
+def test_failed_run_detail_80x24(snap_compare, tmp_path):
+    async def open_detail(pilot):
+        pilot.app.open_run("failed-run")
+        await pilot.pause()
+
+    assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24), run_before=open_detail)
+
+
+def test_compare_screen(snap_compare, tmp_path):
+    async def open_compare(pilot):
+        pilot.app.open_compare(["hybrid-run", "mono-run"])
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                         and pilot.app.screen.comparison is not None)
+
+    assert snap_compare(replay_app(tmp_path), terminal_size=(160, 40), run_before=open_compare)
+
+
+def test_compose_screen_80x24(snap_compare, tmp_path):
+    assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24), press=["n"])
