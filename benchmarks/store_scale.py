@@ -95,20 +95,25 @@ def measure_store(count: int, folder: Path) -> dict:
     return figures
 
 
+def write_step_source(folder: Path) -> Path:
+    """A recorded run of one step, for `engine.replay --repeat-steps`: a stream of step events."""
+    folder.mkdir()
+    lines = [{"v": 1, "event": "started", "time": 0.0, "run_name": "load", "pid": 0, "device": "cpu",
+              "precision": "fp32", "total_steps": 1, "parameters": 1, "trainable_parameters": 1},
+             {"v": 1, "event": "step", "time": 0.0, "step": 1, "total_steps": 1, "loss": 0.5, "lr": 1e-5,
+              "samples_per_s": 10.0, "tokens_per_s": 900.0, "batch_kind": "mono:en", "losses": {}},
+             {"v": 1, "event": "finished", "time": 0.0, "step": 1, "seconds": 1.0}]
+    (folder / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return folder
+
+
 def measure_parent(streams: int, rate: float, seconds: float, folder: Path) -> dict:
     from engine.replay import replay_command
     from engine.runner import Runner
     from engine.spec import parse_spec
     from engine.store import RunStore
 
-    source = folder / "source"
-    source.mkdir()
-    step = {"v": 1, "event": "step", "time": 0.0, "step": 1, "total_steps": 1, "loss": 0.5, "lr": 1e-5,
-            "samples_per_s": 10.0, "tokens_per_s": 900.0, "batch_kind": "mono:en", "losses": {}}
-    lines = [{"v": 1, "event": "started", "time": 0.0, "run_name": "load", "pid": 0, "device": "cpu",
-              "precision": "fp32", "total_steps": 1, "parameters": 1, "trainable_parameters": 1}, step,
-             {"v": 1, "event": "finished", "time": 0.0, "step": 1, "seconds": 1.0}]
-    (source / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    source = write_step_source(folder / "source")
     store = RunStore(folder / "parent-runs")
     received = [0]
     runner = Runner(store, cpu_slots=streams, gpus=[], on_event=lambda run_id, event: received.__setitem__(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import subprocess
@@ -55,7 +54,7 @@ app.run(headless=True, size=(160, 50), auto_pilot=measure)
 
 
 def make_store(folder: Path, count: int) -> Path:
-    from benchmarks.store_scale import synthetic_summary  # noqa: F401  (same shapes as the store benchmark)
+    from benchmarks.store_scale import synthetic_summary
     from engine import store as store_module
 
     rng = random.Random(0)
@@ -78,6 +77,7 @@ def measure_startup(count: int, folder: Path) -> tuple[float, int]:
 
 
 def measure_load(streams: int, rate: float, seconds: float, folder: Path) -> dict:
+    from benchmarks.store_scale import write_step_source
     from engine.replay import replay_command
     from engine.runner import Runner
     from engine.spec import parse_spec
@@ -85,14 +85,7 @@ def measure_load(streams: int, rate: float, seconds: float, folder: Path) -> dic
     from tui.app import create_app
     from tui.screens.runs import RunsScreen
 
-    source = folder / "source"
-    source.mkdir()
-    lines = [{"v": 1, "event": "started", "time": 0.0, "run_name": "load", "pid": 0, "device": "cpu",
-              "precision": "fp32", "total_steps": 1, "parameters": 1, "trainable_parameters": 1},
-             {"v": 1, "event": "step", "time": 0.0, "step": 1, "total_steps": 1, "loss": 0.5, "lr": 1e-5,
-              "samples_per_s": 10.0, "tokens_per_s": 900.0, "batch_kind": "mono:en", "losses": {}},
-             {"v": 1, "event": "finished", "time": 0.0, "step": 1, "seconds": 1.0}]
-    (source / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    source = write_step_source(folder / "source")
     store = RunStore(folder / "load-runs")
     runner = Runner(store, cpu_slots=streams, gpus=[],
                     command=replay_command(source, rate=rate, repeat_steps=int(rate * seconds)))
