@@ -45,7 +45,7 @@ def open_store(args: argparse.Namespace, console: Console):
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from engine.headless import run_specs
 
-    return run_specs(args.run_spec, args.jobs, runs_dir_of(args), args.json, console)
+    return run_specs(args.run_spec, args.jobs, runs_dir_of(args), args.json, console, args.priority)
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -226,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", dest="run_spec", metavar="SPEC",
                         help="run an experiment spec (grids expand) headless")
     parser.add_argument("--jobs", type=int, default=1, help="concurrent runs on CPU (GPUs: one per GPU)")
+    parser.add_argument("--priority", type=int, default=0, help="queue priority of these runs (higher first)")
     parser.add_argument("--runs-dir", help="where runs live (default: $HBT_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     # the same options after a command (`hbt-tui runs --runs-dir D`); SUPPRESS keeps the earlier value

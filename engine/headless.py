@@ -65,7 +65,7 @@ class ProgressView:
             self.progress.update(task, detail=event.kind)
 
 
-def run_specs(spec_path: str, jobs: int, runs_dir: Path, as_json: bool, console: Console) -> int:
+def run_specs(spec_path: str, jobs: int, runs_dir: Path, as_json: bool, console: Console, priority: int = 0) -> int:
     try:
         specs = prepare(spec_path)
         store = RunStore(runs_dir)
@@ -74,10 +74,11 @@ def run_specs(spec_path: str, jobs: int, runs_dir: Path, as_json: bool, console:
         return EXIT_USER_ERROR
     for message in store.messages:
         console.print(f"[yellow]{message}[/]")
-    return asyncio.run(_run(specs, jobs, store, as_json, console, Path(spec_path).stem))
+    return asyncio.run(_run(specs, jobs, store, as_json, console, Path(spec_path).stem, priority))
 
 
-async def _run(specs: list, jobs: int, store: RunStore, as_json: bool, console: Console, group: str) -> int:
+async def _run(specs: list, jobs: int, store: RunStore, as_json: bool, console: Console, group: str,
+               priority: int) -> int:
     from engine.runner import Runner
 
     view = ProgressView(console, enabled=not as_json)
@@ -99,7 +100,7 @@ async def _run(specs: list, jobs: int, store: RunStore, as_json: bool, console: 
     with view.progress:
         run_ids = []
         for spec in specs:
-            run_id = runner.submit(spec, group=group if len(specs) > 1 else None)
+            run_id = runner.submit(spec, priority=priority, group=group if len(specs) > 1 else None)
             view.add(run_id, spec.name)
             run_ids.append(run_id)
         await runner.wait(run_ids)

