@@ -71,7 +71,7 @@ class HbtApp(App):
     def on_mount(self) -> None:
         from tui.screens.runs import RunsScreen
 
-        self.set_timer(1.0, self._freeze_startup_objects)
+        self.set_timer(0.3, self._freeze_startup_objects)  # after the first frame, before any load
         for message in self.store.messages + self.runner.reconcile():
             self.notify(message, severity="warning", timeout=10)
         self.push_screen(RunsScreen())

@@ -130,7 +130,7 @@ class RunDetailScreen(Screen):
         text.append(f"{self.run_id}\n", style="dim")
         text.append(f"{self.spec.get('encoder', {}).get('name', '?')} · {strategy} · train {train.get('dataset')} · "
                     f"{progress} · {summary.get('device') or ''}")
-        header.update(text)
+        header.update(text, layout=False)  # fixed height (app.tcss): no layout pass per update
 
     def update_table(self) -> None:
         table = self.query_one("#detail-table", LanguageTable)
@@ -157,16 +157,16 @@ class RunDetailScreen(Screen):
         step = "" if cells.step < 0 else f" · step {cells.step}"
         state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
         title.update(f"[b]{self.dataset}[/b] · {self.metric}{step}{state}   "
-                     f"[dim](m metric, t dataset: {', '.join(self.datasets)})[/]")
+                     f"[dim](m metric, t dataset: {', '.join(self.datasets)})[/]", layout=False)
         self.query_one("#detail-eval-progress", Static).update(
-            f"[dim]encoding {cells.progress}[/]" if cells.progress else "")
+            f"[dim]encoding {cells.progress}[/]" if cells.progress else "", layout=False)
 
     def update_loss_title(self) -> None:
         live = self.app.ensure_live(self.run_id)
         losses = list(live.losses)
         text = "loss" if not losses else (f"loss · first {losses[0]:.3f} · last {losses[-1]:.3f} · "
                                           f"min {min(losses):.3f} · {len(losses)} steps")
-        self.query_one("#detail-loss-title", Static).update(text)
+        self.query_one("#detail-loss-title", Static).update(text, layout=False)
 
     def update_stderr(self, summary: dict) -> None:
         widget = self.query_one("#detail-stderr", Static)
