@@ -59,17 +59,18 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     for column in ("status", "strategy", "α", "step", "eval", "mono", "cross", "multi", "bias"):
         table.add_column(column, justify="left" if column in ("status", "strategy", "eval") else "right",
                          no_wrap=True)
-    from engine.report import fmt, fmt_bias
+    from engine.report import fmt
+    from engine.run_record import primary_results
 
     for run in runs:
-        dataset, result = next(iter((run.get("results") or {}).items()), ("", {}))
+        dataset, result = primary_results(run)
         metric = result.get("primary", "map")
         macro = result.get("macro", {})
         alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
         table.add_row(run["id"], run.get("status", "?"), run.get("strategy") or "", alpha,
                       f"{run.get('step') or 0}/{run.get('total_steps') or '?'}", f"{dataset}:{metric}" if dataset else "",
                       *(fmt(macro.get(s)) for s in ("mono", "cross", "multi")),
-                      fmt_bias(result.get("bias")))
+                      fmt(result.get("bias"), 1))
     console.print(table)
     return 0
 

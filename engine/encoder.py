@@ -40,12 +40,17 @@ class DualEncoder(torch.nn.Module):
         self.tokenizer = tokenizer
         self.spec = spec
 
+    def _side(self, texts: Sequence[str], is_query: bool) -> tuple[list[str], int]:
+        """The texts with their side's prefix, and that side's maximum length."""
+        if is_query:
+            return [self.spec.query_prefix + text for text in texts], self.spec.max_query_length
+        return [self.spec.passage_prefix + text for text in texts], self.spec.max_passage_length
+
     def tokenize(self, texts: Sequence[str], is_query: bool) -> dict[str, torch.Tensor]:
         """Prefixed, truncated, padded to the longest text of this batch (dynamic padding)."""
-        prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
-        max_length = self.spec.max_query_length if is_query else self.spec.max_passage_length
-        encoded = self.tokenizer([prefix + text for text in texts], padding="longest", truncation=True,
-                                 max_length=max_length, return_tensors="pt")
+        prefixed, max_length = self._side(texts, is_query)
+        encoded = self.tokenizer(prefixed, padding="longest", truncation=True, max_length=max_length,
+                                 return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -63,9 +68,8 @@ class DualEncoder(torch.nn.Module):
         Texts are sorted by length and forwarded in a few groups, each padded only to its
         own longest text (`length_groups`): the same embeddings as one padded batch, with
         far fewer pad tokens to push through every layer."""
-        prefix = self.spec.query_prefix if is_query else self.spec.passage_prefix
-        max_length = self.spec.max_query_length if is_query else self.spec.max_passage_length
-        ids = self.tokenizer([prefix + text for text in texts], truncation=True, max_length=max_length)["input_ids"]
+        prefixed, max_length = self._side(texts, is_query)
+        ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
         device = self.device
         # a forward pass costs about this many tokens' worth of fixed overhead (far more on a GPU)

@@ -63,13 +63,6 @@ class Evaluator:
 
         return encode
 
-    def _groups(self, languages: list[str]) -> dict[str, tuple[str, ...]]:
-        if self.spec.eval.groups is None:
-            return catalog.default_groups(tuple(languages))
-        chosen = {name: tuple(lang for lang in members if lang in languages)
-                  for name, members in self.spec.eval.groups.items()}
-        return {name: members for name, members in chosen.items() if members}
-
     def _lareqa(self, dataset: str, encoder, step: int, autocast_dtype, final: bool) -> None:
         from engine.data.lareqa import load_lareqa
         from engine.eval_lareqa import LareqaEvaluation
@@ -111,7 +104,7 @@ class Evaluator:
                 encode_seconds: float, metric_names: tuple[str, ...], primary: str) -> None:
         from engine.eval_outputs import summarise, write_results
 
-        groups = self._groups(languages)
+        groups = catalog.groups_for(languages, self.spec.eval.groups)
         macro, group_rows, bias = summarise(per_language, groups)
         seconds = time.perf_counter() - started
         results = {"dataset": dataset, "step": step, "run": self.spec.name, "languages": languages,
@@ -174,12 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = _parse_args(argv)
     try:
-        from engine.data.preflight import check_datasets
-        from engine.model_names import check_encoder_name
+        from engine.data.preflight import check_runnable
 
         spec = build_eval_spec(args.target, args)
-        check_datasets(spec, train=False)
-        check_encoder_name(spec.encoder.name)
+        check_runnable(spec, train=False)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -25,16 +25,10 @@ EXIT_INTERRUPTED = 130
 
 def prepare(spec_path: str) -> list:
     """Every run of the spec, validated and with its data and model found, or a UserError."""
-    from engine.data.preflight import check_datasets
-    from engine.grid import expand_grid
-    from engine.model_names import check_encoder_name
+    from engine.data.preflight import runnable_specs
     from engine.spec import load_spec
 
-    specs = expand_grid(load_spec(spec_path))
-    for spec in specs:
-        check_datasets(spec)
-        check_encoder_name(spec.encoder.name)
-    return specs
+    return runnable_specs(load_spec(spec_path))
 
 
 class ProgressView:

@@ -22,23 +22,19 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def fmt_bias(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
-
-
 def results_rows(results: dict, metric: str) -> list[tuple[str, list[str], bool]]:
     """(label, cells, is_summary) for each language, group and the macro average."""
     rows = []
     for language in results["languages"]:
         row = results["per_language"].get(language, {})
         settings = row.get("settings", {})
-        cells = [fmt(settings.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt_bias(row.get("bias"))]
+        cells = [fmt(settings.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt(row.get("bias"), 1)]
         rows.append((language, cells, False))
     for name, group in results.get("groups", {}).items():
-        cells = [fmt(group.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt_bias(group.get("bias"))]
+        cells = [fmt(group.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt(group.get("bias"), 1)]
         rows.append((f"{name} ({','.join(group.get('languages', []))})", cells, True))
     macro = results.get("macro", {})
-    cells = [fmt(macro.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt_bias(results.get("bias"))]
+    cells = [fmt(macro.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt(results.get("bias"), 1)]
     rows.append(("macro avg", cells, True))
     return rows
 

@@ -93,6 +93,11 @@ def results_summary(macro: dict, groups: dict, bias: float | None, primary: str)
             "groups": {name: per_setting(group) for name, group in groups.items()}}
 
 
+def primary_results(summary: dict) -> tuple[str, dict]:
+    """(dataset, index results) of the run's first evaluation dataset, or ("", {})."""
+    return next(iter((summary.get("results") or {}).items()), ("", {}))
+
+
 def primary_metric(run_dir: Path, dataset: str, default: str = "map") -> str:
     results = read_json(run_dir / "eval" / dataset / "results.json")
     return results.get("primary_metric", default) if results else default

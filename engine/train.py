@@ -86,8 +86,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def preflight(namespace: argparse.Namespace) -> Args:
     """Every check that can fail on the user's input, before anything is written."""
-    from engine.data.preflight import check_datasets
-    from engine.model_names import check_encoder_name
+    from engine.data.preflight import check_runnable
 
     run_dir: Path = namespace.run_dir
     spec_path = namespace.spec or (run_dir / SPEC_FILE if namespace.resume else None)
@@ -96,8 +95,7 @@ def preflight(namespace: argparse.Namespace) -> Args:
     spec = load_spec(spec_path)
     if spec.grid:
         raise RunError(f"{spec_path}: the spec has a grid; run it with `hbt-tui --run` to expand it")
-    check_datasets(spec)
-    check_encoder_name(spec.encoder.name)
+    check_runnable(spec)
     _check_run_dir(run_dir, namespace.resume)
     return Args(spec, run_dir, namespace.resume, namespace.stop_at_step)
 

@@ -145,15 +145,10 @@ class HbtApp(App):
 
     def queue_document(self, document: dict) -> list[str]:
         """Validate, expand the grid, check data and model, queue every run."""
-        from engine.data.preflight import check_datasets
-        from engine.grid import expand_grid
-        from engine.model_names import check_encoder_name
+        from engine.data.preflight import runnable_specs
         from engine.spec import parse_spec
 
-        specs = expand_grid(parse_spec(document))
-        for spec in specs:
-            check_datasets(spec)
-            check_encoder_name(spec.encoder.name)
+        specs = runnable_specs(parse_spec(document))
         group = document.get("name") if len(specs) > 1 else None
         return [self.runner.submit(spec, group=group) for spec in specs]
 

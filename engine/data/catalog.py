@@ -50,6 +50,15 @@ def default_groups(languages: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     return {name: members for name, members in (("high", high), ("low", low)) if members}
 
 
+def groups_for(languages: tuple[str, ...] | list[str],
+               custom: dict[str, tuple[str, ...] | list[str]] | None = None) -> dict[str, tuple[str, ...]]:
+    """The spec's groups restricted to `languages` (or the default split); empty groups dropped."""
+    if custom is None:
+        return default_groups(tuple(languages))
+    chosen = {name: tuple(lang for lang in members if lang in languages) for name, members in custom.items()}
+    return {name: members for name, members in chosen.items() if members}
+
+
 def cache_dir() -> Path:
     """Where converted models and fetched data are cached (HBT_CACHE_DIR overrides)."""
     if os.environ.get("HBT_CACHE_DIR"):

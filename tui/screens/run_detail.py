@@ -30,13 +30,10 @@ def table_layout(spec: dict, dataset: str, results: dict | None, cells: EvalCell
     else:
         languages = sorted(cells.settings)
     if results and results.get("groups"):
-        groups = {name: list(group.get("languages", [])) for name, group in results["groups"].items()}
-    elif evaluation.get("groups"):
-        groups = {name: [lang for lang in members if lang in languages]
-                  for name, members in evaluation["groups"].items()}
+        groups = {name: group.get("languages", []) for name, group in results["groups"].items()}
     else:
-        groups = {name: list(members) for name, members in catalog.default_groups(tuple(languages)).items()}
-    return languages, {name: members for name, members in groups.items() if members}
+        groups = catalog.groups_for(languages, evaluation.get("groups"))
+    return languages, {name: list(members) for name, members in groups.items() if members}
 
 
 def cells_from_results(results: dict) -> EvalCells:

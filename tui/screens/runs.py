@@ -6,7 +6,6 @@ order rebuilds the table. Space marks runs for comparison.
 
 from __future__ import annotations
 
-import math
 import shutil
 
 from rich.text import Text
@@ -17,9 +16,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from engine.run_record import ACTIVE
+from engine.run_record import ACTIVE, primary_results
 from tui.messages import RunEventReceived, RunStatusChanged
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.cells import number
 
 # what matters most comes first, so 80 columns show status, progress and the three scores
 COLUMNS = (("mark", " ", 1), ("status", "status", 11), ("name", "name", 20), ("progress", "progress", 12),
@@ -45,17 +45,6 @@ def progress_text(step: int | None, total: int | None) -> Text:
     text.append("━" * (4 - filled), style="grey37")
     text.append(f" {step or 0}/{total}")
     return text
-
-
-def number(value, digits: int = 3) -> Text:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Text("–", style="dim", justify="right")
-    return Text(f"{value:.{digits}f}", justify="right")
-
-
-def primary_results(summary: dict) -> dict:
-    results = summary.get("results") or {}
-    return next(iter(results.values()), {})
 
 
 class RunsScreen(Screen):
@@ -120,8 +109,8 @@ class RunsScreen(Screen):
 
     def _sort_value(self, run: dict):
         if self.sort_key in ("mono", "cross", "multi", "bias"):
-            value = primary_results(run).get("macro", {}).get(self.sort_key) if self.sort_key != "bias" \
-                else primary_results(run).get("bias")
+            results = primary_results(run)[1]
+            value = results.get("bias") if self.sort_key == "bias" else results.get("macro", {}).get(self.sort_key)
             return value if value is not None else (-1 if self.sort_key != "bias" else 1e12)
         return run.get(self.sort_key) or ""
 
@@ -153,7 +142,7 @@ class RunsScreen(Screen):
 
     def cells(self, run: dict) -> list:
         live = self.app.live.get(run["id"])
-        results = primary_results(run)
+        _, results = primary_results(run)
         macro = results.get("macro", {})
         step = live.step if live and run.get("status") == "running" else run.get("step")
         total = (live.total_steps if live and live.total_steps is not None else None) or run.get("total_steps")

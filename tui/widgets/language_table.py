@@ -6,27 +6,14 @@ Rows and columns have stable keys, so a live evaluation changes single cells wit
 
 from __future__ import annotations
 
-import math
-
 from rich.text import Text
 from textual.widgets import DataTable
 
 from tui.state import EvalCells
+from tui.widgets.cells import number
 
 SETTINGS = ("mono", "cross", "multi")
 PENDING = Text("·", style="dim")
-
-
-def _number(value: float | None, digits: int = 3) -> Text:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Text("–", style="dim", justify="right")
-    return Text(f"{value:.{digits}f}", justify="right")
-
-
-def _bias(value: float | None) -> Text:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Text("–", style="dim", justify="right")
-    return Text(f"{value:.1f}", justify="right")
 
 
 class LanguageTable(DataTable):
@@ -71,18 +58,18 @@ class LanguageTable(DataTable):
             settings = cells.settings.get(language, {})
             for setting in SETTINGS:
                 if setting in settings:
-                    self._set(language, setting, _number(settings[setting].get(self.metric)))
+                    self._set(language, setting, number(settings[setting].get(self.metric)))
             if language in cells.bias:
-                self._set(language, "bias", _bias(cells.bias[language]))
+                self._set(language, "bias", number(cells.bias[language], 1))
         if cells.done:
             for name in self.groups:
                 group = cells.groups.get(name, {})
                 for setting in SETTINGS:
-                    self._set(f"group:{name}", setting, _number(group.get(setting, {}).get(self.metric)))
-                self._set(f"group:{name}", "bias", _bias(group.get("bias")))
+                    self._set(f"group:{name}", setting, number(group.get(setting, {}).get(self.metric)))
+                self._set(f"group:{name}", "bias", number(group.get("bias"), 1))
             for setting in SETTINGS:
-                self._set("macro", setting, _number(cells.macro.get(setting, {}).get(self.metric)))
-            self._set("macro", "bias", _bias(cells.overall_bias))
+                self._set("macro", setting, number(cells.macro.get(setting, {}).get(self.metric)))
+            self._set("macro", "bias", number(cells.overall_bias, 1))
 
     def _set(self, row: str, column: str, value: Text) -> None:
         if self.get_cell(row, column) != value:
