@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 
 def evaluate_ours(encoder, max_queries: int | None, run_dir: Path) -> dict:
-    from engine.evaluate import Evaluator
-    from engine.spec import parse_spec
+    from engine.child.evaluator import Evaluator
+    from engine.contract.validation import parse_spec
 
     spec = parse_spec({"name": "eval-speed", "eval": {"datasets": ["xquad-r"], "max_queries": max_queries,
                                                       "trec_runs": "mono+multi"}})
@@ -39,8 +39,8 @@ def evaluate_ours(encoder, max_queries: int | None, run_dir: Path) -> dict:
 
 def evaluate_naive(encoder, max_queries: int) -> float:
     """Every setting encodes its own queries and candidates."""
-    from engine import metrics
-    from engine.data.lareqa import load_lareqa
+    from engine.child import metrics
+    from engine.child.data.lareqa import load_lareqa
 
     corpora = load_lareqa("xquad-r", None, None, max_queries)
     languages = list(corpora)
@@ -65,8 +65,8 @@ def main() -> None:
 
     import torch
 
-    from engine.encoder import load_encoder
-    from engine.spec import EncoderSpec
+    from engine.child.encoder import load_encoder
+    from engine.contract.spec import EncoderSpec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-queries", type=int, default=None, help="questions per language (default: all 1190)")

@@ -57,8 +57,8 @@ def synthetic_results(summary: dict, rng: random.Random) -> dict:
 
 
 def measure_store(count: int, folder: Path) -> dict:
-    from engine import store as store_module
-    from engine.compare import compare, load_run
+    from engine.parent import store as store_module
+    from engine.parent.compare import compare, load_run
 
     rng = random.Random(0)
     summaries = [synthetic_summary(number, rng) for number in range(count)]
@@ -96,7 +96,7 @@ def measure_store(count: int, folder: Path) -> dict:
 
 
 def write_step_source(folder: Path) -> Path:
-    """A recorded run of one step, for `engine.replay --repeat-steps`: a stream of step events."""
+    """A recorded run of one step, for `engine.parent.replay --repeat-steps`: a stream of step events."""
     folder.mkdir()
     lines = [{"v": 1, "event": "started", "time": 0.0, "run_name": "load", "pid": 0, "device": "cpu",
               "precision": "fp32", "total_steps": 1, "parameters": 1, "trainable_parameters": 1},
@@ -108,10 +108,10 @@ def write_step_source(folder: Path) -> Path:
 
 
 def measure_parent(streams: int, rate: float, seconds: float, folder: Path) -> dict:
-    from engine.replay import replay_command
-    from engine.runner import Runner
-    from engine.spec import parse_spec
-    from engine.store import RunStore
+    from engine.parent.replay import replay_command
+    from engine.parent.runner import Runner
+    from engine.contract.validation import parse_spec
+    from engine.parent.store import RunStore
 
     source = write_step_source(folder / "source")
     store = RunStore(folder / "parent-runs")
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    from engine import store as store_module
+    from engine.parent import store as store_module
 
     print(f"\nstore at scale · {args.runs:,} run summaries")
     codecs = [("orjson", store_module._loads, store_module._dumps),

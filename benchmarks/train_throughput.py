@@ -6,7 +6,7 @@ Systems, each in a fresh subprocess (so each gets its own peak RSS), all on the 
 multilingual-e5-small with word embeddings frozen, the same hybrid (alpha 0.5) MLQA-R
 batches, InfoNCE at temperature 0.05 (= MultipleNegativesRankingLoss scale 20), AdamW:
 
-- ours:       engine.loop's step (texts grouped by length, each group padded to its own longest);
+- ours:       engine.child.loop's step (texts grouped by length, each group padded to its own longest);
 - reference:  the obvious loop: same model, batch and loss, static padding to max length;
 - st-trainer: sentence-transformers' SentenceTransformerTrainer + MultipleNegativesRankingLoss,
               fed the same batches in the same order (only where sentence-transformers is installed).
@@ -31,10 +31,10 @@ QUERY_LENGTH, PASSAGE_LENGTH, TEMPERATURE, LR, WARMUP = 48, 96, 0.05, 2e-5, 3
 
 
 def batches(count: int, batch_size: int) -> list[tuple[list[str], list[str]]]:
-    from engine.data.lareqa import load_lareqa
-    from engine.data.pairs import lareqa_pairs
-    from engine.sampling import BatchSampler
-    from engine.spec import SamplingSpec
+    from engine.child.data.lareqa import load_lareqa
+    from engine.child.data.pairs import lareqa_pairs
+    from engine.child.sampling import BatchSampler
+    from engine.contract.spec import SamplingSpec
 
     source = lareqa_pairs(load_lareqa("mlqa-r", None, None), with_paragraph=False)
     sampler = BatchSampler(source, SamplingSpec(strategy="hybrid", alpha=0.5), batch_size, 0, seed=0)
@@ -47,7 +47,7 @@ def batches(count: int, batch_size: int) -> list[tuple[list[str], list[str]]]:
 
 
 def spec(batch_size: int):
-    from engine.spec import parse_spec
+    from engine.contract.validation import parse_spec
 
     return parse_spec({"name": "bench", "encoder": {"freeze_word_embeddings": True, "max_query_length": QUERY_LENGTH,
                                                     "max_passage_length": PASSAGE_LENGTH},
@@ -57,9 +57,9 @@ def spec(batch_size: int):
 def run_ours(data, experiment) -> list[float]:
     import torch
 
-    from engine.encoder import load_encoder
-    from engine.loop import make_optimizer
-    from engine.losses import info_nce
+    from engine.child.encoder import load_encoder
+    from engine.child.loop import make_optimizer
+    from engine.child.losses import info_nce
 
     encoder = load_encoder(experiment.encoder)
     encoder.train()
@@ -82,7 +82,7 @@ def run_reference(data, experiment) -> list[float]:
     import torch.nn.functional as F
     from transformers import AutoModel, AutoTokenizer
 
-    from engine.encoder import resolve_model_location
+    from engine.child.encoder import resolve_model_location
 
     location = resolve_model_location(experiment.encoder.name)
     tokenizer = AutoTokenizer.from_pretrained(location)
@@ -119,7 +119,7 @@ def run_st_trainer(data, experiment) -> list[float]:
     from torch.utils.data import BatchSampler, SequentialSampler
     from transformers import TrainerCallback
 
-    from engine.encoder import resolve_model_location
+    from engine.child.encoder import resolve_model_location
 
     model = SentenceTransformer(resolve_model_location(experiment.encoder.name), device="cpu")
     model.max_seq_length = PASSAGE_LENGTH

@@ -32,8 +32,8 @@ started = time.perf_counter()
 import sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from engine.store import RunStore
-from engine.runner import Runner
+from engine.parent.store import RunStore
+from engine.parent.runner import Runner
 from tui.app import create_app
 from tui.screens.runs import RunsScreen
 store = RunStore(Path({runs!r}))
@@ -55,7 +55,7 @@ app.run(headless=True, size=(160, 50), auto_pilot=measure)
 
 def make_store(folder: Path, count: int) -> Path:
     from benchmarks.store_scale import synthetic_summary
-    from engine import store as store_module
+    from engine.parent import store as store_module
 
     rng = random.Random(0)
     runs_dir = folder / "runs"
@@ -78,10 +78,10 @@ def measure_startup(count: int, folder: Path) -> tuple[float, int]:
 
 def measure_load(streams: int, rate: float, seconds: float, folder: Path) -> dict:
     from benchmarks.store_scale import write_step_source
-    from engine.replay import replay_command
-    from engine.runner import Runner
-    from engine.spec import parse_spec
-    from engine.store import RunStore
+    from engine.parent.replay import replay_command
+    from engine.parent.runner import Runner
+    from engine.contract.validation import parse_spec
+    from engine.parent.store import RunStore
     from tui.app import create_app
     from tui.screens.runs import RunsScreen
 

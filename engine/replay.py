@@ -1,89 +1,9 @@
-"""`python -m engine.replay SOURCE_RUN --run-dir DIR [--rate N]`: replay a recorded run.
+"""`python -m engine.replay SOURCE --run-dir DIR [--rate N]`: replay a recorded run as if it
+were training (engine.parent.replay). An entry point: nothing imports it."""
 
-Prints the events of `SOURCE_RUN/events.jsonl` as a live run would (to stdout and to
-`DIR/events.jsonl`), at `--rate` events per second (default: the recorded timing, capped
-at 1 s per gap), and copies the source's evaluation files into DIR so the replayed run can
-be browsed and compared like the original. Stdlib only: it speaks the same protocol as
-`engine.train` and honours SIGTERM the same way, so the runner and the UI cannot tell the
-difference. Used by the UI tests, the benchmarks, and for demos without a model.
-"""
-
-from __future__ import annotations
-
-import argparse
-import dataclasses
-import shutil
-import signal
 import sys
-import time
-from pathlib import Path
 
-from engine.protocol import EventWriter, Stopped, read_events
-
-
-def replay_command(source: Path, rate: float | None = None, repeat_steps: int = 0):
-    """A runner `command` that replays `source` instead of training."""
-    def command(run_dir: Path, resume: bool) -> list[str]:
-        arguments = [sys.executable, "-m", "engine.replay", str(source), "--run-dir", str(run_dir)]
-        if rate:
-            arguments += ["--rate", str(rate)]
-        if repeat_steps:
-            arguments += ["--repeat-steps", str(repeat_steps)]
-        return arguments
-
-    return command
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.replay", description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="a run folder (or an events.jsonl file) to replay")
-    parser.add_argument("--run-dir", type=Path, required=True)
-    parser.add_argument("--rate", type=float, help="events per second (default: as recorded)")
-    parser.add_argument("--repeat-steps", type=int, default=0, help="emit this many step events (load tests)")
-    args = parser.parse_args(argv)
-    source_dir = args.source if args.source.is_dir() else args.source.parent
-    events = read_events(source_dir / "events.jsonl")
-    if not events:
-        print(f"error: {source_dir / 'events.jsonl'}: no events to replay", file=sys.stderr)
-        return 2
-    stopped: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(args.run_dir / "events.jsonl", "a", encoding="utf-8") as log:
-        writer = EventWriter(log, sys.stdout)
-        for event, gap in _schedule(events, args.repeat_steps):
-            if stopped:
-                writer.emit(Stopped(step=getattr(event, "step", 0), signal="SIGTERM"))
-                return 128 + signal.SIGTERM
-            if event.kind == "eval_done" or event.kind == "finished":
-                _copy_eval(source_dir, args.run_dir)
-            writer.emit(dataclasses.replace(event, time=time.time()))
-            _pause(gap, args.rate)
-    return 0 if events[-1].kind == "finished" else 1
-
-
-def _schedule(events: list, repeat_steps: int):
-    """(event, recorded gap to the next one), with the steps stretched to `repeat_steps` if asked."""
-    gaps = [later.time - event.time for event, later in zip(events, events[1:])] + [0.0]
-    steps = [event for event in events if event.kind == "step"]
-    if not repeat_steps or not steps:
-        yield from zip(events, gaps)
-        return
-    first = events[0]
-    yield (dataclasses.replace(first, total_steps=repeat_steps) if first.kind == "started" else first), 0.0
-    for number in range(1, repeat_steps + 1):
-        yield dataclasses.replace(steps[(number - 1) % len(steps)], step=number, total_steps=repeat_steps), 0.0
-    yield from ((event, 0.0) for event in events[1:] if event.kind != "step")
-
-
-def _pause(gap: float, rate: float | None) -> None:
-    time.sleep(1.0 / rate if rate else min(max(gap, 0.0), 1.0))
-
-
-def _copy_eval(source: Path, target: Path) -> None:
-    if (source / "eval").is_dir() and not (target / "eval").exists():
-        shutil.copytree(source / "eval", target / "eval")
-
+from engine.parent.replay import main
 
 if __name__ == "__main__":
     sys.exit(main())

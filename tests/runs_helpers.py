@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT
-from engine.protocol import parse_event
+from engine.contract.events import parse_event
 
 
 def tiny_spec(model: Path, **overrides) -> dict:
@@ -56,3 +56,8 @@ def events_of(stdout: str) -> list:
 
 def step_losses(events) -> dict[int, float]:
     return {event.step: event.loss for event in events if event.kind == "step"}
+
+
+def started(events) -> object:
+    """The run's `started` event (notices such as "loading model" come before it)."""
+    return next(event for event in events if event.kind == "started")

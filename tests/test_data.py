@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from engine.data.lareqa import load_lareqa
-from engine.data.pairs import hf_pairs, lareqa_pairs
-from engine.errors import DataError
-from engine.spec import HFSourceSpec
+from engine.child.data.lareqa import load_lareqa
+from engine.child.data.pairs import hf_pairs, lareqa_pairs
+from engine.contract.errors import DataError
+from engine.contract.spec import HFSourceSpec
 
 # ../shared/data/README.md
 XQUAD_CANDIDATES = {"ar": 1222, "de": 1276, "el": 1234, "en": 1180, "es": 1215, "hi": 1244, "ru": 1219,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data.lareqa import load_lareqa
-from engine.encoder import length_groups, load_encoder, resolve_model_location
-from engine.errors import ModelError
-from engine.model_names import check_encoder_name
-from engine.spec import EncoderSpec
+from engine.child.data.lareqa import load_lareqa
+from engine.child.encoder import length_groups, load_encoder, resolve_model_location
+from engine.contract.errors import ModelError
+from engine.contract.model_names import check_encoder_name
+from engine.contract.spec import EncoderSpec
 
 SCRIPTS = ("en", "ru", "el", "ar", "hi", "th", "zh")  # Latin, Cyrillic, Greek, Arabic, Devanagari, Thai, Han
 

@@ -9,16 +9,17 @@ import sys
 import numpy as np
 import pytest
 
-from engine.eval_outputs import read_per_query
-from engine.evaluate import Evaluator
-from engine.spec import parse_spec
+from engine.contract.layout import RunFolder
+from engine.contract.results import read_per_query
+from engine.child.evaluator import Evaluator
+from engine.contract.validation import parse_spec
 from runs_helpers import env
 
 
 @pytest.fixture(scope="module")
 def encoder(tiny_model):
-    from engine.encoder import load_encoder
-    from engine.spec import EncoderSpec
+    from engine.child.encoder import load_encoder
+    from engine.contract.spec import EncoderSpec
 
     return load_encoder(EncoderSpec(name=str(tiny_model), max_query_length=32, max_passage_length=48))
 
@@ -39,14 +40,14 @@ def evaluate(encoder, tmp_path, **eval_section):
     spec = parse_spec({"name": "eval-test", "eval": {"datasets": ["xquad-r"], "languages": ["en", "de", "zh"],
                                                      "max_queries": 15, **eval_section}})
     events = []
-    assert Evaluator(spec, tmp_path, events.append).run(encoder, step=7)
+    assert Evaluator(spec, RunFolder(tmp_path), events.append).run(encoder, step=7)
     return spec, events
 
 
 def test_every_setting_is_scored_from_one_encoding_per_language(encoder, tmp_path):
     counting = CountingEncoder(encoder)
     spec, events = evaluate(counting, tmp_path)
-    from engine.data.lareqa import load_lareqa
+    from engine.child.data.lareqa import load_lareqa
 
     corpora = load_lareqa("xquad-r", ("en", "de", "zh"), None, 15)
     expected = sum(len(c.questions) + len(c.candidates) for c in corpora.values())
@@ -99,7 +100,7 @@ def test_trec_files_and_per_query_scores_agree_with_pytrec_eval(encoder, tmp_pat
 def test_mlqa_cross_lingual_counts_only_queries_with_a_translation(encoder, tmp_path):
     spec = parse_spec({"name": "mlqa", "eval": {"datasets": ["mlqa-r"], "languages": ["de", "es", "en"],
                                                 "max_queries": 20}})
-    assert Evaluator(spec, tmp_path, lambda event: None).run(encoder, 0)
+    assert Evaluator(spec, RunFolder(tmp_path), lambda event: None).run(encoder, 0)
     results = json.loads((tmp_path / "eval" / "mlqa-r" / "results.json").read_text())
     per_query = read_per_query(tmp_path / "eval" / "mlqa-r" / "per_query.tsv.gz")
     assert len(per_query[("de", "mono")]) == 20
@@ -108,26 +109,28 @@ def test_mlqa_cross_lingual_counts_only_queries_with_a_translation(encoder, tmp_
 
 
 def test_command_line_zero_shot_prints_the_table(tiny_model, tmp_path):
+    runs = tmp_path / "runs"
     result = subprocess.run([sys.executable, "-m", "engine.evaluate", str(tiny_model), "--languages", "en", "de",
-                             "--max-queries", "8", "--run-dir", str(tmp_path / "zs")],
-                            capture_output=True, text=True, env=env(), timeout=300)
+                             "--max-queries", "8", "--runs-dir", str(runs)],
+                            capture_output=True, text=True, env={**env(), "COLUMNS": "160"}, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     for word in ("mono", "cross", "multi", "bias", "en", "de", "macro avg"):
         assert word in result.stdout
-    events = (tmp_path / "zs" / "events.jsonl").read_text().splitlines()
+    (folder,) = [path for path in runs.iterdir() if path.is_dir()]
+    events = (folder / "events.jsonl").read_text().splitlines()
     assert json.loads(events[-1])["event"] == "finished"
 
 
 @pytest.mark.parametrize("arguments,message", [
     (["--datasets", "squad"], "eval.datasets[0]: unknown evaluation dataset 'squad'"),
     (["--languages", "en", "xx"], "eval.languages[1]: xquad-r has no language 'xx'"),
-    (["--data-dir", "/nonexistent"], "dataset 'xquad-r' not found"),
+    (["--data-dir", "/nonexistent"], "data_dir: /nonexistent does not exist"),
 ])
 def test_command_line_bad_input(tiny_model, tmp_path, arguments, message):
     variables = env()
     if "--data-dir" in arguments:
         variables["HBT_DATA_DIR"] = "/nonexistent"
     result = subprocess.run([sys.executable, "-m", "engine.evaluate", str(tiny_model), *arguments,
-                             "--run-dir", str(tmp_path / "zs")], capture_output=True, text=True, env=variables)
+                             "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, env=variables)
     assert result.returncode == 2 and message in result.stderr
-    assert not (tmp_path / "zs").exists()
+    assert not [path for path in (tmp_path / "runs").glob("*") if path.is_dir()]

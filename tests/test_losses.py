@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.losses import info_nce
+from engine.child.losses import info_nce
 
 QUERIES = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 PASSAGES = torch.tensor([[1.0, 0.0], [0.6, 0.8]])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.metrics import PAD, compute, language_bias, ranks_from_topk, relevant_ranks
+from engine.child.metrics import PAD, compute, language_bias, ranks_from_topk, relevant_ranks
 
 
 def test_ranks_and_every_metric_by_hand():

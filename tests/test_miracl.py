@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from engine.data import miracl
-from engine.errors import DataError
-from engine.eval_miracl import TopK, evaluate_language
-from engine.evaluate import Evaluator
-from engine.spec import parse_spec
+from engine.child.data import miracl
+from engine.contract.layout import RunFolder
+from engine.contract.errors import DataError
+from engine.child.eval_miracl import TopK, evaluate_language
+from engine.child.evaluator import Evaluator
+from engine.contract.validation import parse_spec
 
 DOCS = [("10#0", "Nairobi", "Nairobi ni mji mkuu wa Kenya."), ("10#1", "Nairobi", "Ina wakazi milioni nne."),
         ("11#0", "Mombasa", "Mombasa ni mji wa pwani."), ("12#0", "Kilimanjaro", "Kilimanjaro ni mlima mrefu."),
@@ -63,8 +64,8 @@ def test_top_k_streaming_equals_a_full_sort():
 
 def test_evaluation_streams_in_chunks_and_matches_pytrec_eval(tmp_path, tiny_model):
     pytrec_eval = pytest.importorskip("pytrec_eval")
-    from engine.encoder import load_encoder
-    from engine.spec import EncoderSpec
+    from engine.child.encoder import load_encoder
+    from engine.contract.spec import EncoderSpec
 
     write_miracl(tmp_path)
     encoder = load_encoder(EncoderSpec(name=str(tiny_model)))
@@ -88,13 +89,13 @@ def test_evaluation_streams_in_chunks_and_matches_pytrec_eval(tmp_path, tiny_mod
 
 
 def test_miracl_through_the_evaluator(tmp_path, tiny_model):
-    from engine.encoder import load_encoder
-    from engine.spec import EncoderSpec
+    from engine.child.encoder import load_encoder
+    from engine.contract.spec import EncoderSpec
 
     write_miracl(tmp_path)
     spec = parse_spec({"name": "m", "data_dir": str(tmp_path), "eval": {"datasets": ["miracl"], "languages": ["sw"]}})
     events = []
-    assert Evaluator(spec, tmp_path / "run", events.append).run(load_encoder(EncoderSpec(name=str(tiny_model))), 0)
+    assert Evaluator(spec, RunFolder(tmp_path / "run"), events.append).run(load_encoder(EncoderSpec(name=str(tiny_model))), 0)
     results = json.loads((tmp_path / "run" / "eval" / "miracl" / "results.json").read_text())
     assert results["primary_metric"] == "ndcg@10"
     assert set(results["per_language"]["sw"]["settings"]["mono"]) == {"ndcg@10", "recall@100", "map_cut@10"}
@@ -110,8 +111,8 @@ def test_bad_qrels_line_names_file_and_line(tmp_path):
 
 
 def test_judged_document_missing_from_corpus_names_the_qrels_line(tmp_path, tiny_model):
-    from engine.encoder import load_encoder
-    from engine.spec import EncoderSpec
+    from engine.child.encoder import load_encoder
+    from engine.contract.spec import EncoderSpec
 
     write_miracl(tmp_path, qrels=[*QRELS, ("2", "99#9", 1)])
     data = miracl.load_local("sw", "dev", str(tmp_path))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.protocol import read_events
-from engine.run_record import summarise_run_dir
-from engine.store import RunStore
+from engine.contract.events import read_events
+from engine.parent.records import summarise_run_dir
+from engine.parent.store import RunStore
 from runs_helpers import env, tiny_spec, write
 
 pytestmark = pytest.mark.slow
@@ -200,9 +200,9 @@ def test_unknown_run_and_resume_of_a_finished_run(tmp_path, tiny_model):
 
 
 async def test_queue_starts_runs_by_priority_then_submission(tmp_path):
-    from engine.replay import replay_command
-    from engine.runner import Runner
-    from engine.spec import parse_spec
+    from engine.parent.replay import replay_command
+    from engine.parent.runner import Runner
+    from engine.contract.validation import parse_spec
     from tui_helpers import FIXTURES
 
     store = RunStore(tmp_path / "runs")

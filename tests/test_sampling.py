@@ -5,11 +5,11 @@ from collections import Counter
 
 import pytest
 
-from engine.data.lareqa import load_lareqa
-from engine.data.pairs import lareqa_pairs
-from engine.errors import DataError
-from engine.sampling import BatchSampler
-from engine.spec import SamplingSpec
+from engine.child.data.lareqa import load_lareqa
+from engine.child.data.pairs import lareqa_pairs
+from engine.contract.errors import DataError
+from engine.child.sampling import BatchSampler
+from engine.contract.spec import SamplingSpec
 
 LANGUAGES = ("ar", "de", "en", "es", "zh")
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from engine.errors import SpecError
-from engine.grid import expand_grid
-from engine.spec import ExperimentSpec, load_spec, parse_spec, parse_spec_text
+from engine.contract.errors import SpecError
+from engine.contract.grid import expand_grid
+from engine.contract.spec import ExperimentSpec
+from engine.contract.validation import load_spec, parse_spec, parse_spec_text
 
 
 def problems_of(document) -> list[str]:

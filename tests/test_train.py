@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from engine.protocol import read_events
-from runs_helpers import env, events_of, run_train, step_losses, tiny_spec, write
+from engine.contract.events import read_events
+from runs_helpers import env, events_of, run_train, started, step_losses, tiny_spec, write
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,10 @@ def test_end_to_end_event_stream_checkpoint_and_model(tmp_path, tiny_model):
     spec = write(tmp_path / "spec.json", tiny_spec(tiny_model))
     result = run_train(spec, "--run-dir", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-3000:]
-    events = events_of(result.stdout)
+    streamed = events_of(result.stdout)
+    notices = [event.message for event in streamed if event.kind == "notice"]
+    assert any(message.startswith("loading model") for message in notices)  # said while it prepares
+    events = [event for event in streamed if event.kind != "notice"]
     kinds = [event.kind for event in events]
     assert kinds[0] == "started" and kinds[-1] == "finished"
     assert [e.step for e in events if e.kind == "step"] == [1, 2, 3, 4, 5, 6]
@@ -33,7 +36,7 @@ def test_end_to_end_event_stream_checkpoint_and_model(tmp_path, tiny_model):
     assert {e.language for e in final_evals} == {"en", "de", "zh"}
     assert all(set(e.settings) == {"mono", "cross", "multi"} for e in final_evals)
     # the record on disk is the stream
-    assert [e.to_json() for e in read_events(tmp_path / "run" / "events.jsonl")] == [e.to_json() for e in events]
+    assert [e.to_json() for e in read_events(tmp_path / "run" / "events.jsonl")] == [e.to_json() for e in streamed]
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000006"
     for name in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "training_state.pt",
                  "trainer_state.json", "spec.json"):
@@ -73,7 +76,7 @@ def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path, tiny_model):
     assert events_of(first.stdout)[-1].kind == "stopped"
     second = run_train("--resume", "--run-dir", tmp_path / "split")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert events_of(second.stdout)[0].resumed_from_step == 5
+    assert started(events_of(second.stdout)).resumed_from_step == 5
     expected = step_losses(events_of(straight.stdout))
     resumed = {**step_losses(events_of(first.stdout)), **step_losses(events_of(second.stdout))}
     assert sorted(resumed) == list(range(1, 11))
@@ -121,6 +124,7 @@ def test_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, case):
 
 
 def test_missing_data_and_unwritable_run_dir(tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()  # a data folder without the dataset
     spec = write(tmp_path / "spec.json", tiny_spec(tiny_model, data_dir=str(tmp_path / "empty")))
     variables = env()
     variables["HBT_DATA_DIR"] = str(tmp_path / "empty")
@@ -146,7 +150,7 @@ def test_two_step_smoke_run_on_the_bundled_encoder(tmp_path):
     result = run_train(write(tmp_path / "spec.json", document), "--run-dir", tmp_path / "run", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     events = events_of(result.stdout)
-    assert events[0].parameters > 100_000_000  # e5-small: 117.5 M
-    assert events[0].trainable_parameters < events[0].parameters  # word embeddings frozen
+    assert started(events).parameters > 100_000_000  # e5-small: 117.5 M
+    assert started(events).trainable_parameters < started(events).parameters  # word embeddings frozen
     assert [e.step for e in events if e.kind == "step"] == [1, 2]
     assert events[-1].kind == "finished"

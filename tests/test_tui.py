@@ -10,8 +10,8 @@ import sys
 import pytest
 from textual.widgets import DataTable, Input, Log, Sparkline, Static
 
-from engine.protocol import read_events
-from engine.spec import load_spec
+from engine.contract.events import read_events
+from engine.contract.validation import load_spec
 from runs_helpers import env
 from tui.messages import RunEventReceived, StepReceived
 from tui.screens.compare import CompareScreen, cell_text
@@ -95,7 +95,7 @@ async def test_queued_run_updates_its_row_live_and_finishes(tmp_path):
 
 
 async def test_step_messages_for_one_run_replace_each_other():
-    from engine.protocol import Step
+    from engine.contract.events import Step
 
     older = StepReceived("a", Step(step=1, total_steps=9, loss=1.0, lr=0.1, samples_per_s=1, tokens_per_s=1))
     newer = StepReceived("a", Step(step=2, total_steps=9, loss=0.9, lr=0.1, samples_per_s=1, tokens_per_s=1))
@@ -180,7 +180,7 @@ async def test_compare_screen_deltas_significance_diff_and_export(tmp_path):
 
 
 def test_significance_mark_and_colour():
-    from engine.compare import Cell
+    from engine.parent.compare import Cell
 
     better = cell_text(Cell(0.8, 0.05, 0.001))
     assert better.plain.endswith("+0.050*") and "green" in str(better.spans)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import SelectionList
 
-from engine.runner import Runner
-from engine.store import RunStore
+from engine.parent.runner import Runner
+from engine.parent.store import RunStore
 from tui.app import create_app
 from tui.screens.compose import ComposeScreen
 from tui.screens.run_detail import RunDetailScreen

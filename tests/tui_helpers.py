@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from engine.replay import replay_command
-from engine.runner import Runner
-from engine.store import RunStore
+from engine.parent.replay import replay_command
+from engine.parent.runner import Runner
+from engine.parent.store import RunStore
 from tui.app import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "recorded"
@@ -18,9 +18,9 @@ def recorded_store(root: Path, runs: dict[str, str] | None = None) -> RunStore:
     runs = runs or {"hybrid-run": "hybrid", "mono-run": "monolingual", "failed-run": "failure"}
     runs_dir = root / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    store = RunStore(runs_dir)
     for run_id, fixture in runs.items():
         shutil.copytree(FIXTURES / fixture, runs_dir / run_id)
-    store = RunStore(runs_dir)
     store.rebuild()
     return store
 

@@ -18,10 +18,10 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 
-from engine.errors import UserError
-from engine.protocol import Event
-from engine.runner import Runner
-from engine.store import RunStore
+from engine.contract.errors import UserError
+from engine.contract.events import Event
+from engine.parent.runner import Runner
+from engine.parent.store import RunStore
 from tui.messages import RunEventReceived, RunStatusChanged, StepReceived
 from tui.state import RunLive, live_from_folder
 
@@ -112,7 +112,7 @@ class HbtApp(App):
     def ensure_live(self, run_id: str) -> RunLive:
         """The live state of a run, read from its events.jsonl the first time it is needed."""
         if run_id not in self.live:
-            self.live[run_id] = live_from_folder(self.store.runs_dir / run_id)
+            self.live[run_id] = live_from_folder(self.store.folder(run_id))
         return self.live[run_id]
 
     # --- actions used by the screens ------------------------------------------------------------------
@@ -145,12 +145,10 @@ class HbtApp(App):
 
     def queue_document(self, document: dict) -> list[str]:
         """Validate, expand the grid, check data and model, queue every run."""
-        from engine.data.preflight import runnable_specs
-        from engine.spec import parse_spec
+        from engine.parent.preflight import prepare
 
-        specs = runnable_specs(parse_spec(document))
-        group = document.get("name") if len(specs) > 1 else None
-        return [self.runner.submit(spec, group=group) for spec in specs]
+        prepared = prepare(document, store=self.store)
+        return [self.runner.submit(spec, group=prepared.group) for spec in prepared.specs]
 
     def compose_screen_for(self, path: Path):
         """Compose with a spec file loaded; a spec that fails validation opens with its errors."""
@@ -219,7 +217,7 @@ def create_app(store: RunStore, runner: Runner, **options) -> HbtApp:
 
 def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = None) -> int:
     """`hbt-tui` with no arguments."""
-    from engine.errors import EXIT_USER_ERROR
+    from engine.contract.errors import EXIT_USER_ERROR
 
     try:
         store = RunStore(Path(runs_dir or os.environ.get("HBT_RUNS_DIR") or "runs"))

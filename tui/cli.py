@@ -1,7 +1,7 @@
 """`hbt-tui`: the Textual app when no command is given, the headless engine CLI otherwise.
 
     hbt-tui [--runs-dir D] [--jobs N] [--open SPEC]   the terminal UI
-    hbt-tui --run SPEC | runs | show | compare | ...  headless (see engine.cli)
+    hbt-tui --run SPEC | runs | show | compare | ...  headless (see engine.parent.commands)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
             from tui.app import run_app
 
             return run_app(known.runs_dir, known.jobs, known.open_spec)
-    from engine.cli import main as headless
+    from engine.parent.commands import main as headless
 
     return headless(argv)
 

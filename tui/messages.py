@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from engine.protocol import Event
+from engine.contract.events import Event
 
 
 class RunEventReceived(Message):

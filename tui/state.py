@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from engine.protocol import Event, read_events
+from engine.contract.events import Event, read_events
+from engine.contract.layout import RunFolder
 
 
 @dataclass
@@ -94,8 +94,8 @@ def describe(event: Event) -> str:
     return f"{clock} {event.kind}"
 
 
-def live_from_folder(run_dir: Path) -> RunLive:
+def live_from_folder(folder: RunFolder) -> RunLive:
     live = RunLive()
-    for event in read_events(run_dir / "events.jsonl"):
+    for event in read_events(folder.events):
         live.apply(event)
     return live

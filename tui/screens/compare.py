@@ -18,8 +18,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.compare import FORMATS, Comparison, compare, load_run
-from engine.eval_outputs import SETTINGS
+from engine.parent.compare import FORMATS, Comparison, compare, load_run
+from engine.contract.layout import SETTINGS
 
 
 class ComparisonReady(Message):
@@ -90,7 +90,7 @@ class CompareScreen(Screen):
         datasets: list[str] = []
         try:
             if not runs:
-                runs = [load_run(self.app.store.runs_dir / run_id, run_id) for run_id in self.run_ids]
+                runs = [load_run(self.app.store.folder(run_id)) for run_id in self.run_ids]
             datasets = sorted({name for run in runs for name in run.results})
             if not datasets:
                 raise ValueError("none of these runs has evaluation results yet")

@@ -21,10 +21,11 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static, Switch
 
-from engine.data import catalog
-from engine.errors import SpecError, UserError
-from engine.model_names import BUNDLED_CHOICES, HUB_SUGGESTIONS
-from engine.spec import STRATEGIES, parse_spec
+from engine.contract import catalog
+from engine.contract.errors import SpecError, UserError
+from engine.contract.model_names import BUNDLED_CHOICES, HUB_SUGGESTIONS
+from engine.contract.spec import STRATEGIES
+from engine.contract.validation import parse_spec
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class ComposeScreen(Screen):
 
     @staticmethod
     def _placeholder(field: Field) -> str:
-        from engine.spec import ExperimentSpec
+        from engine.contract.spec import ExperimentSpec
 
         default = get_path(json.loads(ExperimentSpec(name="x").to_json()), field.path)
         return f"default: {default}" if default not in (None, "", "x") else ""
@@ -249,7 +250,7 @@ class ComposeScreen(Screen):
             return False
         self.document = self.read_form()
         try:
-            from engine.grid import expand_grid
+            from engine.contract.grid import expand_grid
 
             runs = expand_grid(parse_spec(self.document))
             self.problems = []

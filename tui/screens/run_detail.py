@@ -10,8 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Sparkline, Static
 
-from engine.data import catalog
-from engine.run_record import STDERR_FILE, read_json
+from engine.contract import catalog
+from engine.contract.layout import read_json
 from tui.messages import RunEventReceived, RunStatusChanged
 from tui.screens.runs import status_text
 from tui.state import EvalCells
@@ -58,7 +58,7 @@ class RunDetailScreen(Screen):
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
-        self.run_dir = None
+        self.folder = None
         self.spec: dict = {}
         self.datasets: list[str] = []
         self.dataset: str | None = None
@@ -85,12 +85,13 @@ class RunDetailScreen(Screen):
 
     def on_mount(self) -> None:
         summary = self.app.store.get(self.run_id) or {"id": self.run_id, "name": self.run_id, "status": "missing"}
-        self.run_dir = self.app.store.runs_dir / self.run_id
-        if not self.run_dir.exists():
+        folder = self.app.store.folder(self.run_id)
+        if not folder.exists():
             self.query_one("#detail-header", Static).update(
-                f"[b]{summary.get('name')}[/b]  {self.run_id}\n[red]The run folder is missing: {self.run_dir}[/]")
+                f"[b]{summary.get('name')}[/b]  {self.run_id}\n[red]The run folder is missing: {folder.path}[/]")
             return
-        self.spec = read_json(self.run_dir / "spec.json") or {}
+        self.folder = folder
+        self.spec = read_json(folder.spec) or {}
         evaluation = self.spec.get("eval", {})
         self.datasets = list(evaluation.get("datasets", [])) or sorted(self.app.ensure_live(self.run_id).evals)
         self.dataset = self.datasets[0] if self.datasets else None
@@ -137,7 +138,7 @@ class RunDetailScreen(Screen):
             return
         live = self.app.ensure_live(self.run_id)
         cells = live.evals.get(self.dataset)
-        results = read_json(self.run_dir / "eval" / self.dataset / "results.json")
+        results = read_json(self.folder.results(self.dataset))
         if cells is None and results:
             cells = cells_from_results(results)
         cells = cells or EvalCells()
@@ -171,14 +172,14 @@ class RunDetailScreen(Screen):
             widget.display = False
             return
         tail = summary.get("stderr_tail") or ""
-        if not tail and self.run_dir is not None and (self.run_dir / STDERR_FILE).exists():
-            tail = "\n".join((self.run_dir / STDERR_FILE).read_text(errors="replace").splitlines()[-15:])
+        if not tail and self.folder is not None and self.folder.stderr.exists():
+            tail = "\n".join(self.folder.stderr.read_text(errors="replace").splitlines()[-15:])
         widget.display = True
         widget.update(f"[b red]failed:[/] {summary.get('error') or ''}\n[dim]{_escape(tail)}[/]")
 
     # --- live updates (called by the app) ----------------------------------------------------------
     def run_event(self, message: RunEventReceived) -> None:
-        if message.run_id != self.run_id or self.run_dir is None:
+        if message.run_id != self.run_id or self.folder is None:
             return
         event = message.event
         live = self.app.ensure_live(self.run_id)
@@ -202,7 +203,7 @@ class RunDetailScreen(Screen):
         self.update_header(self.app.store.get(self.run_id) or {})
 
     def run_status(self, message: RunStatusChanged) -> None:
-        if message.run_id == self.run_id and self.run_dir is not None:
+        if message.run_id == self.run_id and self.folder is not None:
             self.update_header(message.summary)
             self.update_stderr(message.summary)
             if message.summary.get("status") in ("finished", "failed"):

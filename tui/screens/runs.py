@@ -16,7 +16,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from engine.run_record import ACTIVE, primary_results
+from engine.parent.records import ACTIVE, primary_results
 from tui.messages import RunEventReceived, RunStatusChanged
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.cells import number
@@ -192,7 +192,7 @@ class RunsScreen(Screen):
         """Runs whose folder vanished behind our back show as missing (never a crash)."""
         table = self.query_one("#runs-table", DataTable)
         for run_id in list(table.rows):
-            if not (self.app.store.runs_dir / str(run_id.value)).exists():
+            if not self.app.store.folder(str(run_id.value)).exists():
                 table.update_cell(run_id, "status", status_text("missing"))
 
     # --- actions ----------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ class RunsScreen(Screen):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                shutil.rmtree(self.app.store.runs_dir / run_id, ignore_errors=True)
+                shutil.rmtree(self.app.store.folder(run_id).path, ignore_errors=True)
                 self.app.store.remove(run_id)
                 if run_id in self.marked:
                     self.marked.remove(run_id)

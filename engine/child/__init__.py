@@ -1,0 +1,1 @@
+"""The run subprocess: data, samplers, losses, encoder, training loop, evaluation, checkpoints."""

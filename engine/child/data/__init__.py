@@ -1,0 +1,1 @@
+"""Readers for the benchmark layouts (LAReQA, MIRACL) and training pairs."""

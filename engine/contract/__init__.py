@@ -1,0 +1,1 @@
+"""What both processes share, standard library only (a test keeps it so)."""

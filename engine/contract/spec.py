@@ -1,0 +1,174 @@
+"""The experiment spec: frozen dataclasses read from JSON, strictly validated.
+
+A spec names one experiment: encoder x batch-sampling strategy x loss x languages, how to
+train it and how to evaluate it. `load_spec` / `parse_spec` turn JSON into an
+`ExperimentSpec` or raise `SpecError` naming the JSON path of every bad field
+(`sampling.alpha: must be in [0, 1], got 1.5`). A `grid` sweeps dotted fields and
+`expand_grid` turns one spec into many runs (see `engine.contract.grid`). Stdlib only: the UI
+validates as the user types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+BUNDLED_ENCODER = "bundled:multilingual-e5-small"
+STRATEGIES = ("monolingual", "crosslingual", "hybrid", "multitask")
+
+
+def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict:
+    return {"range": (low, high, low_open)}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str = BUNDLED_ENCODER
+    pooling: Literal["mean", "cls"] = "mean"
+    max_query_length: int = field(default=64, metadata=_range(4, 8192))
+    max_passage_length: int = field(default=128, metadata=_range(4, 8192))
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    freeze_word_embeddings: bool = False
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    strategy: Literal["monolingual", "crosslingual", "hybrid", "multitask"] = "hybrid"
+    alpha: float = field(default=0.5, metadata=_range(0, 1))
+    mono_weight: float = field(default=0.5, metadata=_range(0, None))
+    cross_weight: float = field(default=0.5, metadata=_range(0, None))
+    multitask_batch: Literal["half", "full"] = "half"
+    language_weighting: Literal["uniform", "by_size"] = "uniform"
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    temperature: float = field(default=0.05, metadata=_range(0, 10, low_open=True))
+    symmetric: bool = False
+    hard_negatives: int = field(default=0, metadata=_range(0, 16))
+
+
+@dataclass(frozen=True)
+class HFSourceSpec:
+    """A Hugging Face dataset of query-passage pairs (mMARCO and friends)."""
+
+    path: str = ""
+    config: str | None = "{language}"
+    split: str = "train"
+    query_field: str = "query"
+    positive_field: str = "positive"
+    negative_field: str | None = None
+    id_field: str | None = None
+    max_rows: int | None = field(default=None, metadata=_range(1, None))
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    dataset: str = "mlqa-r"
+    languages: tuple[str, ...] | None = None
+    passage: Literal["sentence", "sentence+paragraph"] = "sentence"
+    max_questions: int | None = field(default=None, metadata=_range(1, None))
+    hf: HFSourceSpec | None = None
+    batch_size: int = field(default=16, metadata=_range(2, 65536))
+    lr: float = field(default=2e-5, metadata=_range(0, 1, low_open=True))
+    weight_decay: float = field(default=0.01, metadata=_range(0, 1))
+    warmup_steps: int = field(default=0, metadata=_range(0, None))
+    steps: int | None = field(default=None, metadata=_range(0, None))  # 0: evaluate only
+    epochs: float | None = field(default=None, metadata=_range(0, 1000, low_open=True))
+    grad_accumulation: int = field(default=1, metadata=_range(1, 1024))
+    max_grad_norm: float = field(default=1.0, metadata=_range(0, None))
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = field(default=None, metadata=_range(1, 1024))
+    log_every: int = field(default=1, metadata=_range(1, None))
+    eval_every: int = field(default=0, metadata=_range(0, None))
+    checkpoint_every: int = field(default=0, metadata=_range(0, None))
+    keep_checkpoints: int = field(default=2, metadata=_range(1, None))
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    datasets: tuple[str, ...] = ("xquad-r",)
+    languages: tuple[str, ...] | None = None
+    metrics: tuple[str, ...] = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10")
+    primary_metric: str = "map"
+    groups: dict[str, tuple[str, ...]] | None = None
+    passage: Literal["sentence", "sentence+paragraph"] = "sentence"
+    max_queries: int | None = field(default=None, metadata=_range(1, None))
+    batch_size: int = field(default=64, metadata=_range(1, 65536))
+    at_start: bool = False
+    at_end: bool = True
+    trec_runs: Literal["none", "mono+multi", "all"] = "mono+multi"
+    trec_depth: int = field(default=100, metadata=_range(1, 10000))
+    miracl_split: str = "dev"
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    data_dir: str | None = None
+    baseline: str | None = None
+    encoder: EncoderSpec = EncoderSpec()
+    sampling: SamplingSpec = SamplingSpec()
+    loss: LossSpec = LossSpec()
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def config_hash(self) -> str:
+        """Hash of what determines the result: everything but names, notes and the grid."""
+        config = {key: value for key, value in self.to_dict().items()
+                  if key not in ("name", "description", "tags", "baseline", "grid")}
+        canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_name(self, name: str) -> ExperimentSpec:
+        return replace(self, name=name)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def section_fields(section: type) -> list[str]:
+    """Field names of a spec section, in declaration order (for forms and docs)."""
+    return [spec_field.name for spec_field in fields(section)]
+
+
+IGNORED_IN_DIFF = ("name", "description", "tags", "grid", "baseline")
+
+
+def flatten(document: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train.seed": 1, ...}: the leaves of a spec document by dotted path (groups stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "groups":
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def spec_diff(documents: list[dict]) -> list[tuple[str, list[Any]]]:
+    """(dotted field, value per document) for every field whose values differ (names ignored)."""
+    flats = [flatten({k: v for k, v in document.items() if k not in IGNORED_IN_DIFF}) for document in documents]
+    keys = sorted(set().union(*flats)) if flats else []
+    return [(key, [flat.get(key) for flat in flats]) for key in keys
+            if len({json.dumps(flat.get(key), sort_keys=True) for flat in flats}) > 1]

@@ -1,0 +1,330 @@
+"""Reading experiment specs: JSON text -> a validated, frozen `ExperimentSpec`.
+
+`load_spec(path)`, `parse_spec_text(text)` and `parse_spec(document)` are the ways in; each
+raises `SpecError` listing every problem with its JSON path. Decoding keeps keys given twice
+and refuses nesting too deep; numbers must be finite and integers fit in 64 bits (what the
+index and torch can store). Then two passes: `_convert` walks the type hints of the dataclasses (unknown keys, wrong types,
+out-of-range numbers, bad choices), then `_check_semantics` checks what spans fields
+(languages a dataset lacks, steps vs epochs, metric names, language groups). Every
+problem is collected with its JSON path so a user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.contract import catalog
+from engine.contract.errors import SpecError
+from engine.contract.metric_names import parse_metric
+from engine.contract.spec import ExperimentSpec
+
+Problems = list[tuple[str, str]]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,=+@-]{0,119}$")
+_MISSING = object()
+MAX_DEPTH = 16                      # a spec is 3-4 levels deep; anything far deeper is a mistake
+INT64 = (-2**63, 2**63 - 1)         # what the index (orjson) and torch can store
+
+
+# --- the ways in ---------------------------------------------------------------------------------
+
+class JSONObject(dict):
+    """A decoded JSON object that remembers the keys it saw twice (`json` keeps the last
+    value silently; the validator reports them)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> JSONObject:
+    decoded = JSONObject(pairs)
+    if len(decoded) != len(pairs):
+        seen: set[str] = set()
+        decoded.duplicates = tuple(key for key, _ in pairs if key in seen or seen.add(key))
+    return decoded
+
+
+def loads_document(text: str, source: str | None = None) -> Any:
+    """Decode spec JSON: keys given twice are remembered, too-deep nesting is a SpecError."""
+    try:
+        return json.loads(text, object_pairs_hook=_object_pairs)
+    except json.JSONDecodeError as error:
+        raise SpecError([(f"line {error.lineno} column {error.colno}",
+                          f"malformed JSON: {error.msg}")], source) from None
+    except RecursionError:
+        raise SpecError([("(top level)", "malformed JSON: nested too deeply")], source) from None
+
+
+def parse_spec(data: Any, source: str | None = None) -> ExperimentSpec:
+    """Validate a decoded JSON document; raise SpecError listing every problem."""
+    problems: Problems = []
+    _check_structure(data, "", 0, problems)
+    if problems:
+        raise SpecError(problems, source)
+    spec = _convert(data, ExperimentSpec, "", problems)
+    if not problems:
+        _check_semantics(spec, problems)
+    if problems:
+        raise SpecError(list(dict.fromkeys(problems)), source)
+    return spec
+
+
+def parse_spec_text(text: str, source: str | None = None) -> ExperimentSpec:
+    return parse_spec(loads_document(text, source), source)
+
+
+def read_document(path: str | Path) -> Any:
+    """The decoded JSON of a spec file (not yet validated), or a SpecError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([("(file)", "no such spec file")], str(path)) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError([("(file)", f"cannot read: {error}")], str(path)) from None
+    return loads_document(text, str(path))
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    return parse_spec(read_document(path), str(path))
+
+
+# --- pass 0: the shape of the document -----------------------------------------------------------
+
+def _check_structure(value: Any, path: str, depth: int, problems: Problems) -> None:
+    """Keys given twice and nesting too deep, anywhere in the document (grid values included)."""
+    if depth > MAX_DEPTH:
+        problems.append((path or "(top level)", f"nested more than {MAX_DEPTH} levels deep"))
+        return
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", ()):
+            problems.append((_join(path, key), "duplicate key (given twice in one object)"))
+        for key, item in value.items():
+            _check_structure(item, _join(path, key), depth + 1, problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_structure(item, _join(path, index), depth + 1, problems)
+
+
+# --- pass 1: types and ranges --------------------------------------------------------------------
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(hint: Any) -> str:
+    if hint is bool:
+        return "a boolean"
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if hint is str:
+        return "a string"
+    if dataclasses.is_dataclass(hint):
+        return "an object"
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        return "a list"
+    if origin is dict:
+        return "an object"
+    return str(hint)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return type(value).__name__.replace("dict", "an object").replace("list", "a list")
+    return repr(value)
+
+
+def _convert(value: Any, hint: Any, path: str, problems: Problems) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, options[0], path, problems)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices or isinstance(value, bool):
+            problems.append((path, f"must be one of {', '.join(map(str, choices))}; got {_describe(value)}"))
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _convert_dataclass(value, hint, path, problems)
+    if origin in (tuple, list):
+        return _convert_sequence(value, hint, path, problems)
+    if origin is dict:
+        return _convert_mapping(value, hint, path, problems)
+    if hint is Any:
+        return value
+    return _convert_scalar(value, hint, path, problems)
+
+
+def _convert_scalar(value: Any, hint: type, path: str, problems: Problems) -> Any:
+    ok = isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        if not INT64[0] <= value <= INT64[1]:
+            problems.append((path, f"must be a finite number, got {value}"))
+            return value
+        return float(value)
+    if not ok:
+        problems.append((path, f"must be {_type_name(hint)}, got {_describe(value)}"))
+    elif hint is float and not math.isfinite(value):
+        problems.append((path, f"must be a finite number, got {_describe(value)}"))
+    elif hint is int and not INT64[0] <= value <= INT64[1]:
+        problems.append((path, f"must be a 64-bit integer, got {value}"))
+    return value
+
+
+def _convert_sequence(value: Any, hint: Any, path: str, problems: Problems) -> Any:
+    if not isinstance(value, list):
+        problems.append((path, f"must be a list, got {_describe(value)}"))
+        return ()
+    item_hint = typing.get_args(hint)[0]
+    return tuple(_convert(item, item_hint, _join(path, index), problems)
+                 for index, item in enumerate(value))
+
+
+def _convert_mapping(value: Any, hint: Any, path: str, problems: Problems) -> Any:
+    if not isinstance(value, dict):
+        problems.append((path, f"must be an object, got {_describe(value)}"))
+        return {}
+    value_hint = typing.get_args(hint)[1]
+    return {key: _convert(item, value_hint, _join(path, key), problems)
+            for key, item in value.items()}
+
+
+def _convert_dataclass(value: Any, cls: type, path: str, problems: Problems) -> Any:
+    if not isinstance(value, dict):
+        problems.append((path or "(top level)", f"must be an object, got {_describe(value)}"))
+        return None
+    hints = typing.get_type_hints(cls)
+    known = {spec_field.name: spec_field for spec_field in dataclasses.fields(cls)}
+    for key in value:
+        if key not in known:
+            suggestion = _closest(key, list(known))
+            hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+            problems.append((_join(path, key), f"unknown field{hint}"))
+    kwargs = {}
+    for name, spec_field in known.items():
+        field_path = _join(path, name)
+        raw = value.get(name, _MISSING)
+        if raw is _MISSING:
+            if spec_field.default is dataclasses.MISSING and spec_field.default_factory is dataclasses.MISSING:
+                problems.append((field_path, "is required"))
+            continue
+        converted = _convert(raw, hints[name], field_path, problems)
+        _check_range(converted, spec_field, field_path, problems)
+        kwargs[name] = converted
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        return None
+
+
+def _check_range(value: Any, spec_field: dataclasses.Field, path: str, problems: Problems) -> None:
+    bounds = spec_field.metadata.get("range")
+    if bounds is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    low, high, low_open = bounds
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        low_text = "-inf" if low is None else f"{low:g}"
+        high_text = "inf" if high is None else f"{high:g}"
+        if high is None:
+            relation = f"must be > {low_text}" if low_open else f"must be >= {low_text}"
+        else:
+            relation = f"must be in {left}{low_text}, {high_text}]"
+        problems.append((path, f"{relation}, got {value:g}"))
+
+
+# --- pass 2: what spans fields -------------------------------------------------------------------
+
+def _closest(word: str, options: list[str]) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _check_languages(languages: tuple[str, ...] | None, dataset: str, path: str,
+                     problems: Problems) -> None:
+    known = catalog.dataset_languages(dataset)
+    if languages == ():
+        problems.append((path, "must list at least one language (or be null for all)"))
+        return
+    if languages is None or known is None:
+        return
+    for index, language in enumerate(languages):
+        if language not in known:
+            problems.append((_join(path, index),
+                             f"{dataset} has no language {language!r} (it has {', '.join(known)})"))
+    if len(set(languages)) != len(languages):
+        problems.append((path, "lists a language twice"))
+
+
+def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
+    if not _NAME.match(spec.name):
+        problems.append(("name", "must be 1-120 letters, digits or _.,=+@- and start with a letter or digit"))
+    train, evaluation = spec.train, spec.eval
+    if not catalog.is_known_dataset(train.dataset):
+        problems.append(("train.dataset", f"unknown dataset {train.dataset!r} "
+                         f"(known: {', '.join(catalog.LAREQA_DATASETS)}, or hf:<name>)"))
+    elif train.dataset in ("miracl", "hf:miracl"):
+        problems.append(("train.dataset", "MIRACL is an evaluation set; train on mlqa-r, xquad-r or hf:<name>"))
+    else:
+        _check_languages(train.languages, train.dataset, "train.languages", problems)
+    if train.dataset.startswith(catalog.HF_PREFIX) and (train.hf is None or not train.hf.path):
+        problems.append(("train.hf.path", "is required when train.dataset is hf:<name>"))
+    if train.languages is not None and len(train.languages) < 2 and spec.sampling.strategy != "monolingual":
+        problems.append(("train.languages", f"{spec.sampling.strategy} sampling needs at least 2 languages"))
+    if train.steps is not None and train.epochs is not None:
+        problems.append(("train.steps", "set train.steps or train.epochs, not both"))
+    if spec.sampling.strategy == "multitask":
+        if spec.sampling.mono_weight + spec.sampling.cross_weight <= 0:
+            problems.append(("sampling.mono_weight", "multitask weights must not both be 0"))
+        if spec.sampling.multitask_batch == "half" and train.batch_size < 4:
+            problems.append(("train.batch_size", "multitask with half batches needs batch_size >= 4"))
+    _check_eval(evaluation, problems)
+    for dotted in spec.grid:
+        if not spec.grid[dotted]:
+            problems.append((f"grid.{dotted}", "must list at least one value"))
+
+
+def _check_eval(evaluation: Any, problems: Problems) -> None:
+    if not evaluation.datasets:
+        problems.append(("eval.datasets", "must list at least one dataset"))
+    if evaluation.languages == () and not evaluation.datasets:
+        problems.append(("eval.languages", "must list at least one language (or be null for all)"))
+    for index, dataset in enumerate(evaluation.datasets):
+        if dataset not in catalog.known_datasets():
+            problems.append((f"eval.datasets[{index}]", f"unknown evaluation dataset {dataset!r} "
+                             f"(known: {', '.join(catalog.known_datasets())})"))
+        else:
+            _check_languages(evaluation.languages, dataset, "eval.languages", problems)
+    for index, metric in enumerate(evaluation.metrics):
+        try:
+            parse_metric(metric)
+        except ValueError as error:
+            problems.append((f"eval.metrics[{index}]", str(error)))
+    if evaluation.primary_metric not in evaluation.metrics:
+        problems.append(("eval.primary_metric", f"must be one of eval.metrics, got {evaluation.primary_metric!r}"))
+    for group, members in (evaluation.groups or {}).items():
+        if not members:
+            problems.append((f"eval.groups.{group}", "must list at least one language"))

@@ -1,0 +1,327 @@
+"""The headless commands behind `hbt-tui ...` (no textual here).
+
+    hbt-tui --run SPEC [--jobs N] [--dry-run] [--yes] [--json]   check, expand, queue, run, print results
+    hbt-tui runs [--status S] [--name TEXT] [--tag T] [--filter F]  list and filter runs
+    hbt-tui show RUN                                              one run: config, results, errors
+    hbt-tui compare RUN RUN... [--format table|md|csv|latex]      per language, with deltas
+    hbt-tui resume RUN | cancel RUN | delete RUN --yes
+    hbt-tui index rebuild                                         re-create the index from run folders
+    hbt-tui evaluate SPEC|RUN|MODEL ...                           a zero-shot run, queued like any other
+    hbt-tui data fetch [DATASET...]                               download XQuAD-R / MLQA-R
+
+RUN is a run id, a unique prefix of one, or a run name (its newest run). Every message meant
+for a person goes to stderr as one plain line (never wrapped), so `--json` output stays pure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
+from engine.parent.headless import open_store
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+def runs_dir_of(args: argparse.Namespace) -> Path:
+    return Path(args.runs_dir or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.headless import run_spec_file
+
+    return run_spec_file(args.run_spec, args.jobs, runs_dir_of(args), console, as_json=args.json,
+                         priority=args.priority, dry_run=args.dry_run, yes=args.yes, log_every=args.log_every)
+
+
+def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.records import RunFilter, primary_results
+    from engine.parent.tables import fmt
+
+    run_filter = RunFilter.parse(args.filter or "")
+    run_filter = RunFilter(status=args.status or run_filter.status, strategy=args.strategy or run_filter.strategy,
+                           tag=args.tag or run_filter.tag, words=run_filter.words + tuple((args.name or "").split()))
+    runs = open_store(runs_dir_of(args)).find(run_filter)
+    runs = runs[:args.limit] if args.limit else runs
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return 0
+    table = Table(title=f"{len(runs)} runs (scores: macro average of the primary metric)", title_justify="left")
+    table.add_column("id", overflow="fold")
+    for column in ("status", "strategy", "α", "step", "eval", "mono", "cross", "multi", "bias"):
+        table.add_column(column, justify="left" if column in ("status", "strategy", "eval") else "right",
+                         no_wrap=True)
+    for run in runs:
+        dataset, result = primary_results(run)
+        metric = result.get("primary", "map")
+        macro = result.get("macro", {})
+        alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
+        table.add_row(run["id"], run.get("status", "?"), run.get("strategy") or "", alpha,
+                      f"{run.get('step') or 0}/{run.get('total_steps') or '?'}", f"{dataset}:{metric}" if dataset else "",
+                      *(fmt(macro.get(s)) for s in ("mono", "cross", "multi")),
+                      fmt(result.get("bias"), 1))
+    console.print(table)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.compare import load_run
+    from engine.parent.records import MISSING
+    from engine.parent.tables import results_table
+
+    store = open_store(runs_dir_of(args))
+    summary = store.resolve(args.run)
+    folder = store.folder(summary["id"])
+    results = load_run(folder).results if summary["status"] != MISSING else {}
+    if args.json:
+        print(json.dumps({"summary": summary, "results": results}, indent=1))
+        return 0
+    console.print(f"[bold]{summary['name']}[/]  {summary['id']}  [bold]{summary['status']}[/]", highlight=False)
+    if summary["status"] == MISSING:
+        console.print(f"  its folder {folder.path} is gone: no results to show "
+                      "(`hbt-tui delete` removes it from the index)", highlight=False, soft_wrap=True)
+        return 0
+    for key in ("encoder", "strategy", "alpha", "train_dataset", "seed", "device", "host", "git_commit",
+                "spec_hash", "step", "total_steps", "loss", "error"):
+        if summary.get(key) not in (None, ""):
+            console.print(f"  {key:<14} {summary[key]}", highlight=False, soft_wrap=True)
+    console.print(f"  {'folder':<14} {folder.path}", highlight=False, soft_wrap=True)
+    for dataset_results in results.values():
+        console.print(results_table(dataset_results, args.metric))
+    if summary.get("status") == "failed" and summary.get("stderr_tail"):
+        console.print("[red]stderr (tail):[/]")
+        console.print(summary["stderr_tail"], highlight=False, markup=False)
+    return 0
+
+
+def check_output_path(path: Path, force: bool) -> None:
+    """An output file may be written: its folder exists and it is new (or --force)."""
+    if not path.parent.is_dir():
+        raise RunError(f"--output {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise RunError(f"--output {path}: is a directory")
+    if path.exists() and not force:
+        raise RunError(f"--output {path}: the file exists; add --force to overwrite it")
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from engine.contract.layout import write_atomic
+    from engine.parent.compare import FORMATS, compare, load_run
+    from engine.parent.tables import comparison_table
+
+    if args.output:
+        if args.format == "table":
+            raise RunError("--output needs --format md, csv or latex")
+        check_output_path(Path(args.output), args.force)
+    store = open_store(runs_dir_of(args))
+    summaries = [store.resolve(reference) for reference in args.runs]
+    runs = [load_run(store.folder(summary["id"])) for summary in summaries]
+    datasets = [args.dataset] if args.dataset else sorted({d for run in runs for d in run.results})
+    if not datasets:
+        raise RunError("none of these runs has evaluation results yet")
+    outputs = []
+    for dataset in datasets:
+        try:
+            comparison = compare(runs, dataset, args.metric, tuple(args.setting))
+        except ValueError as error:
+            raise RunError(str(error)) from None
+        if args.format == "table":
+            console.print(comparison_table(comparison))
+        else:
+            outputs.append(FORMATS[args.format](comparison))
+    if args.format == "table":
+        diff = compare(runs, datasets[0], args.metric).diff
+        if diff:
+            table = Table(title="config fields that differ", title_justify="left")
+            table.add_column("field")
+            for run in runs:
+                table.add_column(run.name)
+            for key, values in diff:
+                table.add_row(key, *(json.dumps(value) for value in values))
+            console.print(table)
+        return 0
+    text = "\n".join(outputs)
+    if args.output:
+        write_atomic(Path(args.output), text.encode("utf-8"))
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.headless import ProgressView, PlainView, print_summaries
+    from engine.parent.runner import Runner
+
+    store = open_store(runs_dir_of(args))
+    summary = store.resolve(args.run)
+
+    async def resume() -> None:
+        view = ProgressView(console, enabled=True) if console.is_terminal else PlainView(sys.stdout, 10)
+        runner = Runner(store, cpu_slots=1, on_event=view.on_event, on_status=view.on_status)
+        runner.reconcile()
+        with view:
+            runner.resume(summary["id"])
+            view.add(summary["id"], summary["name"])
+            await runner.wait([summary["id"]])
+
+    asyncio.run(resume())
+    final = store.get(summary["id"])
+    print_summaries([final], store, console)
+    return 0 if final["status"] == "finished" else 1
+
+
+def _cmd_cancel(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.records import ACTIVE
+    from engine.parent.runner import cancel_elsewhere
+
+    store = open_store(runs_dir_of(args))
+    summary = store.resolve(args.run)
+    if summary["status"] not in ACTIVE:
+        raise RunError(f"run {summary['id']} is {summary['status']}, not queued or running")
+    status = asyncio.run(cancel_elsewhere(store, summary["id"]))
+    print(f"{summary['id']}: {status}", file=sys.stderr)
+    return 0 if status == "cancelled" else 1
+
+
+def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
+    import shutil
+
+    from engine.parent.records import ACTIVE
+
+    store = open_store(runs_dir_of(args))
+    summary = store.resolve(args.run)
+    folder = store.folder(summary["id"])   # a plain folder name inside the runs directory, or refused
+    if summary["status"] in ACTIVE:
+        raise RunError(f"run {summary['id']} is {summary['status']}; cancel it first")
+    if not args.yes:
+        raise RunError(f"deleting {summary['id']} removes its folder; add --yes to confirm")
+    shutil.rmtree(folder.path, ignore_errors=True)
+    store.remove(summary["id"])
+    print(f"deleted {summary['id']}", file=sys.stderr)
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace, console: Console) -> int:
+    store = open_store(runs_dir_of(args))
+    print(f"rebuilt the index of {store.runs_dir}: {store.rebuild()} runs")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    """A zero-shot evaluation is a run: checked, queued, indexed and compared like any other."""
+    from engine.parent.evaluate import zero_shot_document
+    from engine.parent.headless import run_prepared
+    from engine.parent.preflight import prepare
+
+    store = open_store(runs_dir_of(args))
+    document = zero_shot_document(args.target, store=store, datasets=args.datasets, languages=args.languages,
+                                  max_queries=args.max_queries, data_dir=args.data_dir, name=args.name)
+    prepared = prepare(document, args.target, store=store)
+    return asyncio.run(run_prepared(prepared, 1, store, console, as_json=args.json))
+
+
+def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.fetch import fetch
+
+    for dataset in args.datasets:
+        print(f"{dataset}: {fetch(dataset, Path(args.to) if args.to else None)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hbt-tui", description="Hybrid batch training experiments. "
+                                     "Without arguments: the terminal UI.")
+    parser.add_argument("--run", dest="run_spec", metavar="SPEC",
+                        help="run an experiment spec (grids expand) headless")
+    parser.add_argument("--jobs", type=int, default=1, help="concurrent runs on CPU (GPUs: one per GPU)")
+    parser.add_argument("--priority", type=int, default=0, help="queue priority of these runs (higher first)")
+    parser.add_argument("--dry-run", action="store_true", help="check everything and list the runs; start nothing")
+    parser.add_argument("--yes", action="store_true", help="queue grids of more than 200 runs")
+    parser.add_argument("--log-every", type=int, default=10, help="when not on a terminal: a line every N steps")
+    parser.add_argument("--runs-dir", help="where runs live (default: $HBT_RUNS_DIR or ./runs)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    # the same options after a command (`hbt-tui runs --runs-dir D`); SUPPRESS keeps the earlier value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--jobs", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    def with_common(**kwargs) -> argparse.ArgumentParser:
+        return argparse.ArgumentParser(parents=[common], **kwargs)
+
+    commands = parser.add_subparsers(dest="command", parser_class=with_common)
+    runs = commands.add_parser("runs", help="list runs")
+    runs.add_argument("--status")
+    runs.add_argument("--name", help="text in the name or id")
+    runs.add_argument("--tag")
+    runs.add_argument("--strategy")
+    runs.add_argument("--filter", help="the Runs screen's filter: 'status:failed strategy:hyb text'")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.set_defaults(handler=_cmd_runs)
+    show = commands.add_parser("show", help="one run")
+    show.add_argument("run")
+    show.add_argument("--metric")
+    show.set_defaults(handler=_cmd_show)
+    compare = commands.add_parser("compare", help="runs side by side per language")
+    compare.add_argument("runs", nargs="+")
+    compare.add_argument("--dataset")
+    compare.add_argument("--metric")
+    compare.add_argument("--setting", nargs="+", default=["mono", "cross", "multi"],
+                         choices=["mono", "cross", "multi"])
+    compare.add_argument("--format", choices=["table", "md", "csv", "latex"], default="table")
+    compare.add_argument("--output", help="write md/csv/latex to this file (a new file, or --force)")
+    compare.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    compare.set_defaults(handler=_cmd_compare)
+    for name, handler, text in (("resume", _cmd_resume, "continue an interrupted/cancelled/failed run"),
+                                ("cancel", _cmd_cancel, "stop a queued or running run (any parent's)"),
+                                ("delete", _cmd_delete, "remove a run and its folder")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("run")
+        if name == "delete":
+            command.add_argument("--yes", action="store_true")
+        command.set_defaults(handler=handler)
+    index = commands.add_parser("index", help="the results index").add_subparsers(
+        dest="index_command", required=True, parser_class=with_common)
+    index.add_parser("rebuild", help="re-create it from the run folders").set_defaults(handler=_cmd_index)
+    evaluate = commands.add_parser("evaluate", help="a zero-shot evaluation of an encoder, as a run")
+    evaluate.add_argument("target", help="a spec JSON (its encoder, untrained), a finished run (id, name or "
+                          "folder: its trained model), a hub model name, a model folder or bundled:multilingual-e5-small")
+    evaluate.add_argument("--datasets", nargs="+", help="evaluation datasets (default: the spec's, xquad-r)")
+    evaluate.add_argument("--languages", nargs="+", help="languages (default: all the dataset has)")
+    evaluate.add_argument("--max-queries", type=int, help="questions per language (a representative slice)")
+    evaluate.add_argument("--data-dir", help="data directory (default: spec, $HBT_DATA_DIR, user cache)")
+    evaluate.add_argument("--name", help="the run's name (default: zero-shot-<model>)")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+    data = commands.add_parser("data", help="benchmark data").add_subparsers(
+        dest="data_command", required=True, parser_class=with_common)
+    fetch = data.add_parser("fetch", help="download XQuAD-R / MLQA-R into the user cache")
+    fetch.add_argument("datasets", nargs="*", default=["xquad-r", "mlqa-r"])
+    fetch.add_argument("--to", help="data directory to fill (default: the user cache)")
+    fetch.set_defaults(handler=_cmd_data_fetch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        if args.run_spec:
+            return _cmd_run(args, console)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USER_ERROR
+        return args.handler(args, console)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR

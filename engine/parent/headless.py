@@ -1,0 +1,250 @@
+"""`hbt-tui --run SPEC`: check, expand, queue and run experiments, then print the per-language
+results (with deltas against the spec's baseline run).
+
+On a terminal each run gets a progress bar; otherwise (`> log`, nohup, CI, a cluster job)
+one plain line per state change, per evaluation and every `--log-every` steps, so a log
+shows progress as it happens. `--json` prints only the final JSON. `--dry-run` checks
+everything and prints the runs it would create, starting nothing.
+
+Ctrl-C cancels cleanly, during submission too: every run gets SIGTERM, checkpoints and is
+marked cancelled. Exit code 0 only if every run finished; 2 for bad input (nothing started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from engine.contract.errors import RunError
+from engine.contract.events import Event
+from engine.contract.spec import spec_diff
+from engine.parent.preflight import Prepared
+from engine.parent.store import RunStore
+
+EXIT_INTERRUPTED = 130
+
+
+class ProgressView:
+    """One rich progress bar per run, fed by runner events (on a terminal)."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.progress = Progress(TextColumn("{task.fields[name]}", style="bold"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+                                 console=console, disable=not enabled, transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> ProgressView:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def add(self, run_id: str, name: str) -> None:
+        self.tasks[run_id] = self.progress.add_task(name, name=name[:40], detail="queued", total=None)
+
+    def on_status(self, run_id: str, summary: dict) -> None:
+        if run_id in self.tasks and summary.get("status") not in ("running", None):
+            self.progress.update(self.tasks[run_id], detail=summary["status"])
+
+    def on_event(self, run_id: str, event: Event) -> None:
+        task = self.tasks.get(run_id)
+        if task is None:
+            return
+        if event.kind == "started":
+            self.progress.update(task, total=max(event.total_steps, 1), completed=event.resumed_from_step,
+                                 detail=f"{event.device}")
+        elif event.kind == "notice":
+            self.progress.update(task, detail=event.message)
+        elif event.kind == "step":
+            self.progress.update(task, completed=event.step, detail=f"loss {event.loss:.3f} · "
+                                 f"{event.samples_per_s:.1f} samples/s · {event.batch_kind}")
+        elif event.kind == "eval_progress":
+            self.progress.update(task, detail=f"eval {event.dataset} {event.stage} ({event.done} texts)")
+        elif event.kind == "eval_done":
+            self.progress.update(task, detail=f"eval {event.dataset} done")
+        elif event.kind in ("finished", "failed", "stopped"):
+            self.progress.update(task, detail=event.kind)
+
+
+class PlainView:
+    """One plain line per state change, per evaluation and every `log_every` steps (not a terminal)."""
+
+    def __init__(self, stream, log_every: int) -> None:
+        self.stream = stream
+        self.log_every = max(1, log_every)
+        self.names: dict[str, str] = {}
+        self.status: dict[str, str] = {}
+        self.clock: dict[str, tuple[float, int]] = {}   # run -> (time, step) of its first step event
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stream.flush()
+
+    def line(self, run_id: str, text: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {self.names.get(run_id, run_id)}: {text}", file=self.stream, flush=True)
+
+    def add(self, run_id: str, name: str) -> None:
+        self.names[run_id] = name
+        self.status[run_id] = "queued"
+        self.line(run_id, f"queued ({run_id})")
+
+    def on_status(self, run_id: str, summary: dict) -> None:
+        status = summary.get("status")
+        if run_id not in self.names or status in (None, self.status.get(run_id)):
+            return
+        self.status[run_id] = status
+        error = f" — {summary['error']}" if summary.get("error") and status not in ("finished", "running") else ""
+        self.line(run_id, f"{status}{error}")
+
+    def on_event(self, run_id: str, event: Event) -> None:
+        if run_id not in self.names:
+            return
+        if event.kind == "notice":
+            self.line(run_id, event.message)
+        elif event.kind == "started":
+            self.line(run_id, f"started on {event.device} ({event.precision}), {event.total_steps} steps")
+        elif event.kind == "step":
+            self._step(run_id, event)
+        elif event.kind == "eval_done":
+            metric = next(iter(next(iter(event.macro.values()), {})), "map")
+            scores = " ".join(f"{setting} {values.get(metric, float('nan')):.3f}" for setting, values in event.macro.items())
+            self.line(run_id, f"eval {event.dataset} at step {event.step}: {metric} {scores} "
+                              f"({event.seconds:.0f} s)")
+
+    def _step(self, run_id: str, event: Event) -> None:
+        first_time, first_step = self.clock.setdefault(run_id, (event.time, event.step))
+        if event.step % self.log_every and event.step != event.total_steps:
+            return
+        eta = ""
+        if event.step > first_step:
+            seconds_per_step = (event.time - first_time) / (event.step - first_step)
+            eta = f" · ETA {format_seconds(seconds_per_step * (event.total_steps - event.step))}"
+        self.line(run_id, f"step {event.step}/{event.total_steps} · loss {event.loss:.4f} · "
+                          f"{event.samples_per_s:.1f} samples/s{eta}")
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def print_plan(prepared: Prepared, source: str, console: Console) -> None:
+    """--dry-run: the runs that would be created, the fields that differ, what was checked."""
+    specs = prepared.specs
+    differing = spec_diff([run.to_dict() for run in specs]) if len(specs) > 1 else []
+    table = Table(title=f"{source}: {len(specs)} run{'s' if len(specs) != 1 else ''} would be created "
+                        "(dry run: nothing was started)", title_justify="left")
+    table.add_column("run", overflow="fold")
+    for key, _ in differing:
+        table.add_column(key)
+    table.add_column("checked")
+    for index, (run, facts) in enumerate(zip(specs, prepared.facts)):
+        checked = ["spec", "data", f"model ({facts['positions']} positions)" if facts.get("positions") else "model"]
+        if "training_pairs" in facts:
+            checked.append(f"{facts['training_pairs']} training pairs")
+        table.add_row(run.name, *(json.dumps(values[index]) for _, values in differing), ", ".join(checked))
+    console.print(table)
+
+
+async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: Console, *, as_json: bool,
+                       priority: int = 0, log_every: int = 10) -> int:
+    from engine.parent.runner import Runner
+
+    specs = prepared.specs
+    view = (ProgressView(console, enabled=not as_json) if console.is_terminal or as_json
+            else PlainView(sys.stdout, log_every))
+    runner = Runner(store, cpu_slots=jobs, on_event=view.on_event, on_status=view.on_status)
+    for message in runner.reconcile():
+        print(f"note: {message}", file=sys.stderr)
+    interrupted = False
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            print("cancelling: runs checkpoint and stop (Ctrl-C again is ignored)…", file=sys.stderr)
+            asyncio.get_running_loop().create_task(runner.cancel_all())
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+    run_ids = []
+    with view:
+        for spec in specs:
+            if interrupted:
+                break
+            run_id = runner.submit(spec, priority=priority, group=prepared.group)
+            view.add(run_id, spec.name)
+            run_ids.append(run_id)
+            await asyncio.sleep(0)  # let Ctrl-C in between submissions
+        if interrupted:
+            await runner.cancel_all()
+        await runner.wait(run_ids)
+    summaries = [store.get(run_id) or {"id": run_id, "name": run_id, "status": "missing"} for run_id in run_ids]
+    if as_json:
+        print(json.dumps([_json_summary(summary, store) for summary in summaries], indent=2))
+    else:
+        print_summaries(summaries, store, console)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return 0 if summaries and all(summary["status"] == "finished" for summary in summaries) else 1
+
+
+def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *, as_json: bool, priority: int = 0,
+                  dry_run: bool = False, yes: bool = False, log_every: int = 10) -> int:
+    from engine.contract.validation import read_document
+    from engine.parent.preflight import check_baseline, prepare
+
+    if jobs < 1:
+        raise RunError(f"--jobs must be at least 1, got {jobs}")
+    prepared = prepare(read_document(spec_path), spec_path, allow_large=yes)   # before any folder exists
+    store = open_store(runs_dir)
+    check_baseline(prepared.specs, store)
+    if dry_run:
+        print_plan(prepared, spec_path, console)
+        return 0
+    return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
+                                    log_every=log_every))
+
+
+def open_store(runs_dir: Path) -> RunStore:
+    """The index of a runs directory; what it had to repair is said on stderr, one plain line each."""
+    store = RunStore(runs_dir)
+    for message in store.messages:
+        print(f"note: {message}", file=sys.stderr)
+    return store
+
+
+def _json_summary(summary: dict, store: RunStore) -> dict:
+    keys = ("id", "name", "status", "error", "step", "total_steps", "loss", "device", "results", "spec_hash")
+    return {**{key: summary.get(key) for key in keys}, "run_dir": str(store.runs_dir / summary["id"])}
+
+
+def print_summaries(summaries: list[dict], store: RunStore, console: Console) -> None:
+    from engine.parent.tables import print_run_results
+
+    for summary in summaries:
+        style = {"finished": "green", "failed": "red"}.get(summary["status"], "yellow")
+        line = f"[bold]{summary['name']}[/] ({summary['id']}): [{style}]{summary['status']}[/]"
+        if summary.get("error"):
+            line += f" — {summary['error']}"
+        console.print(line, soft_wrap=True)
+        if summary["status"] == "finished":
+            print_run_results(store, summary, console)

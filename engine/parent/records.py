@@ -1,0 +1,227 @@
+"""What a run folder records about its run, who owns it, and the index summary derived from it.
+
+`run.json` is written by the parent that owns the run (the source of truth for its state);
+`events.jsonl` by the run itself. `summarise_run_dir` rebuilds an index summary from these
+files alone, so the index can always be thrown away.
+
+Every run, queued ones included, names its owner: the parent process (pid, its start time
+in clock ticks, host) that queued it and will account for it. Another parent never touches a
+run whose owner is alive; the start time tells a live owner from a recycled pid.
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.contract.events import read_events
+from engine.contract.layout import RunFolder, is_run_id, read_json
+
+STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+MISSING = "missing"          # shown for an indexed run whose folder is gone; never stored
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def new_run_id(name: str) -> str:
+    slug = "".join(c if c.isalnum() or c in "._=-" else "-" for c in name)[:48].strip("-.") or "run"
+    return f"{slug}-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def git_commit() -> str | None:
+    try:
+        output = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True, timeout=5)
+        if output.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return output.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+# --- owners ----------------------------------------------------------------------------------------
+
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot), or None where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, after the command name
+
+
+def current_owner() -> dict:
+    return {"pid": os.getpid(), "start": process_start(os.getpid()), "host": host()}
+
+
+def owner_of(record: dict) -> dict | None:
+    """The owner a run record names (older records only knew the parent's pid)."""
+    owner = record.get("owner")
+    if isinstance(owner, dict) and isinstance(owner.get("pid"), int):
+        return owner
+    parent = record.get("parent_pid")
+    return {"pid": parent} if isinstance(parent, int) else None
+
+
+def owner_alive(owner: dict | None) -> bool:
+    """Whether the owning parent still runs. An owner on another host cannot be checked from
+    here and counts as alive: only its own host may reconcile it."""
+    if not owner:
+        return False
+    if owner.get("host") not in (None, host()):
+        return True
+    if not pid_alive(owner["pid"]):
+        return False
+    started = owner.get("start")
+    return started is None or process_start(owner["pid"]) in (None, started)
+
+
+def is_current_owner(owner: dict | None) -> bool:
+    return bool(owner) and owner.get("pid") == os.getpid() and owner.get("host") in (None, host())
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+# --- index summaries ---------------------------------------------------------------------------------
+
+def spec_summary(spec: dict) -> dict:
+    """The spec fields the index keeps for listing and filtering."""
+    sampling, train = spec.get("sampling", {}), spec.get("train", {})
+    return {"name": spec.get("name", ""), "tags": list(spec.get("tags", [])), "encoder": spec.get("encoder", {}).get("name"),
+            "strategy": sampling.get("strategy"), "alpha": sampling.get("alpha"), "seed": train.get("seed"),
+            "train_dataset": train.get("dataset"), "train_languages": train.get("languages"),
+            "eval_datasets": list(spec.get("eval", {}).get("datasets", [])), "baseline": spec.get("baseline")}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or value != value else round(float(value), 4)
+
+
+def results_summary(macro: dict, groups: dict, bias: float | None, primary: str) -> dict:
+    """What the index keeps of an evaluation: the primary metric's macro and group averages
+    per setting, and the bias (the per-language detail stays in the run folder)."""
+    def per_setting(values: dict) -> dict:
+        return {setting: _rounded(metrics.get(primary)) for setting, metrics in values.items()
+                if isinstance(metrics, dict)}
+
+    return {"primary": primary, "macro": per_setting(macro), "bias": _rounded(bias),
+            "groups": {name: per_setting(group) for name, group in groups.items()}}
+
+
+def primary_results(summary: dict) -> tuple[str, dict]:
+    """(dataset, index results) of the run's first evaluation dataset, or ("", {})."""
+    return next(iter((summary.get("results") or {}).items()), ("", {}))
+
+
+def primary_metric(folder: RunFolder, dataset: str, default: str = "map") -> str:
+    results = read_json(folder.results(dataset))
+    return results.get("primary_metric", default) if results else default
+
+
+def summarise_run_dir(run_dir: Path) -> dict | None:
+    """An index summary from the files of one run folder (None if it is not a run). The id is
+    always the folder's own name, whatever run.json claims."""
+    folder = RunFolder(run_dir)
+    if not is_run_id(folder.id):
+        return None
+    spec = read_json(folder.spec)
+    record = read_json(folder.record) or {}
+    if spec is None or not (folder.events.exists() or record):
+        return None
+    events = read_events(folder.events)
+    summary = {"id": folder.id, **spec_summary(spec), "results": {}, "step": 0, "total_steps": None, "loss": None}
+    summary.update({key: value for key, value in record.items() if key != "id"})
+    for event in events:
+        if event.kind == "started":
+            summary.update(total_steps=event.total_steps, device=event.device, started=summary.get("started") or event.time)
+        elif event.kind == "step":
+            summary.update(step=event.step, loss=event.loss)
+        elif event.kind == "eval_done":
+            summary["results"][event.dataset] = results_summary(event.macro, event.groups, event.bias,
+                                                                primary_metric(folder, event.dataset))
+    summary.setdefault("created", (events[0].time if events else folder.spec.stat().st_mtime))
+    status = record.get("status")
+    if status not in STATUSES or (status in ACTIVE and not owner_alive(owner_of(record))):
+        status = status_from_events(events, record)
+    summary["status"] = status
+    if status not in ACTIVE and events and not summary.get("ended"):
+        summary["ended"] = events[-1].time
+    last_failure = next((event for event in reversed(events) if event.kind == "failed"), None)
+    if status == "failed" and last_failure and not summary.get("error"):
+        summary["error"] = last_failure.error
+    return summary
+
+
+def status_from_events(events: list, record: dict) -> str:
+    """The status a run's own files imply when no live parent owns it."""
+    terminal = next((event for event in reversed(events) if event.kind in ("finished", "failed", "stopped")), None)
+    if terminal is None:
+        return "cancelled" if record.get("cancel_requested") else "interrupted"
+    if terminal.kind == "finished":
+        return "finished"
+    if terminal.kind == "failed":
+        return "failed"
+    return "cancelled" if record.get("cancel_requested") else "interrupted"
+
+
+# --- filtering -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The one rule for choosing runs, shared by `hbt-tui runs` and the Runs screen.
+
+    `status:` and `strategy:` match a prefix (`status:fail`), `tag:` one whole tag, and every
+    other word must appear in the run's name, id or encoder. All parts must match."""
+
+    status: str | None = None
+    strategy: str | None = None
+    tag: str | None = None
+    words: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> RunFilter:
+        fields: dict[str, str] = {}
+        words = []
+        for term in text.lower().split():
+            key, _, value = term.partition(":")
+            if value and key in ("status", "strategy", "tag"):
+                fields[key] = value
+            else:
+                words.append(term)
+        return cls(words=tuple(words), **fields)
+
+    def matches(self, run: dict) -> bool:
+        if self.status and not str(run.get("status", "")).lower().startswith(self.status.lower()):
+            return False
+        if self.strategy and not str(run.get("strategy") or "").lower().startswith(self.strategy.lower()):
+            return False
+        if self.tag and self.tag.lower() not in {str(tag).lower() for tag in run.get("tags") or ()}:
+            return False
+        haystack = f"{run.get('name', '')} {run.get('id', '')} {run.get('encoder') or ''}".lower()
+        return all(word.lower() in haystack for word in self.words)

@@ -1,0 +1,467 @@
+"""The run queue: launches `python -m engine.train` subprocesses and accounts for each run.
+
+Every run gets its own process group (so a cancel reaches everything it started) and a
+slot: one per visible GPU (pinned with CUDA_VISIBLE_DEVICES), or `cpu_slots` CPU slots
+sharing the cores. Queued runs start by priority, then submission order. The parent reads
+each run's JSON-lines stdout, keeps live progress in memory, and writes the index only at
+state transitions (and a batched progress flush every `flush_seconds`).
+
+The runner, not the child, decides the final state from the exit code, the signal and the
+last event (`final_status`). It writes that state to the run's own `run.json` first; the
+index is a copy that may lag (a failed index write is retried later and never changes an
+outcome). Each run names this runner's process as its owner, so other parents on the same
+runs directory leave it alone; they ask for a cancel by dropping `cancel.request` into the
+run folder, which the owner watches. Stdlib only: the UI runs this in its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+
+from engine.contract.errors import RunError
+from engine.contract.events import Event, parse_event, read_events
+from engine.contract.layout import RunFolder, read_json, write_json_atomic
+from engine.contract.spec import ExperimentSpec
+from engine.parent.records import (ACTIVE, RESUMABLE, current_owner, git_commit, host,
+                                   new_run_id, owner_alive, owner_of, pid_alive, primary_metric, results_summary,
+                                   spec_summary, status_from_events, summarise_run_dir)
+from engine.parent.store import IndexWriteError, RunStore
+
+Command = Callable[[RunFolder, bool], list[str]]
+EventCallback = Callable[[str, Event], None]
+StatusCallback = Callable[[str, dict], None]
+MessageCallback = Callable[[str], None]
+STREAM_LIMIT = 16 * 1024 * 1024
+REQUEST_POLL_SECONDS = 0.5
+
+
+def train_command(folder: RunFolder, resume: bool) -> list[str]:
+    command = [sys.executable, "-m", "engine.train", str(folder.spec), "--run-dir", str(folder.path)]
+    return command + ["--resume"] if resume else command
+
+
+def detect_gpus() -> list[str]:
+    """GPU ids visible to this machine, without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [gpu for gpu in visible.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        output = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in output.stdout.splitlines() if line.strip()] if output.returncode == 0 else []
+
+
+def final_status(returncode: int, terminal: Event | None, cancel_requested: bool, stderr_tail: str) -> tuple[str, str | None]:
+    """(status, error) of a run whose process exited."""
+    if terminal is not None and terminal.kind == "finished" and returncode == 0:
+        return "finished", None
+    if cancel_requested:
+        return "cancelled", None
+    if returncode < 0:
+        return "failed", f"killed by {signal.Signals(-returncode).name}"
+    if terminal is not None and terminal.kind == "stopped":
+        return "interrupted", f"stopped by {terminal.signal}"
+    if terminal is not None and terminal.kind == "failed":
+        return "failed", terminal.error
+    tail = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
+    return "failed", f"exited with code {returncode}" + (f": {tail}" if tail else "")
+
+
+def stderr_tail(folder: RunFolder, lines: int = 20) -> str:
+    try:
+        with open(folder.stderr, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 8192))
+            return b"\n".join(handle.read().splitlines()[-lines:]).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class LiveRun:
+    """What the parent knows about a run it manages."""
+
+    id: str
+    folder: RunFolder
+    priority: int = 0
+    resume: bool = False
+    status: str = "queued"
+    process: asyncio.subprocess.Process | None = None
+    cancel_requested: bool = False
+    terminal: Event | None = None
+    progress: dict = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Runner:
+    def __init__(self, store: RunStore, *, cpu_slots: int = 1, gpus: list[str] | None = None,
+                 command: Command = train_command, on_event: EventCallback | None = None,
+                 on_status: StatusCallback | None = None, on_message: MessageCallback | None = None,
+                 grace_seconds: float = 20.0, flush_seconds: float = 30.0,
+                 spawn: Callable[[Coroutine], object] | None = None) -> None:
+        if cpu_slots < 1:
+            raise RunError(f"--jobs must be at least 1, got {cpu_slots}")
+        self.store = store
+        self.command = command
+        self.on_event = on_event or (lambda run_id, event: None)
+        self.on_status = on_status or (lambda run_id, summary: None)
+        self.on_message = on_message or (lambda text: print(f"warning: {text}", file=sys.stderr))
+        self.grace_seconds = grace_seconds
+        self.flush_seconds = flush_seconds
+        # how each run's coroutine is started: an asyncio task by default; the UI passes
+        # its own (an app-level worker) so runs outlive any screen
+        self.spawn = spawn or self._spawn_task
+        gpus = detect_gpus() if gpus is None else gpus
+        threads = max(1, (os.cpu_count() or 1) // max(1, cpu_slots))
+        self._free_slots: list[dict[str, str]] = (
+            [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus] if gpus else
+            [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)} for _ in range(max(1, cpu_slots))])
+        self.slot_count = len(self._free_slots)
+        self.runs: dict[str, LiveRun] = {}
+        self.owner = current_owner()
+        self._queue: list[tuple[int, int, str]] = []
+        self._order = itertools.count()
+        self._tasks: set[asyncio.Task] = set()
+        self._watching = False
+        self._stale: set[str] = set()         # runs whose index row lags their run.json
+        self._last_flush = time.monotonic()
+        self._git_commit = git_commit()
+
+    # --- submitting ----------------------------------------------------------------------------
+    def submit(self, spec: ExperimentSpec, priority: int = 0, group: str | None = None) -> str:
+        """Create the run folder and queue the run; returns its id."""
+        run_id = new_run_id(spec.name)
+        folder = self.store.folder(run_id)
+        folder.path.mkdir()
+        try:
+            write_json_atomic(folder.spec, spec.to_dict(), indent=2)
+            record = {"id": run_id, "name": spec.name, "status": "queued", "created": time.time(),
+                      "priority": priority, "spec_hash": spec.config_hash(), "git_commit": self._git_commit,
+                      "host": host(), "group": group, "owner": self.owner}
+            write_json_atomic(folder.record, record)
+        except OSError as error:
+            shutil.rmtree(folder.path, ignore_errors=True)  # no half-made folder
+            raise RunError(f"cannot create run folder {folder.path}: {error.strerror or error}") from None
+        self._index(run_id, lambda: self.store.upsert({**record, **spec_summary(spec.to_dict()),
+                                                       "results": {}, "step": 0}))
+        self._enqueue(LiveRun(run_id, folder, priority))
+        return run_id
+
+    def resume(self, run_id: str, priority: int = 0) -> None:
+        """Queue an interrupted, cancelled or failed run again, from its newest intact checkpoint.
+        The claim is made under the index lock, so two parents can never both resume it."""
+        folder = self.store.folder(run_id)
+        with self.store.lock():
+            record = read_json(folder.record)
+            if record is None:
+                raise RunError(f"no run {run_id!r} in {self.store.runs_dir}")
+            status, owner = record.get("status"), owner_of(record)
+            if status in ACTIVE and owner_alive(owner):
+                where = "this session" if owner["pid"] == os.getpid() else f"another hbt-tui (pid {owner['pid']})"
+                raise RunError(f"run {run_id} is already {status} in {where}")
+            if status in ACTIVE:
+                status = status_from_events(read_events(folder.events), record)
+            if status not in RESUMABLE:
+                raise RunError(f"run {run_id} is {status}; only {', '.join(RESUMABLE)} runs can be resumed")
+            has_checkpoint = folder.has_checkpoint()
+            if not has_checkpoint and folder.events.exists():
+                # nothing to continue from: start over, keeping the old record beside it
+                os.replace(folder.events, folder.path / f"{folder.events.name}.{int(time.time())}")
+            write_json_atomic(folder.record, {**record, "status": "queued", "owner": self.owner, "error": None,
+                                              "cancel_requested": None, "ended": None})
+        folder.cancel_request.unlink(missing_ok=True)
+        self._index(run_id, lambda: self.store.update(run_id, status="queued", owner=self.owner, error=None,
+                                                      ended=None))
+        self.on_status(run_id, self.store.get(run_id) or {})
+        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint))
+
+    def _enqueue(self, run: LiveRun) -> None:
+        self.runs[run.id] = run
+        heapq.heappush(self._queue, (-run.priority, next(self._order), run.id))
+        self._pump()
+        if not self._watching:
+            self._watching = True
+            self.spawn(self._watch_requests())
+
+    # --- scheduling ----------------------------------------------------------------------------
+    def _pump(self) -> None:
+        while self._queue and self._free_slots:
+            _, _, run_id = heapq.heappop(self._queue)
+            run = self.runs[run_id]
+            if run.status != "queued":
+                continue
+            slot = self._free_slots.pop(0)
+            self.spawn(self._execute(run, slot))
+
+    def _spawn_task(self, coroutine: Coroutine) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _execute(self, run: LiveRun, slot: dict[str, str]) -> None:
+        try:
+            try:
+                await self._launch(run, slot)
+            except OSError as error:  # a launch failure is a failed run, never a crashed parent
+                self._finish(run, "failed", f"could not start: {error.strerror or error}", None)
+                return
+            await self._follow(run)
+        finally:
+            self._free_slots.append(slot)
+            run.done.set()
+            self._pump()
+
+    async def _launch(self, run: LiveRun, slot: dict[str, str]) -> None:
+        env = {**os.environ, **slot, "PYTHONUNBUFFERED": "1", "HBT_PARENT_PID": str(os.getpid())}
+        with open(run.folder.stderr, "ab") as stderr:
+            run.process = await asyncio.create_subprocess_exec(
+                *self.command(run.folder, run.resume), stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                start_new_session=True, env=env, limit=STREAM_LIMIT)
+        pid = run.process.pid
+        self._transition(run.id, "running", pid=pid, pgid=pid, parent_pid=os.getpid(), started=time.time(),
+                         slot=slot.get("CUDA_VISIBLE_DEVICES") or "cpu")
+
+    async def _follow(self, run: LiveRun) -> None:
+        assert run.process is not None and run.process.stdout is not None
+        async for line in run.process.stdout:
+            event = parse_event(line)
+            if event is not None:
+                self._handle(run, event)
+        returncode = await run.process.wait()
+        record = read_json(run.folder.record) or {}
+        cancelled = run.cancel_requested or bool(record.get("cancel_requested"))
+        status, error = final_status(returncode, run.terminal, cancelled, stderr_tail(run.folder))
+        self._finish(run, status, error, returncode)
+
+    def _handle(self, run: LiveRun, event: Event) -> None:
+        self.on_event(run.id, event)
+        if event.kind == "step":
+            run.progress.update(step=event.step, total_steps=event.total_steps, loss=event.loss,
+                                samples_per_s=event.samples_per_s)
+        elif event.kind == "started":
+            run.progress.update(total_steps=event.total_steps, step=event.resumed_from_step)
+            self._transition(run.id, "running", device=event.device, total_steps=event.total_steps,
+                             versions=event.versions, precision=event.precision)
+        elif event.kind == "eval_done":
+            summary = self.store.get(run.id) or {}
+            results = dict(summary.get("results") or {})
+            results[event.dataset] = results_summary(event.macro, event.groups, event.bias,
+                                                     primary_metric(run.folder, event.dataset))
+            self._transition(run.id, "running", results=results, **run.progress)
+        elif event.kind in ("finished", "failed", "stopped"):
+            run.terminal = event
+        if time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush_progress()
+
+    def flush_progress(self) -> None:
+        """One batched index write with the progress of every running run."""
+        self._last_flush = time.monotonic()
+        changes = [(run.id, dict(run.progress)) for run in self.runs.values() if run.status == "running" and run.progress]
+        self._index(None, lambda: self.store.update_many(changes))
+
+    def _transition(self, run_id: str, status: str, **fields) -> None:
+        """run.json first (the truth), then the index (a copy that may catch up later)."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            run.status = status
+        folder = self.store.folder(run_id)
+        record = read_json(folder.record) or {"id": run_id}
+        record_fields = {key: value for key, value in fields.items() if key not in ("results",)}
+        try:
+            write_json_atomic(folder.record, {**record, **record_fields, "status": status})
+        except OSError as error:
+            self.on_message(f"{run_id}: could not record status {status} in {folder.record.name}: "
+                            f"{error.strerror or error}")
+        self._index(run_id, lambda: self.store.update(run_id, status=status, **fields))
+        self.on_status(run_id, self.store.get(run_id) or {})
+
+    def _index(self, run_id: str | None, write: Callable[[], None]) -> None:
+        """Write the index; when that fails, remember the run and bring its row back in line
+        with its folder at the next write that succeeds."""
+        try:
+            write()
+        except IndexWriteError as error:
+            if run_id is not None and run_id not in self._stale:
+                self.on_message(str(error))
+            if run_id is not None:
+                self._stale.add(run_id)
+            return
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        while self._stale:
+            run_id = self._stale.pop()
+            summary = summarise_run_dir(self.store.folder(run_id).path)
+            if summary is None:
+                continue
+            try:
+                self.store.upsert(summary)
+            except IndexWriteError:
+                self._stale.add(run_id)
+                return
+
+    def _finish(self, run: LiveRun, status: str, error: str | None, returncode: int | None) -> None:
+        fields = {"ended": time.time(), "exit_code": returncode, "error": error, **run.progress}
+        if status == "failed":
+            fields["stderr_tail"] = stderr_tail(run.folder)[-2000:]
+        self._transition(run.id, status, **fields)
+        run.folder.cancel_request.unlink(missing_ok=True)
+
+    # --- cancelling ----------------------------------------------------------------------------
+    async def cancel(self, run_id: str) -> None:
+        run = self.runs.get(run_id)
+        if run is None or run.status not in ACTIVE:
+            raise RunError(f"run {run_id} is not queued or running in this session")
+        run.cancel_requested = True
+        if run.status == "queued" or run.process is None:
+            self._finish(run, "cancelled", None, None)
+            run.done.set()
+            return
+        record = read_json(run.folder.record) or {}
+        write_json_atomic(run.folder.record, {**record, "cancel_requested": True})
+        await terminate_group(run.process.pid, self.grace_seconds, lambda: run.process.returncode is not None)
+
+    async def cancel_all(self) -> None:
+        await asyncio.gather(*(self.cancel(run_id) for run_id, run in list(self.runs.items())
+                               if run.status in ACTIVE), return_exceptions=True)
+
+    async def _watch_requests(self) -> None:
+        """Act on `cancel.request` files other processes drop into the folders of our runs."""
+        try:
+            while any(run.status in ACTIVE for run in self.runs.values()):
+                for run in list(self.runs.values()):
+                    if run.status in ACTIVE and not run.cancel_requested and run.folder.cancel_request.exists():
+                        await self.cancel(run.id)
+                await asyncio.sleep(REQUEST_POLL_SECONDS)
+        finally:
+            self._watching = False
+
+    async def wait(self, run_ids: list[str] | None = None) -> None:
+        """Until the given runs (default: all of this session's) are no longer queued or running."""
+        targets = [self.runs[run_id] for run_id in (run_ids or list(self.runs))]
+        await asyncio.gather(*(run.done.wait() for run in targets))
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._catch_up()
+
+    # --- crash recovery ----------------------------------------------------------------------------
+    def reconcile(self) -> list[str]:
+        """Runs left queued or running by a parent that is gone: interrupted (or what their
+        own events say). Runs whose owner is alive are never touched."""
+        messages = []
+        for summary in self.store.all():
+            if summary.get("status") not in ACTIVE or summary["id"] in self.runs:
+                continue
+            message = self._reconcile_one(summary["id"])
+            if message:
+                messages.append(message)
+        return messages
+
+    def _reconcile_one(self, run_id: str) -> str | None:
+        folder = self.store.folder(run_id)
+        record = read_json(folder.record) or {}
+        if record.get("status") in ACTIVE and owner_alive(owner_of(record)):
+            return None
+        if pid_alive(record.get("pid")):  # an orphan still training: it checkpoints and stops
+            kill_group_now(record["pid"])
+        with self.store.lock():  # look again: another parent may have claimed it meanwhile
+            record = read_json(folder.record) or {}
+            owner = owner_of(record)
+            if record.get("status") in ACTIVE and owner_alive(owner):
+                return None
+            previous = record.get("status")
+            status = previous if previous in RESUMABLE + ("finished",) else status_from_events(
+                read_events(folder.events), record)
+            error = record.get("error")
+            if status == "interrupted" and previous in ACTIVE:
+                error = f"its parent process {owner['pid'] if owner else '?'} ended"
+            try:
+                write_json_atomic(folder.record, {**record, "status": status, "error": error})
+            except OSError:
+                pass
+        self._index(run_id, lambda: self.store.update(run_id, status=status, error=error))
+        if previous in ACTIVE:
+            return f"{run_id}: was {previous} when its parent ended; now {status}"
+        return f"{run_id}: the index said it was active; its folder says {status}"
+
+
+async def cancel_elsewhere(store: RunStore, run_id: str, grace_seconds: float = 20.0,
+                           timeout: float = 300.0) -> str:
+    """Cancel a run this process does not own. A live owner is asked through `cancel.request`
+    and acts itself; a run with no live owner is stopped and recorded here. Returns the status."""
+    folder = store.folder(run_id)
+    record = read_json(folder.record) or {}
+    owner = owner_of(record)
+    if record.get("status") not in ACTIVE:
+        raise RunError(f"run {run_id} is {record.get('status')}, not queued or running")
+    if owner_alive(owner):
+        write_json_atomic(folder.cancel_request, {"by": current_owner(), "time": time.time()})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = (read_json(folder.record) or {}).get("status")
+            if status not in ACTIVE:
+                return str(status)
+            if not owner_alive(owner):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise RunError(f"run {run_id}: its owner (pid {owner['pid']}) did not stop it within {timeout:.0f} s")
+    with store.lock():
+        record = read_json(folder.record) or {}
+        write_json_atomic(folder.record, {**record, "cancel_requested": True})
+    if pid_alive(record.get("pid")):
+        await terminate_group(record["pid"], grace_seconds, lambda: not pid_alive(record["pid"]))
+    with store.lock():
+        record = read_json(folder.record) or {}
+        if record.get("status") in ACTIVE:
+            record = {**record, "status": "cancelled", "ended": time.time()}
+            write_json_atomic(folder.record, record)
+    folder.cancel_request.unlink(missing_ok=True)
+    store.update(run_id, status=record["status"], ended=record.get("ended"))
+    return str(record["status"])
+
+
+async def terminate_group(pgid: int, grace_seconds: float, exited: Callable[[], bool]) -> None:
+    """SIGTERM to the process group, then SIGKILL if it is still there after the grace period."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while not exited() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    if not exited():
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_group_now(pgid: int, grace_seconds: float = 10.0) -> None:
+    """For orphans found at start-up: SIGTERM, wait, SIGKILL (blocking, no event loop yet)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while pid_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
