@@ -8,14 +8,16 @@ import subprocess
 import sys
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Input, Log, Sparkline, Static
 
-from engine.contract.events import read_events
+from engine.contract.events import Notice, Started, read_events
 from engine.contract.validation import load_spec
 from runs_helpers import env
 from tui.messages import RunEventReceived, StepReceived
 from tui.screens.compare import CompareScreen, cell_text
 from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.runs import RunsScreen
@@ -262,8 +264,8 @@ async def test_deleted_run_folder_shows_missing_not_a_crash(tmp_path):
         table = runs_table(app)
         table.move_cursor(row=table.get_row_index("hybrid-run"))
         await pilot.press("space", "m")
-        await pilot.pause(0.5)  # the comparison worker finishes; the app is still alive
-        assert isinstance(app.screen, CompareScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.rendered is not None)
+        assert isinstance(app.screen, CompareScreen)  # the comparison worker finished; the app is still alive
 
 
 async def test_resize_mid_run_keeps_the_tables(tmp_path):
@@ -330,8 +332,51 @@ async def test_help_screen_and_command_palette(tmp_path):
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         await pilot.press("ctrl+p")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"new experiment")
-        await pilot.pause(0.5)
+        options = app.screen.query_one(CommandList)
+        await wait_until(pilot, lambda: options.option_count > 0 and options.highlighted is not None)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+
+
+async def test_compose_asks_before_overwriting_a_spec_file(tmp_path):
+    app = replay_app(tmp_path)
+    existing = tmp_path / "experiments" / "sweep.json"
+    existing.parent.mkdir()
+    existing.write_text(json.dumps({"name": "sweep", "description": "my own notes"}))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        app.push_screen(ComposeScreen(dict(QUICK_DOCUMENT, name="sweep")))
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        assert json.loads(existing.read_text())["description"] == "my own notes"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "my own notes" not in existing.read_text())
+        assert load_spec(existing).train.steps == 12
+
+
+async def test_run_detail_says_what_a_preparing_run_is_doing(tmp_path):
+    app = replay_app(tmp_path, runs={"live-run": "hybrid"})
+    shutil.rmtree(app.store.runs_dir / "live-run" / "eval")
+    (app.store.runs_dir / "live-run" / "events.jsonl").write_text("")  # as if it had just been launched
+    from engine.parent.records import current_owner
+
+    (app.store.runs_dir / "live-run" / "run.json").write_text(json.dumps({"status": "running", "owner": current_owner()}))
+    app.store.update("live-run", status="running")
+    async with app.run_test(size=(120, 34)) as pilot:
+        await pilot.pause()
+        app.open_run("live-run")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.folder is not None)
+        header = app.screen.query_one("#detail-header", Static)
+        app.post_message(RunEventReceived("live-run", Notice(message="loading model bundled:multilingual-e5-small …")))
+        await wait_until(pilot, lambda: "loading model bundled:multilingual-e5-small …" in str(header.render()))
+        app.post_message(RunEventReceived("live-run", Started(run_name="x", pid=1, device="cpu", precision="fp32",
+                                                              total_steps=12, parameters=1, trainable_parameters=1)))
+        await wait_until(pilot, lambda: "loading model" not in str(header.render()))
+        assert "loading model bundled:multilingual-e5-small …" in "\n".join(app.screen.query_one(Log).lines)

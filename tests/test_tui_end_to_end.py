@@ -82,3 +82,34 @@ async def test_compose_queue_and_watch_a_real_run(tmp_path, tiny_model):
         progress()
         assert filled[0] == 0 and filled[-1] == 6   # empty when opened, every cell once the run reported
         assert getattr(table.get_cell("macro", "multi"), "plain", "·") != "·"
+
+
+async def test_cancel_a_run_that_another_process_owns(tmp_path, tiny_model):
+    import json
+    import subprocess
+    import sys
+
+    from runs_helpers import env, tiny_spec, write
+
+    runs = tmp_path / "runs"
+    spec = write(tmp_path / "long.json", tiny_spec(tiny_model, **{"train.steps": 100000, "train.checkpoint_every": 0}))
+    owner = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(spec), "--runs-dir", str(runs)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    try:
+        store = RunStore(runs)
+        app = create_app(store, Runner(store, cpu_slots=1, gpus=[]), experiments_dir=tmp_path / "experiments")
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_until(pilot, lambda: any(run["status"] == "running" and (run.get("step") or 0) >= 0
+                                                for run in store.all()), tries=6000)
+            (run,) = store.all()
+            await wait_until(pilot, lambda: run["id"] in app.screen.query_one("#runs-table").rows)
+            table = app.screen.query_one("#runs-table")
+            table.move_cursor(row=table.get_row_index(run["id"]))
+            await pilot.press("c")
+            await wait_until(pilot, lambda: (store.get(run["id"]) or {}).get("status") == "cancelled", tries=6000)
+            record = json.loads((runs / run["id"] / "run.json").read_text())
+            assert record["status"] == "cancelled" and record["owner"]["pid"] == owner.pid
+        assert owner.wait(timeout=300) == 1   # the owner stopped its own run and exited
+    finally:
+        if owner.poll() is None:
+            owner.kill()

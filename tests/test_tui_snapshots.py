@@ -34,7 +34,7 @@ def test_compare_screen(snap_compare, tmp_path):
     async def open_compare(pilot):
         pilot.app.open_compare(["hybrid-run", "mono-run"])
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
-                         and pilot.app.screen.comparison is not None)
+                         and pilot.app.screen.rendered is not None)  # both tables laid out, not just computed
 
     assert snap_compare(replay_app(tmp_path), terminal_size=(160, 40), run_before=open_compare)
 

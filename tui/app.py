@@ -128,11 +128,28 @@ class HbtApp(App):
 
     def cancel_run(self, run_id: str) -> None:
         run = self.runner.runs.get(run_id)
-        if run is None or run.status not in ("queued", "running"):
-            self.notify(f"{run_id} is not queued or running in this session.", severity="warning")
+        if run is not None and run.status in ("queued", "running"):
+            self.run_worker(self.runner.cancel(run_id), group="cancel", exit_on_error=False)
+            self.notify(f"Cancelling {run_id}: it checkpoints and stops.")
             return
-        self.run_worker(self.runner.cancel(run_id), group="cancel", exit_on_error=False)
-        self.notify(f"Cancelling {run_id}: it checkpoints and stops.")
+        summary = self.store.get(run_id)
+        if summary is None or summary.get("status") not in ("queued", "running"):
+            self.notify(f"{run_id} is not queued or running.", severity="warning")
+            return
+        self.run_worker(self._cancel_elsewhere(run_id), group="cancel", exit_on_error=False)
+        self.notify(f"Asked the process that owns {run_id} to cancel it.")
+
+    async def _cancel_elsewhere(self, run_id: str) -> None:
+        """A run another hbt-tui (or `--run`) owns: its owner is asked and stops it."""
+        from engine.parent.runner import cancel_elsewhere
+
+        try:
+            status = await cancel_elsewhere(self.store, run_id, self.runner.grace_seconds)
+        except UserError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.post_message(RunStatusChanged(run_id, self.store.get(run_id) or {}))
+        self.notify(f"{run_id}: {status}.")
 
     def resume_run(self, run_id: str) -> None:
         try:

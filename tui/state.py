@@ -37,6 +37,7 @@ class RunLive:
     evals: dict[str, EvalCells] = field(default_factory=dict)
     log: deque = field(default_factory=lambda: deque(maxlen=300))
     error: str | None = None
+    preparing: str | None = None          # "loading model …" until the run has started
     updated: float = field(default_factory=time.monotonic)
 
     def apply(self, event: Event) -> None:
@@ -46,9 +47,12 @@ class RunLive:
             self.samples_per_s = event.samples_per_s
             self.losses.append(event.loss)
             return
-        if event.kind == "started":
+        if event.kind == "notice":
+            self.preparing = event.message if event.level == "info" else self.preparing
+        elif event.kind == "started":
             self.total_steps = event.total_steps
             self.step = max(self.step, event.resumed_from_step)
+            self.preparing = None
         elif event.kind == "eval_progress":
             self._cells(event.dataset, event.step).progress = f"{event.stage} {event.done}/{event.total or '?'}"
             return
@@ -75,6 +79,8 @@ class RunLive:
 def describe(event: Event) -> str:
     """One line of the event log."""
     clock = time.strftime("%H:%M:%S", time.localtime(event.time))
+    if event.kind == "notice":
+        return f"{clock} {'warning: ' if event.level == 'warning' else ''}{event.message}"
     if event.kind == "started":
         return f"{clock} started on {event.device} ({event.precision}), {event.total_steps} steps"
     if event.kind == "eval":

@@ -102,4 +102,5 @@ class Evaluator:
                    "seconds": seconds, "encode_seconds": encode_seconds}
         path = write_results(self.folder, dataset, step, results)
         self.emit(EvalDone(step=step, dataset=dataset, macro=macro, groups=group_rows, bias=bias,
-                           results_path=str(path), seconds=seconds, encode_seconds=encode_seconds))
+                           results_path=str(path), seconds=seconds, encode_seconds=encode_seconds,
+                           primary_metric=primary))

@@ -125,11 +125,11 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
     resumable = find_resumable(folder) if args.resume else None
     for skipped in resumable.skipped if resumable else ():
         writer.emit(Notice(message=f"skipped checkpoint {skipped}", level="warning"))
-    writer.emit(Notice(message=f"loading training data ({spec.train.dataset})"))
+    writer.emit(Notice(message=f"loading training data ({spec.train.dataset}) …"))
     source = build_pair_source(spec)
     sampler = BatchSampler(source, spec.sampling, spec.train.batch_size, spec.loss.hard_negatives, spec.train.seed)
     total = total_steps(spec, sampler.steps_per_epoch)
-    writer.emit(Notice(message=f"loading model {spec.encoder.name}"))
+    writer.emit(Notice(message=f"loading model {spec.encoder.name} …"))
     encoder = load_encoder(spec.encoder, str(resumable.path / MODEL_DIR) if resumable else None).to(device)
     encoder.train()
     optimizer = make_optimizer(encoder, spec)
@@ -233,7 +233,7 @@ def save_model(encoder: DualEncoder, folder: RunFolder) -> None:
 def evaluate_only(spec: ExperimentSpec, folder: RunFolder, writer: EventWriter, stop: StopFlag,
                   device: torch.device, precision: str) -> None:
     """train.steps = 0: a zero-shot run, evaluated like any other so it can be compared."""
-    writer.emit(Notice(message=f"loading model {spec.encoder.name}"))
+    writer.emit(Notice(message=f"loading model {spec.encoder.name} …"))
     encoder = load_encoder(spec.encoder).to(device)
     parameters = sum(p.numel() for p in encoder.parameters())
     writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device), precision=precision,

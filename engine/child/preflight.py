@@ -108,7 +108,8 @@ def check_model(spec: ExperimentSpec) -> dict:
             length = getattr(spec.encoder, field)
             if length > usable:
                 raise ModelError(f"encoder.{field}: {length} is longer than {name!r} can encode ({usable} positions)")
-    return {"model_type": config.get("model_type"), "positions": positions}
+    usable = positions - POSITION_OFFSETS.get(config.get("model_type", ""), 0) if isinstance(positions, int) else None
+    return {"model_type": config.get("model_type"), "positions": usable}
 
 
 def model_config(name: str) -> dict:

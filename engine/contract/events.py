@@ -112,6 +112,7 @@ class EvalDone(Event):
     results_path: str
     seconds: float = 0.0
     encode_seconds: float = 0.0
+    primary_metric: str = ""
 
 
 @dataclass(frozen=True)

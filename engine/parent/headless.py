@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.contract.errors import RunError
+from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.events import Event
 from engine.contract.spec import spec_diff
 from engine.parent.preflight import Prepared
@@ -117,7 +117,7 @@ class PlainView:
         elif event.kind == "step":
             self._step(run_id, event)
         elif event.kind == "eval_done":
-            metric = next(iter(next(iter(event.macro.values()), {})), "map")
+            metric = event.primary_metric or next(iter(next(iter(event.macro.values()), {})), "map")
             scores = " ".join(f"{setting} {values.get(metric, float('nan')):.3f}" for setting, values in event.macro.items())
             self.line(run_id, f"eval {event.dataset} at step {event.step}: {metric} {scores} "
                               f"({event.seconds:.0f} s)")
@@ -149,8 +149,9 @@ def print_plan(prepared: Prepared, source: str, console: Console) -> None:
     """--dry-run: the runs that would be created, the fields that differ, what was checked."""
     specs = prepared.specs
     differing = spec_diff([run.to_dict() for run in specs]) if len(specs) > 1 else []
-    table = Table(title=f"{source}: {len(specs)} run{'s' if len(specs) != 1 else ''} would be created "
-                        "(dry run: nothing was started)", title_justify="left")
+    print(f"{source}: {len(specs)} run{'s' if len(specs) != 1 else ''} would be created "
+          "(dry run: nothing was started)", flush=True)
+    table = Table()
     table.add_column("run", overflow="fold")
     for key, _ in differing:
         table.add_column(key)
@@ -185,16 +186,20 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
     loop.add_signal_handler(signal.SIGTERM, on_interrupt)
-    run_ids = []
+    run_ids, failure = [], None
     with view:
         for spec in specs:
             if interrupted:
                 break
-            run_id = runner.submit(spec, priority=priority, group=prepared.group)
+            try:
+                run_id = runner.submit(spec, priority=priority, group=prepared.group)
+            except UserError as error:  # e.g. the disk filled up: keep what was queued, stop cleanly
+                failure = error
+                break
             view.add(run_id, spec.name)
             run_ids.append(run_id)
             await asyncio.sleep(0)  # let Ctrl-C in between submissions
-        if interrupted:
+        if interrupted or failure is not None:
             await runner.cancel_all()
         await runner.wait(run_ids)
     summaries = [store.get(run_id) or {"id": run_id, "name": run_id, "status": "missing"} for run_id in run_ids]
@@ -202,6 +207,9 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
         print(json.dumps([_json_summary(summary, store) for summary in summaries], indent=2))
     else:
         print_summaries(summaries, store, console)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return EXIT_USER_ERROR
     if interrupted:
         return EXIT_INTERRUPTED
     return 0 if summaries and all(summary["status"] == "finished" for summary in summaries) else 1

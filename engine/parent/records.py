@@ -163,8 +163,8 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
         elif event.kind == "step":
             summary.update(step=event.step, loss=event.loss)
         elif event.kind == "eval_done":
-            summary["results"][event.dataset] = results_summary(event.macro, event.groups, event.bias,
-                                                                primary_metric(folder, event.dataset))
+            summary["results"][event.dataset] = results_summary(
+                event.macro, event.groups, event.bias, event.primary_metric or primary_metric(folder, event.dataset))
     summary.setdefault("created", (events[0].time if events else folder.spec.stat().st_mtime))
     status = record.get("status")
     if status not in STATUSES or (status in ACTIVE and not owner_alive(owner_of(record))):

@@ -135,6 +135,10 @@ class RunStore:
         if not os.access(self.runs_dir, os.W_OK | os.X_OK):
             raise RunError(f"runs directory {self.runs_dir} is not writable")
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """Changes whenever any process writes the index (for views that follow it)."""
+        return self._db.storage._disk_stamp()
+
     def folder(self, run_id: str) -> RunFolder:
         """The folder of a run (its id checked to be one plain folder name)."""
         return RunFolder.of(self.runs_dir, run_id)

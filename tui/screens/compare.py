@@ -69,6 +69,7 @@ class CompareScreen(Screen):
         self.metrics: list[str] = []
         self.metric: str | None = None
         self.comparison: Comparison | None = None
+        self.rendered: Comparison | None = None     # the comparison whose tables are laid out on screen
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -135,6 +136,10 @@ class CompareScreen(Screen):
             diff.add_row(key, *(str(value) for value in values))
         if not comparison.diff:
             diff.add_row("(identical configurations)", *([""] * len(comparison.runs)))
+        self.call_after_refresh(self._laid_out, comparison)
+
+    def _laid_out(self, comparison: Comparison) -> None:
+        self.rendered = comparison
 
     # --- actions ---------------------------------------------------------------------------------
     def action_next_baseline(self) -> None:

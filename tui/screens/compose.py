@@ -9,6 +9,7 @@ offending fields marked. The grid builder sweeps any field. Save writes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from engine.contract import catalog
 from engine.contract.errors import SpecError, UserError
 from engine.contract.model_names import BUNDLED_CHOICES, HUB_SUGGESTIONS
 from engine.contract.spec import STRATEGIES
+from engine.contract.layout import write_atomic
 from engine.contract.validation import parse_spec
+from tui.screens.confirm import ConfirmScreen
 
 
 @dataclass(frozen=True)
@@ -323,17 +326,37 @@ class ComposeScreen(Screen):
 
     # --- save / queue / open -------------------------------------------------------------------------
     @on(Button.Pressed, "#save")
-    def action_save(self) -> Path | None:
+    def action_save(self) -> None:
+        self.save()
+
+    def save(self, then: Callable[[], None] | None = None) -> None:
+        """Write experiments/<name>.json; a different file already there is overwritten only
+        after the user says yes."""
         if not self.validate():
             self.notify("Fix the marked fields first.", severity="error")
-            return None
-        folder = Path(self.app.experiments_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.document['name']}.json"
-        path.write_text(json.dumps(self.document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        self.source = path
-        self.notify(f"Saved {path}")
-        return path
+            return
+        path = Path(self.app.experiments_dir) / f"{self.document['name']}.json"
+        text = json.dumps(self.document, indent=2, ensure_ascii=False) + "\n"
+
+        def write(confirmed: bool | None = True) -> None:
+            if not confirmed:
+                self.notify(f"Not saved: {path} stays as it was.", severity="warning")
+                return
+            try:
+                write_atomic(path, text.encode("utf-8"))
+            except OSError as error:
+                self.notify(f"Cannot save {path}: {error.strerror or error}", severity="error")
+                return
+            self.source = path
+            self.notify(f"Saved {path}")
+            if then is not None:
+                then()
+
+        is_source = self.source is not None and path.resolve() == Path(self.source).resolve()
+        if path.exists() and not is_source and path.read_text(encoding="utf-8", errors="replace") != text:
+            self.app.push_screen(ConfirmScreen(f"{path} already exists.\nOverwrite it with this spec?"), write)
+            return
+        write()
 
     @on(Button.Pressed, "#queue")
     def action_queue(self) -> None:
@@ -350,8 +373,7 @@ class ComposeScreen(Screen):
 
     @on(Button.Pressed, "#save-queue")
     def save_and_queue(self) -> None:
-        if self.action_save() is not None:
-            self.action_queue()
+        self.save(then=self.action_queue)
 
     def action_open(self) -> None:
         from tui.screens.open_spec import OpenSpecScreen

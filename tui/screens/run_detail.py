@@ -128,6 +128,8 @@ class RunDetailScreen(Screen):
         text.append(f"{self.run_id}\n", style="dim")
         text.append(f"{self.spec.get('encoder', {}).get('name', '?')} · {strategy} · train {train.get('dataset')} · "
                     f"{progress} · {summary.get('device') or ''}")
+        if live.preparing and summary.get("status") in ("queued", "running"):
+            text.append(f" · {live.preparing}", style="italic")
         header.update(text, layout=False)  # fixed height (app.tcss): no layout pass per update
 
     def update_table(self) -> None:
@@ -188,6 +190,8 @@ class RunDetailScreen(Screen):
             return
         if event.kind in ("eval", "eval_done", "eval_progress") and getattr(event, "dataset", None) == self.dataset:
             self.update_table()
+        if event.kind in ("notice", "started"):
+            self.update_header(self.app.store.get(self.run_id) or {})
         new_lines = list(live.log)[self.log_length:] if len(live.log) >= self.log_length else list(live.log)
         if new_lines:
             self.query_one("#detail-log", Log).write_lines(new_lines)

@@ -85,7 +85,8 @@ class RunsScreen(Screen):
             table.add_column(label, key=key, width=width)
         self.rebuild()
         table.focus()
-        self.set_interval(3.0, self.check_missing)
+        self.index_stamp = self.app.store.stamp()
+        self.set_interval(2.0, self.follow_index)
         self.set_interval(self.REFRESH_SECONDS, self.flush_steps)
 
     # --- building the table -------------------------------------------------------------------
@@ -161,9 +162,14 @@ class RunsScreen(Screen):
         if run_id not in table.rows:
             self.rebuild()
             return
+        self.update_cells(summary)
+
+    def update_cells(self, summary: dict) -> None:
+        """Change only the cells of this run that differ from its summary."""
+        table = self.query_one("#runs-table", DataTable)
         for (key, _, _), value in zip(COLUMNS, self.cells(summary)):
-            if table.get_cell(run_id, key) != value:
-                table.update_cell(run_id, key, value)
+            if table.get_cell(summary["id"], key) != value:
+                table.update_cell(summary["id"], key, value)
 
     # --- live updates (called by the app) --------------------------------------------------------
     def run_event(self, message: RunEventReceived) -> None:
@@ -188,11 +194,27 @@ class RunsScreen(Screen):
     def run_status(self, message: RunStatusChanged) -> None:
         self.refresh_row(message.run_id)
 
+    def follow_index(self) -> None:
+        """What other processes did on this runs directory (another TUI, a `--run`, a `cancel`):
+        new runs appear, changed ones update; and a run whose folder vanished shows as missing."""
+        stamp = self.app.store.stamp()
+        if stamp != self.index_stamp:
+            self.index_stamp = stamp
+            table = self.query_one("#runs-table", DataTable)
+            runs = self.visible_runs()
+            if {run["id"] for run in runs} != {str(key.value) for key in table.rows}:
+                self.rebuild()
+            else:
+                for run in runs:
+                    self.update_cells(run)
+        self.check_missing()
+
     def check_missing(self) -> None:
         """Runs whose folder vanished behind our back show as missing (never a crash)."""
         table = self.query_one("#runs-table", DataTable)
+        present = self.app.store.folder_names()
         for run_id in list(table.rows):
-            if not self.app.store.folder(str(run_id.value)).exists():
+            if str(run_id.value) not in present:
                 table.update_cell(run_id, "status", status_text("missing"))
 
     # --- actions ----------------------------------------------------------------------------------
