@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.contract.layout import EVENTS_FILE, INDEX_FILE, RunFolder, write_json_atomic  # noqa: E402
+
 LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 METRICS = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10")
 STRATEGIES = ("monolingual", "crosslingual", "hybrid", "multitask")
@@ -59,25 +61,25 @@ def synthetic_results(summary: dict, rng: random.Random) -> dict:
 def measure_store(count: int, folder: Path) -> dict:
     from engine.parent import store as store_module
     from engine.parent.compare import compare, load_run
+    from engine.parent.records import RunFilter
 
     rng = random.Random(0)
     summaries = [synthetic_summary(number, rng) for number in range(count)]
     runs_dir = folder / "runs"
     runs_dir.mkdir()
-    (runs_dir / "index.json").write_bytes(store_module._dumps(
+    write_run_folders(runs_dir, summaries)
+    (runs_dir / INDEX_FILE).write_bytes(store_module._dumps(
         {"runs": {str(i + 1): summary for i, summary in enumerate(summaries)}}))
     chosen = summaries[:10]
     for summary in chosen:  # ten run folders with real-shaped per-language results
-        (runs_dir / summary["id"] / "eval" / "xquad-r").mkdir(parents=True)
-        (runs_dir / summary["id"] / "spec.json").write_text(json.dumps({"name": summary["name"],
-                                                                        "sampling": {"alpha": summary["alpha"]}}))
-        (runs_dir / summary["id"] / "eval" / "xquad-r" / "results.json").write_text(
-            json.dumps(synthetic_results(summary, rng)))
-    figures = {"size_mb": (runs_dir / "index.json").stat().st_size / 1e6}
+        folder = RunFolder.of(runs_dir, summary["id"])
+        write_json_atomic(folder.spec, {"name": summary["name"], "sampling": {"alpha": summary["alpha"]}})
+        write_json_atomic(folder.results("xquad-r"), synthetic_results(summary, rng))
+    figures = {"size_mb": (runs_dir / INDEX_FILE).stat().st_size / 1e6}
     started = time.perf_counter()
     store = store_module.RunStore(runs_dir)
     listed = store.all()
-    filtered = store.find(status="finished", text="sweep-01", strategy="hybrid")
+    filtered = store.find(RunFilter(status="finished", strategy="hybrid", words=("sweep-01",)))
     figures["open_list_filter_ms"] = 1000 * (time.perf_counter() - started)
     assert len(listed) == count and filtered
     started = time.perf_counter()
@@ -85,7 +87,7 @@ def measure_store(count: int, folder: Path) -> dict:
     figures["compare_index_ms"] = 1000 * (time.perf_counter() - started)
     assert len(index_rows) == 10
     started = time.perf_counter()
-    runs = [load_run(runs_dir / summary["id"], summary["id"]) for summary in chosen]
+    runs = [load_run(store.folder(summary["id"])) for summary in chosen]
     comparison = compare(runs, "xquad-r")
     figures["compare_folders_ms"] = 1000 * (time.perf_counter() - started)
     assert len(comparison.rows) == len(LANGUAGES) + 1
@@ -93,6 +95,12 @@ def measure_store(count: int, folder: Path) -> dict:
     store.update(chosen[0]["id"], status="finished", ended=time.time())
     figures["transition_write_ms"] = 1000 * (time.perf_counter() - started)
     return figures
+
+
+def write_run_folders(runs_dir: Path, summaries: list[dict]) -> None:
+    """A folder with a spec per summary: the index describes runs that exist."""
+    for summary in summaries:
+        write_json_atomic(RunFolder.of(runs_dir, summary["id"]).spec, {"name": summary["name"]})
 
 
 def write_step_source(folder: Path) -> Path:
@@ -103,7 +111,7 @@ def write_step_source(folder: Path) -> Path:
              {"v": 1, "event": "step", "time": 0.0, "step": 1, "total_steps": 1, "loss": 0.5, "lr": 1e-5,
               "samples_per_s": 10.0, "tokens_per_s": 900.0, "batch_kind": "mono:en", "losses": {}},
              {"v": 1, "event": "finished", "time": 0.0, "step": 1, "seconds": 1.0}]
-    (folder / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / EVENTS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
     return folder
 
 

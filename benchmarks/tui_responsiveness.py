@@ -31,15 +31,13 @@ import time
 started = time.perf_counter()
 import sys
 sys.path.insert(0, {root!r})
-from pathlib import Path
-from engine.parent.store import RunStore
-from engine.parent.runner import Runner
-from tui.app import create_app
+from tui.cli import pause_collector_for_startup   # what `hbt-tui` does first
+pause_collector_for_startup()
+from tui.app import run_app
 from tui.screens.runs import RunsScreen
-store = RunStore(Path({runs!r}))
-app = create_app(store, Runner(store, gpus=[]))
 import asyncio
 async def measure(pilot):
+    app = pilot.app
     while not isinstance(app.screen, RunsScreen) or not app.screen.query_one("#runs-table").row_count:
         await asyncio.sleep(0.001)
     rendered = asyncio.Event()
@@ -49,23 +47,26 @@ async def measure(pilot):
     await pilot.pause()
     print("FIRST_FRAME_S", first, app.screen.query_one("#runs-table").row_count)
     app.exit()
-app.run(headless=True, size=(160, 50), auto_pilot=measure)
+run_app({runs!r}, headless=True, size=(160, 50), auto_pilot=measure)
 """
 
 
 def make_store(folder: Path, count: int) -> Path:
-    from benchmarks.store_scale import synthetic_summary
+    from benchmarks.store_scale import synthetic_summary, write_run_folders
+    from engine.contract.layout import INDEX_FILE
     from engine.parent import store as store_module
 
     rng = random.Random(0)
     runs_dir = folder / "runs"
     runs_dir.mkdir()
     summaries = {str(i + 1): synthetic_summary(i, rng) for i in range(count)}
-    (runs_dir / "index.json").write_bytes(store_module._dumps({"runs": summaries}))
+    write_run_folders(runs_dir, list(summaries.values()))
+    (runs_dir / INDEX_FILE).write_bytes(store_module._dumps({"runs": summaries}))
     return runs_dir
 
 
 def measure_startup(count: int, folder: Path) -> tuple[float, int]:
+    folder.mkdir(parents=True, exist_ok=True)
     runs_dir = make_store(folder, count)
     output = subprocess.run([sys.executable, "-c", STARTUP_SCRIPT.format(root=str(ROOT), runs=str(runs_dir))],
                             capture_output=True, text=True, timeout=120)
@@ -133,11 +134,14 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--starts", type=int, default=5, help="fresh interpreters timed for the start-up figure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        seconds, rows = measure_startup(args.runs, Path(folder))
-    print(f"\nstart-up to the first rendered Runs screen ({rows:,} runs in the store): {1000 * seconds:.0f} ms "
-          "(target < 1000 ms; includes the interpreter's imports)")
+        starts = [measure_startup(args.runs, Path(folder) / f"start-{attempt}") for attempt in range(args.starts)]
+    seconds = sorted(first for first, _ in starts)
+    print(f"\nstart-up to the first rendered Runs screen ({starts[0][1]:,} runs in the store), {args.starts} fresh "
+          f"interpreters: median {1000 * statistics.median(seconds):.0f} ms, range {1000 * seconds[0]:.0f}-"
+          f"{1000 * seconds[-1]:.0f} ms (target < 400 ms; includes the interpreter's imports)")
     with tempfile.TemporaryDirectory() as folder:
         load = measure_load(args.streams, args.rate, args.seconds, Path(folder))
     print(f"{args.streams} replayed runs x {args.rate:g} step events/s for {args.seconds:g} s "

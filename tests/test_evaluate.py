@@ -119,6 +119,22 @@ def test_command_line_zero_shot_prints_the_table(tiny_model, tmp_path):
     (folder,) = [path for path in runs.iterdir() if path.is_dir()]
     events = (folder / "events.jsonl").read_text().splitlines()
     assert json.loads(events[-1])["event"] == "finished"
+    # a run like any other: in the index, nameable as a baseline, comparable
+    cli = [sys.executable, "-m", "engine.cli"]
+    listed = json.loads(subprocess.run([*cli, "runs", "--json", "--runs-dir", str(runs)], capture_output=True,
+                                       text=True, env=env()).stdout)
+    assert [(run["id"], run["name"], run["status"]) for run in listed] == [(folder.name, "zero-shot-tiny-model0",
+                                                                            "finished")]
+    spec = tmp_path / "with-baseline.json"
+    spec.write_text(json.dumps({"name": "vs-zero-shot", "baseline": "zero-shot-tiny-model0",
+                                "encoder": {"name": str(tiny_model)}, "train": {"steps": 2, "languages": ["en", "de"]},
+                                "eval": {"languages": ["en", "de"], "max_queries": 8}}))
+    planned = subprocess.run([*cli, "--run", str(spec), "--dry-run", "--runs-dir", str(runs)], capture_output=True,
+                             text=True, env=env())
+    assert planned.returncode == 0, planned.stderr
+    compared = subprocess.run([*cli, "compare", "zero-shot-tiny-model0", folder.name, "--format", "csv",
+                               "--runs-dir", str(runs)], capture_output=True, text=True, env=env())
+    assert compared.returncode == 0 and "macro avg" in compared.stdout
 
 
 @pytest.mark.parametrize("arguments,message", [

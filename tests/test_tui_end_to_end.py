@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 async def tab_to(pilot, widget_id: str) -> None:
-    for _ in range(80):
+    for _ in range(400):
         if pilot.app.focused is not None and pilot.app.focused.id == widget_id:
             return
         await pilot.press("tab")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tui.screens.compare import CompareScreen
+from tui.screens.run_detail import RunDetailScreen
 from tui_helpers import replay_app, wait_until
 
 
@@ -14,10 +15,18 @@ def test_runs_screen_160x50(snap_compare, tmp_path):
     assert snap_compare(replay_app(tmp_path), terminal_size=(160, 50))
 
 
+def filled(pilot) -> bool:
+    """The detail screen shows its table with every cell, down to the macro row."""
+    screen = pilot.app.screen
+    if not isinstance(screen, RunDetailScreen) or screen.folder is None:
+        return False
+    return getattr(screen.query_one("#detail-table").get_cell("macro", "multi"), "plain", "·") != "·"
+
+
 def test_run_detail_screen(snap_compare, tmp_path):
     async def open_detail(pilot):
         pilot.app.open_run("hybrid-run")
-        await pilot.pause()
+        await wait_until(pilot, lambda: filled(pilot))
 
     assert snap_compare(replay_app(tmp_path), terminal_size=(110, 32), run_before=open_detail)
 
@@ -25,7 +34,9 @@ def test_run_detail_screen(snap_compare, tmp_path):
 def test_failed_run_detail_80x24(snap_compare, tmp_path):
     async def open_detail(pilot):
         pilot.app.open_run("failed-run")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen)
+                         and pilot.app.screen.folder is not None
+                         and pilot.app.screen.query_one("#detail-stderr").display)
 
     assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24), run_before=open_detail)
 

@@ -3,26 +3,30 @@
 `create_app(store, runner)` builds it, so tests inject a runner that replays recorded
 events instead of training. The runner runs in the app's event loop: each run's process
 is watched by an app-level worker (it outlives any screen) whose callbacks only post
-messages; the handlers here own the live state and pass updates to the open screens.
-Never imports torch, transformers, faiss or datasets (a test checks).
+messages; the handlers here own the live state and pass updates to the screens that are
+`RunView`s. Blocking work (checking a submission, reading results) runs in thread workers
+that post fact-named messages; a worker that fails is reported once, in
+`on_worker_state_changed`. Never imports torch, transformers, faiss or datasets, and its
+start-up path never imports numpy or scipy (tests check both).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from functools import partial
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
+from textual.worker import Worker, WorkerState
 
 from engine.contract.errors import UserError
 from engine.contract.events import Event
 from engine.parent.runner import Runner
 from engine.parent.store import RunStore
-from tui.messages import RunEventReceived, RunStatusChanged, StepReceived
+from tui.messages import RunEventReceived, RunsPrepared, RunStatusChanged, RunView, StepReceived
 from tui.state import RunLive, live_from_folder
 
 
@@ -85,6 +89,12 @@ class HbtApp(App):
 
         gc.collect()
         gc.freeze()
+        gc.enable()   # paused since start-up, if `hbt-tui` paused it (tui.cli)
+
+    def on_unmount(self) -> None:
+        import gc
+
+        gc.enable()
 
     # --- from the runner (same event loop): post, never touch state here -------------------------
     def _runner_event(self, run_id: str, event: Event) -> None:
@@ -95,19 +105,27 @@ class HbtApp(App):
         self.post_message(RunStatusChanged(run_id, summary))
 
     # --- handlers own the live state and tell the screens -------------------------------------------
+    def run_views(self) -> list[RunView]:
+        return [screen for screen in self.screen_stack if isinstance(screen, RunView)]
+
     def on_run_event_received(self, message: RunEventReceived) -> None:
         self.ensure_live(message.run_id).apply(message.event)
-        for screen in self.screen_stack:
-            if hasattr(screen, "run_event"):
-                screen.run_event(message)
+        for view in self.run_views():
+            view.run_event(message)
 
     def on_step_received(self, message: StepReceived) -> None:
         self.on_run_event_received(message)
 
     def on_run_status_changed(self, message: RunStatusChanged) -> None:
-        for screen in self.screen_stack:
-            if hasattr(screen, "run_status"):
-                screen.run_status(message)
+        for view in self.run_views():
+            view.run_status(message)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker that fails is reported here, once: a user error as its one line."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            self.notify(text, severity="error", timeout=10)
 
     def ensure_live(self, run_id: str) -> RunLive:
         """The live state of a run, read from its events.jsonl the first time it is needed."""
@@ -161,20 +179,38 @@ class HbtApp(App):
         self.notify(f"Resumed {run_id}.")
 
     def queue_document(self, document: dict) -> list[str]:
-        """Validate, expand the grid, check data and model, queue every run."""
+        """Check and queue a spec document now (blocking: for scripts and tests; the Compose
+        screen uses `prepare_document`, which checks in a worker thread)."""
         from engine.parent.preflight import prepare
 
-        prepared = prepare(document, store=self.store)
+        return self.submit_prepared(prepare(document, store=self.store))
+
+    @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
+    def prepare_document(self, document: dict, requester: object | None = None) -> None:
+        """Validate, expand the grid and check every run (a subprocess) off the UI thread."""
+        from engine.parent.preflight import prepare
+
+        self.post_message(RunsPrepared(prepare(document, store=self.store), requester))
+
+    def on_runs_prepared(self, message: RunsPrepared) -> None:
+        queued = self.submit_prepared(message.prepared)
+        self.notify(f"Queued {len(queued)} run{'s' if len(queued) != 1 else ''}.")
+        if message.requester is not None and message.requester is self.screen:
+            self.pop_screen()
+
+    def submit_prepared(self, prepared) -> list[str]:
         return [self.runner.submit(spec, group=prepared.group) for spec in prepared.specs]
 
     def compose_screen_for(self, path: Path):
         """Compose with a spec file loaded; a spec that fails validation opens with its errors."""
         from tui.screens.compose import ComposeScreen
 
+        from engine.contract.validation import read_document
+
         try:
-            document = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            return ComposeScreen(load_error=f"{path}: {error}")
+            document = read_document(path)
+        except UserError as error:
+            return ComposeScreen(load_error=str(error))
         if not isinstance(document, dict):
             return ComposeScreen(load_error=f"{path}: the top level must be an object")
         return ComposeScreen(document, source=Path(path))
@@ -211,9 +247,8 @@ class HbtApp(App):
     def action_rebuild_index(self) -> None:
         count = self.store.rebuild()
         self.notify(f"Rebuilt the index: {count} runs.")
-        for screen in self.screen_stack:
-            if hasattr(screen, "rebuild"):
-                screen.rebuild()
+        for view in self.run_views():
+            view.runs_rebuilt()
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
@@ -232,8 +267,9 @@ def create_app(store: RunStore, runner: Runner, **options) -> HbtApp:
     return HbtApp(store, runner, **options)
 
 
-def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = None) -> int:
-    """`hbt-tui` with no arguments."""
+def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = None, **run_options) -> int:
+    """`hbt-tui` with no arguments (`run_options` go to `App.run`: the start-up benchmark
+    runs this very path headless)."""
     from engine.contract.errors import EXIT_USER_ERROR
 
     try:
@@ -243,6 +279,13 @@ def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = 
 
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    app = create_app(store, Runner(store, cpu_slots=jobs), open_spec=Path(open_spec) if open_spec else None)
-    app.run()
+    try:
+        runner = Runner(store, cpu_slots=jobs)
+    except UserError as error:
+        import sys
+
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    app = create_app(store, runner, open_spec=Path(open_spec) if open_spec else None)
+    app.run(**run_options)
     return 0

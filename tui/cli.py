@@ -12,6 +12,15 @@ import sys
 HEADLESS_COMMANDS = {"runs", "show", "compare", "resume", "cancel", "delete", "index", "evaluate", "data"}
 
 
+def pause_collector_for_startup() -> None:
+    """Start-up allocates long-lived objects (modules, styles, widgets) in bulk; collecting
+    them is wasted work. The collector is paused until the app has drawn its first frame,
+    when the survivors are frozen and it resumes (`HbtApp._freeze_startup_objects`)."""
+    import gc
+
+    gc.disable()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     wants_headless = any(arg in HEADLESS_COMMANDS or arg in ("--run", "-h", "--help") or arg.startswith("--run=")
@@ -23,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--open", dest="open_spec", help="open this spec file in Compose")
         known, unknown = parser.parse_known_args(argv)
         if not unknown:
+            pause_collector_for_startup()
             from tui.app import run_app
 
             return run_app(known.runs_dir, known.jobs, known.open_spec)

@@ -1,8 +1,11 @@
-"""Messages between the runner (through the app) and the screens: small dataclasses named
-as facts. Step messages replace an unprocessed step of the same run, so a fast training
-loop can never flood the UI."""
+"""Messages between the runner (through the app), workers and the screens: small classes
+named as facts. Step messages replace an unprocessed step of the same run, so a fast
+training loop can never flood the UI. `RunView` is the protocol a screen implements to be
+told about runs; the app tells every such screen on its stack, and no other."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from textual.message import Message
 
@@ -32,3 +35,36 @@ class RunStatusChanged(Message):
         super().__init__()
         self.run_id = run_id
         self.summary = summary
+
+
+class RunsPrepared(Message):
+    """A submission passed every check (in a worker thread) and can be queued."""
+
+    def __init__(self, prepared: Any, requester: object | None = None) -> None:
+        super().__init__()
+        self.prepared = prepared
+        self.requester = requester
+
+
+class ResultsLoaded(Message):
+    """A run's results.json for one dataset, read off the UI thread (None: not there yet)."""
+
+    def __init__(self, run_id: str, dataset: str, results: dict | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.dataset = dataset
+        self.results = results
+
+
+class RunView:
+    """What a screen that shows runs live implements; the app calls these for every run
+    message, on every screen in the stack that is a RunView. The defaults ignore them."""
+
+    def run_event(self, message: RunEventReceived) -> None:
+        """A run reported an event (steps arrive as StepReceived)."""
+
+    def run_status(self, message: RunStatusChanged) -> None:
+        """A run changed state."""
+
+    def runs_rebuilt(self) -> None:
+        """The index was rebuilt from the run folders: show it again."""

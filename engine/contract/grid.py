@@ -12,21 +12,8 @@ import itertools
 from typing import Any
 
 from engine.contract.errors import SpecError
-from engine.contract.spec import ExperimentSpec
+from engine.contract.spec import ExperimentSpec, set_dotted
 from engine.contract.validation import parse_spec
-
-
-def _set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = document
-    for part in parents:
-        child = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(child, dict):
-            raise KeyError(dotted)
-        node = child
-    if not isinstance(node, dict) or leaf not in node:
-        raise KeyError(dotted)
-    node[leaf] = value
 
 
 def _format_value(value: Any) -> str:
@@ -55,7 +42,7 @@ def expand_grid(spec: ExperimentSpec) -> list[ExperimentSpec]:
         document = _copy(base)
         for dotted, value in assignment.items():
             try:
-                _set_dotted(document, dotted, _plain(value))
+                set_dotted(document, dotted, _plain(value), create=False)
             except KeyError:
                 raise SpecError([(f"grid.{dotted}", "no such field to sweep")], spec.name) from None
         document["name"] = run_name(spec.name, assignment)

@@ -10,8 +10,10 @@ validates as the user types.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -149,6 +151,62 @@ def _jsonable(value: Any) -> Any:
 def section_fields(section: type) -> list[str]:
     """Field names of a spec section, in declaration order (for forms and docs)."""
     return [spec_field.name for spec_field in fields(section)]
+
+
+@dataclass(frozen=True)
+class LeafField:
+    """One leaf of the spec: its dotted path, type hint and default."""
+
+    path: str
+    hint: Any
+    default: Any
+
+
+def leaf_fields(section: type = None, prefix: str = "") -> list[LeafField]:
+    """Every leaf field of the spec (or of one section), in declaration order; nested sections
+    are walked, optional sub-sections (`train.hf`) are one leaf."""
+    section = section or ExperimentSpec
+    hints = typing.get_type_hints(section)
+    leaves: list[LeafField] = []
+    for spec_field in fields(section):
+        hint = hints[spec_field.name]
+        default = spec_field.default if spec_field.default is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(hint):
+            leaves += leaf_fields(hint, f"{prefix}{spec_field.name}.")
+        else:
+            leaves.append(LeafField(f"{prefix}{spec_field.name}", hint, default))
+    return leaves
+
+
+def get_dotted(document: dict, path: str, default: Any = None) -> Any:
+    """The value at a dotted path of a spec document (`train.seed`), or `default`."""
+    node: Any = document
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(document: dict, path: str, value: Any, *, create: bool = True) -> None:
+    """Set a dotted path of a spec document. With `create`, missing sections are added and
+    None removes the key (the spec's default applies); without it, the path must exist
+    already (a grid sweeps only fields of the spec) or KeyError is raised."""
+    *parents, leaf = path.split(".")
+    node = document
+    for part in parents:
+        child = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            if not create:
+                raise KeyError(path)
+            child = node[part] = {}
+        node = child
+    if not create and leaf not in node:
+        raise KeyError(path)
+    if create and value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
 
 
 IGNORED_IN_DIFF = ("name", "description", "tags", "grid", "baseline")

@@ -13,8 +13,6 @@ Stdlib only.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def new_run_id(name: str) -> str:
     slug = "".join(c if c.isalnum() or c in "._=-" else "-" for c in name)[:48].strip("-.") or "run"
-    return f"{slug}-{time.strftime('%y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return f"{slug}-{time.strftime('%y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
 
 
 def git_commit() -> str | None:
@@ -49,7 +47,7 @@ def git_commit() -> str | None:
 
 
 def host() -> str:
-    return socket.gethostname()
+    return os.uname().nodename
 
 
 # --- owners ----------------------------------------------------------------------------------------

@@ -27,15 +27,18 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from engine.contract.errors import RunError
 from engine.contract.events import Event, parse_event, read_events
 from engine.contract.layout import RunFolder, read_json, write_json_atomic
-from engine.contract.spec import ExperimentSpec
 from engine.parent.records import (ACTIVE, RESUMABLE, current_owner, git_commit, host,
                                    new_run_id, owner_alive, owner_of, pid_alive, primary_metric, results_summary,
                                    spec_summary, status_from_events, summarise_run_dir)
 from engine.parent.store import IndexWriteError, RunStore
+
+if TYPE_CHECKING:
+    from engine.contract.spec import ExperimentSpec
 
 Command = Callable[[RunFolder, bool], list[str]]
 EventCallback = Callable[[str, Event], None]
@@ -139,13 +142,15 @@ class Runner:
         self._watching = False
         self._stale: set[str] = set()         # runs whose index row lags their run.json
         self._last_flush = time.monotonic()
-        self._git_commit = git_commit()
+        self._git_commit: str | None | bool = False    # looked up at the first submission, not at start-up
 
     # --- submitting ----------------------------------------------------------------------------
     def submit(self, spec: ExperimentSpec, priority: int = 0, group: str | None = None) -> str:
         """Create the run folder and queue the run; returns its id."""
         run_id = new_run_id(spec.name)
         folder = self.store.folder(run_id)
+        if self._git_commit is False:
+            self._git_commit = git_commit()
         folder.path.mkdir()
         try:
             write_json_atomic(folder.spec, spec.to_dict(), indent=2)

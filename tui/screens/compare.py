@@ -3,7 +3,8 @@ by sign and marked where the difference is significant over queries; group avera
 config fields that differ; export to Markdown, CSV and LaTeX.
 
 Loading per-query scores and testing every cell runs in a thread worker, which only posts
-a `ComparisonReady` message; the handler owns the table."""
+a `ComparisonReady` message; the handler owns the table. The baseline, metric and dataset
+are reactive: changing one (`b`, `m`, `t`) starts a new comparison."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -49,6 +51,17 @@ def cell_text(cell) -> Text:
     return text
 
 
+def fill_table(table: DataTable, columns: list[tuple[str, str]], rows: list[tuple[str, list[Text]]]) -> None:
+    """Columns sized from their content here, not measured later on an idle pass: the table's
+    layout is complete as soon as it is filled (what a screenshot or a user sees next)."""
+    table.clear(columns=True)
+    for position, (key, label) in enumerate(columns):
+        width = max([len(label)] + [cells[position].cell_len for _, cells in rows])
+        table.add_column(label, key=key, width=width)
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+
+
 class CompareScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -59,15 +72,16 @@ class CompareScreen(Screen):
         Binding("question_mark", "app.help", "Help"),
     ]
 
+    baseline: reactive[int] = reactive(0, init=False)
+    metric: reactive[str | None] = reactive(None, init=False)
+    dataset: reactive[str | None] = reactive(None, init=False)
+
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
         self.run_ids = run_ids
-        self.baseline = 0
         self.runs = []
         self.datasets: list[str] = []
-        self.dataset: str | None = None
         self.metrics: list[str] = []
-        self.metric: str | None = None
         self.comparison: Comparison | None = None
         self.rendered: Comparison | None = None     # the comparison whose tables are laid out on screen
 
@@ -80,6 +94,15 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.load()
+
+    def watch_baseline(self) -> None:
+        self.load()
+
+    def watch_metric(self) -> None:
+        self.load()
+
+    def watch_dataset(self) -> None:
         self.load()
 
     def load(self) -> None:
@@ -111,31 +134,25 @@ class CompareScreen(Screen):
             title.update(f"[red]{message.error}[/]")
             return
         self.comparison = comparison = message.comparison
-        self.dataset, self.metric, self.metrics = comparison.dataset, comparison.metric, message.metrics
+        self.metrics = message.metrics
+        self.set_reactive(CompareScreen.dataset, comparison.dataset)   # what was computed: no new load
+        self.set_reactive(CompareScreen.metric, comparison.metric)
         legend = "   ".join(f"[b]{LETTERS[i]}[/b] {run.name}" + (" [i](baseline)[/i]" if i == self.baseline else "")
                            for i, run in enumerate(comparison.runs))
         title.update(f"[b]{comparison.dataset}[/b] · {comparison.metric} · Δ vs {LETTERS[self.baseline]}   "
                      f"[dim]green better · red worse · * p < 0.05 (paired t-test over queries)[/]\n{legend}")
-        table = self.query_one("#compare-table", DataTable)
-        table.clear(columns=True)
-        table.add_column("language", key="language")
-        for setting in comparison.settings:
-            for index in range(len(comparison.runs)):
-                table.add_column(f"{setting} {LETTERS[index]}", key=f"{setting}:{index}")
-        for label, summary, cells in comparison.rows:
-            row = [Text(label, style="bold" if summary else "")]
-            row += [cell_text(cells[(setting, index)]) for setting in comparison.settings
-                    for index in range(len(comparison.runs))]
-            table.add_row(*row, key=label)
-        diff = self.query_one("#compare-diff", DataTable)
-        diff.clear(columns=True)
-        diff.add_column("field", key="field")
-        for index in range(len(comparison.runs)):
-            diff.add_column(LETTERS[index], key=str(index))
-        for key, values in comparison.diff:
-            diff.add_row(key, *(str(value) for value in values))
-        if not comparison.diff:
-            diff.add_row("(identical configurations)", *([""] * len(comparison.runs)))
+        columns = [("language", "language")] + [(f"{setting}:{index}", f"{setting} {LETTERS[index]}")
+                                                for setting in comparison.settings
+                                                for index in range(len(comparison.runs))]
+        rows = [(label, [Text(label, style="bold" if summary else "")]
+                 + [cell_text(cells[(setting, index)]) for setting in comparison.settings
+                    for index in range(len(comparison.runs))])
+                for label, summary, cells in comparison.rows]
+        fill_table(self.query_one("#compare-table", DataTable), columns, rows)
+        diff_rows = [(key, [Text(key)] + [Text(str(value)) for value in values]) for key, values in comparison.diff]
+        fill_table(self.query_one("#compare-diff", DataTable),
+                   [("field", "field")] + [(str(index), LETTERS[index]) for index in range(len(comparison.runs))],
+                   diff_rows or [("same", [Text("(identical configurations)")] + [Text("")] * len(comparison.runs))])
         self.call_after_refresh(self._laid_out, comparison)
 
     def _laid_out(self, comparison: Comparison) -> None:
@@ -145,17 +162,14 @@ class CompareScreen(Screen):
     def action_next_baseline(self) -> None:
         if self.runs:
             self.baseline = (self.baseline + 1) % len(self.runs)
-            self.load()
 
     def action_next_metric(self) -> None:
         if self.metrics:
             self.metric = self.metrics[(self.metrics.index(self.metric) + 1) % len(self.metrics)]
-            self.load()
 
     def action_next_dataset(self) -> None:
         if self.datasets:
             self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
-            self.load()
 
     def action_export(self) -> None:
         if self.comparison is None:

@@ -9,10 +9,11 @@ offending fields marked. The grid builder sweeps any field. Save writes
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from textual import on
 from textual.app import ComposeResult
@@ -23,9 +24,9 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static, Switch
 
 from engine.contract import catalog
-from engine.contract.errors import SpecError, UserError
+from engine.contract.errors import SpecError
 from engine.contract.model_names import BUNDLED_CHOICES, HUB_SUGGESTIONS
-from engine.contract.spec import STRATEGIES
+from engine.contract.spec import STRATEGIES, LeafField, get_dotted, leaf_fields, set_dotted
 from engine.contract.layout import write_atomic
 from engine.contract.validation import parse_spec
 from tui.screens.confirm import ConfirmScreen
@@ -35,38 +36,72 @@ from tui.screens.confirm import ConfirmScreen
 class Field:
     path: str
     label: str
-    kind: str                     # text | int | float | optional-int | bool | select | multi
+    kind: str          # text | int | optional-int | float | optional-float | bool | select | multi | list
     choices: tuple = ()
+    default: Any = None
 
     @property
     def widget_id(self) -> str:
         return "f-" + self.path.replace(".", "-").replace("_", "-")
 
 
-SECTIONS: list[tuple[str, list[Field]]] = [
-    ("experiment", [Field("name", "name", "text"), Field("description", "description", "text")]),
-    ("encoder", [Field("encoder.name", "encoder (bundled, hub name or path)", "text"),
-                 Field("encoder.pooling", "pooling", "select", ("mean", "cls")),
-                 Field("encoder.freeze_word_embeddings", "freeze word embeddings", "bool")]),
-    ("batch sampling", [Field("sampling.strategy", "strategy", "select", STRATEGIES),
-                        Field("sampling.alpha", "α: share of monolingual batches", "float"),
-                        Field("sampling.mono_weight", "multitask: mono weight", "float"),
-                        Field("sampling.cross_weight", "multitask: cross weight", "float"),
-                        Field("sampling.multitask_batch", "multitask: batch per objective", "select", ("half", "full"))]),
-    ("loss", [Field("loss.temperature", "InfoNCE temperature τ", "float"),
-              Field("loss.symmetric", "symmetric term", "bool"),
-              Field("loss.hard_negatives", "hard negatives per query", "int")]),
-    ("training", [Field("train.dataset", "training data", "select", tuple(catalog.LAREQA_DATASETS)),
-                  Field("train.languages", "training languages (none = all)", "multi"),
-                  Field("train.max_questions", "questions per language (blank = all)", "optional-int"),
-                  Field("train.steps", "steps", "int"),
-                  Field("train.batch_size", "batch size", "int"),
-                  Field("train.lr", "learning rate", "float"),
-                  Field("train.seed", "seed", "int")]),
-    ("evaluation", [Field("eval.datasets", "evaluation datasets", "multi", ("xquad-r", "mlqa-r", "miracl")),
-                    Field("eval.languages", "evaluation languages (none = all)", "multi"),
-                    Field("eval.max_queries", "queries per language (blank = all)", "optional-int")]),
-]
+SECTION_TITLES = {"": "experiment", "encoder": "encoder", "sampling": "batch sampling", "loss": "loss",
+                  "train": "training", "eval": "evaluation"}
+LABELS = {  # a friendlier label where the field name alone says too little
+    "encoder.name": "encoder (bundled, hub name or path)",
+    "sampling.alpha": "α: share of monolingual batches",
+    "sampling.mono_weight": "multitask: mono weight",
+    "sampling.cross_weight": "multitask: cross weight",
+    "sampling.multitask_batch": "multitask: batch per objective",
+    "loss.temperature": "InfoNCE temperature τ",
+    "loss.symmetric": "symmetric term",
+    "loss.hard_negatives": "hard negatives per query",
+    "train.dataset": "training data",
+    "train.languages": "training languages (none = all)",
+    "train.max_questions": "questions per language (blank = all)",
+    "train.lr": "learning rate",
+    "eval.datasets": "evaluation datasets",
+    "eval.languages": "evaluation languages (none = all)",
+    "eval.max_queries": "queries per language (blank = all)",
+}
+CHOICES = {"train.dataset": tuple(catalog.LAREQA_DATASETS), "eval.datasets": catalog.known_datasets()}
+
+
+def form_field(leaf: LeafField) -> Field | None:
+    """The form field for one leaf of the spec, from its type; None where a form field would
+    not help (the grid, language groups, a Hugging Face source: edit those in the JSON)."""
+    hint, args = leaf.hint, typing.get_args(leaf.hint)
+    optional = type(None) in args
+    if optional:
+        hint = next(arg for arg in args if arg is not type(None))
+    origin = typing.get_origin(hint)
+    label = LABELS.get(leaf.path, leaf.path.rsplit(".", 1)[-1].replace("_", " "))
+    if leaf.path in CHOICES:
+        return Field(leaf.path, label, "multi" if origin is tuple else "select", CHOICES[leaf.path])
+    if hint is bool:
+        return Field(leaf.path, label, "bool", default=leaf.default)
+    if origin is Literal:
+        return Field(leaf.path, label, "select", typing.get_args(hint))
+    if hint in (int, float):
+        return Field(leaf.path, label, ("optional-" if optional else "") + hint.__name__)
+    if hint is str:
+        return Field(leaf.path, label, "text")
+    if origin is tuple:
+        return Field(leaf.path, label, "multi" if leaf.path.endswith("languages") else "list")
+    return None
+
+
+def build_sections() -> list[tuple[str, list[Field]]]:
+    sections: dict[str, list[Field]] = {}
+    for leaf in leaf_fields():
+        field = form_field(leaf)
+        if field is not None:
+            section = leaf.path.rpartition(".")[0]
+            sections.setdefault(SECTION_TITLES.get(section, section), []).append(field)
+    return list(sections.items())
+
+
+SECTIONS = build_sections()
 FIELDS = {field.path: field for _, fields in SECTIONS for field in fields}
 GRID_FIELDS = ("sampling.alpha", "sampling.strategy", "train.seed", "loss.temperature", "train.lr",
                "train.batch_size", "loss.hard_negatives", "encoder.name")
@@ -75,41 +110,17 @@ DEFAULT_DOCUMENT = {"name": "my-experiment", "encoder": {"freeze_word_embeddings
                     "eval": {"datasets": ["xquad-r"], "max_queries": 100}}
 
 
-def get_path(document: dict, path: str, default: Any = None) -> Any:
-    node: Any = document
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def set_path(document: dict, path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    node = document
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    if value is None:
-        node.pop(leaf, None)
-    else:
-        node[leaf] = value
-
-
 def parse_value(text: str, kind: str) -> Any:
     """Numbers where they parse; otherwise the text, which the validator then names."""
     text = text.strip()
     if kind != "text" and not text:
         return None  # blank: the spec's default
-    if kind in ("int", "optional-int"):
+    if kind == "list":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    number = {"int": int, "optional-int": int, "float": float, "optional-float": float}.get(kind)
+    if number is not None:
         try:
-            return int(text)
-        except ValueError:
-            return text
-    if kind == "float":
-        try:
-            return float(text)
+            return number(text)
         except ValueError:
             return text
     return text
@@ -174,9 +185,9 @@ class ComposeScreen(Screen):
         yield Footer()
 
     def _widget(self, field: Field):
-        value = get_path(self.document, field.path)
+        value = get_dotted(self.document, field.path)
         if field.kind == "bool":
-            return Switch(value=bool(value), id=field.widget_id)
+            return Switch(value=bool(field.default if value is None else value), id=field.widget_id)
         if field.kind == "select":
             options = [(choice, choice) for choice in field.choices]
             return Select(options, value=value if value in field.choices else Select.NULL,
@@ -184,14 +195,17 @@ class ComposeScreen(Screen):
         if field.kind == "multi":
             return SelectionList(id=field.widget_id, classes="compose-multi", compact=True)
         suggester = SuggestFromList(BUNDLED_CHOICES + HUB_SUGGESTIONS) if field.path == "encoder.name" else None
-        return Input(value="" if value is None else str(value), id=field.widget_id, classes="compose-input",
+        text = ", ".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
+        return Input(value=text, id=field.widget_id, classes="compose-input",
                      suggester=suggester, placeholder=self._placeholder(field), compact=True)
 
     @staticmethod
     def _placeholder(field: Field) -> str:
         from engine.contract.spec import ExperimentSpec
 
-        default = get_path(json.loads(ExperimentSpec(name="x").to_json()), field.path)
+        default = get_dotted(ExperimentSpec(name="x").to_dict(), field.path)
+        if isinstance(default, list):
+            default = ", ".join(map(str, default))
         return f"default: {default}" if default not in (None, "", "x") else ""
 
     def on_mount(self) -> None:
@@ -203,21 +217,21 @@ class ComposeScreen(Screen):
             self.notify(self.load_error, severity="error", timeout=10)
 
     def _refresh_language_options(self) -> None:
-        train_dataset = get_path(self.document, "train.dataset", "mlqa-r")
+        train_dataset = get_dotted(self.document, "train.dataset", "mlqa-r")
         self._fill_languages("train.languages", catalog.dataset_languages(train_dataset) or ())
-        eval_datasets = get_path(self.document, "eval.datasets", ["xquad-r"]) or []
+        eval_datasets = get_dotted(self.document, "eval.datasets", ["xquad-r"]) or []
         evaluated: list[str] = []
         for dataset in eval_datasets:
             evaluated += [lang for lang in (catalog.dataset_languages(dataset) or ()) if lang not in evaluated]
         self._fill_languages("eval.languages", tuple(evaluated))
-        chosen = set(get_path(self.document, "eval.datasets", ["xquad-r"]) or [])
+        chosen = set(get_dotted(self.document, "eval.datasets", ["xquad-r"]) or [])
         datasets = self.query_one("#" + FIELDS["eval.datasets"].widget_id, SelectionList)
         if not datasets.option_count:
             datasets.add_options([(name, name, name in chosen) for name in FIELDS["eval.datasets"].choices])
 
     def _fill_languages(self, path: str, languages: tuple[str, ...]) -> None:
         widget = self.query_one("#" + FIELDS[path].widget_id, SelectionList)
-        chosen = set(get_path(self.document, path) or [])
+        chosen = set(get_dotted(self.document, path) or [])
         current = [str(widget.get_option_at_index(i).value) for i in range(widget.option_count)]
         if current == list(languages):
             return
@@ -240,7 +254,7 @@ class ComposeScreen(Screen):
                 value = parse_value(widget.value, field.kind)
                 if value == "" and field.kind == "text" and field.path not in ("name",):
                     value = None
-            set_path(document, field.path, value)
+            set_dotted(document, field.path, value)
         if self.grid:
             document["grid"] = self.grid
         else:
@@ -363,13 +377,8 @@ class ComposeScreen(Screen):
         if not self.validate():
             self.notify("Fix the marked fields first.", severity="error")
             return
-        try:
-            queued = self.app.queue_document(self.document)
-        except UserError as error:
-            self.notify(str(error), severity="error", timeout=10)
-            return
-        self.notify(f"Queued {len(queued)} run{'s' if len(queued) != 1 else ''}.")
-        self.app.pop_screen()
+        self.notify("Checking data, model and device …")
+        self.app.prepare_document(self.document, requester=self)   # queued (and this screen closed) once checked
 
     @on(Button.Pressed, "#save-queue")
     def save_and_queue(self) -> None:

@@ -1,18 +1,24 @@
 """One run: the per-language table filling cell by cell as eval events arrive, the loss
-curve, the event log, and the stderr tail when the run failed."""
+curve, the event log, and the stderr tail when the run failed.
+
+The metric and dataset shown are reactive (`watch_metric`, `watch_dataset` redraw the
+table). A dataset's results.json is read in a thread worker, when the screen opens and when
+that dataset's evaluation is done (`eval_done`), never on the UI thread."""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Sparkline, Static
 
 from engine.contract import catalog
 from engine.contract.layout import read_json
-from tui.messages import RunEventReceived, RunStatusChanged
+from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
 from tui.screens.runs import status_text
 from tui.state import EvalCells
 from tui.widgets.language_table import LanguageTable
@@ -45,7 +51,7 @@ def cells_from_results(results: dict) -> EvalCells:
     return cells
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(RunView, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("m", "next_metric", "Metric"),
@@ -55,15 +61,17 @@ class RunDetailScreen(Screen):
         Binding("question_mark", "app.help", "Help"),
     ]
 
+    metric: reactive[str] = reactive("map", init=False)
+    dataset: reactive[str | None] = reactive(None, init=False)
+
     def __init__(self, run_id: str) -> None:
         super().__init__()
         self.run_id = run_id
         self.folder = None
         self.spec: dict = {}
         self.datasets: list[str] = []
-        self.dataset: str | None = None
         self.metrics: list[str] = ["map"]
-        self.metric = "map"
+        self.results: dict[str, dict | None] = {}      # dataset -> results.json, as last read
         self.log_length = 0
         self.table_key: tuple[str | None, int] | None = None
         self.steps_pending = False
@@ -94,11 +102,35 @@ class RunDetailScreen(Screen):
         self.spec = read_json(folder.spec) or {}
         evaluation = self.spec.get("eval", {})
         self.datasets = list(evaluation.get("datasets", [])) or sorted(self.app.ensure_live(self.run_id).evals)
-        self.dataset = self.datasets[0] if self.datasets else None
         self.metrics = list(evaluation.get("metrics", ["map"]))
-        self.metric = evaluation.get("primary_metric", self.metrics[0])
+        self.set_reactive(RunDetailScreen.metric, evaluation.get("primary_metric", self.metrics[0]))
+        self.set_reactive(RunDetailScreen.dataset, self.datasets[0] if self.datasets else None)
         self.refresh_all(summary)
+        for dataset in self.datasets:
+            self.load_results(dataset)
         self.set_interval(0.25, self.flush_steps)
+
+    # --- state -----------------------------------------------------------------------------------
+    def watch_metric(self) -> None:
+        self.update_table()
+
+    def watch_dataset(self) -> None:
+        self.update_table()
+
+    @work(thread=True, group="results")
+    def load_results(self, dataset: str) -> None:
+        self.post_message(ResultsLoaded(self.run_id, dataset, read_json(self.folder.results(dataset))))
+
+    def on_results_loaded(self, message: ResultsLoaded) -> None:
+        if message.run_id != self.run_id:
+            return
+        self.results[message.dataset] = message.results
+        if message.dataset == self.dataset:
+            results = message.results or {}
+            if results.get("metrics") and results.get("primary_metric") not in self.metrics:
+                self.metrics = list(results["metrics"])            # e.g. MIRACL's own metrics
+                self.set_reactive(RunDetailScreen.metric, results["primary_metric"])
+            self.update_table()
 
     # --- rendering --------------------------------------------------------------------------------
     def refresh_all(self, summary: dict | None = None) -> None:
@@ -140,13 +172,10 @@ class RunDetailScreen(Screen):
             return
         live = self.app.ensure_live(self.run_id)
         cells = live.evals.get(self.dataset)
-        results = read_json(self.folder.results(self.dataset))
+        results = self.results.get(self.dataset)
         if cells is None and results:
             cells = cells_from_results(results)
         cells = cells or EvalCells()
-        if results and results.get("primary_metric") and results["primary_metric"] not in self.metrics:
-            self.metrics = list(results.get("metrics", self.metrics))
-            self.metric = results["primary_metric"]
         languages, groups = table_layout(self.spec, self.dataset, results, cells)
         table.metric = self.metric
         if (self.dataset, cells.step) != self.table_key:  # a new evaluation: start from empty cells
@@ -190,6 +219,8 @@ class RunDetailScreen(Screen):
             return
         if event.kind in ("eval", "eval_done", "eval_progress") and getattr(event, "dataset", None) == self.dataset:
             self.update_table()
+        if event.kind == "eval_done":
+            self.load_results(event.dataset)
         if event.kind in ("notice", "started"):
             self.update_header(self.app.store.get(self.run_id) or {})
         new_lines = list(live.log)[self.log_length:] if len(live.log) >= self.log_length else list(live.log)
@@ -210,19 +241,17 @@ class RunDetailScreen(Screen):
         if message.run_id == self.run_id and self.folder is not None:
             self.update_header(message.summary)
             self.update_stderr(message.summary)
-            if message.summary.get("status") in ("finished", "failed"):
-                self.update_table()
+            if message.summary.get("status") in ("finished", "failed") and self.dataset:
+                self.load_results(self.dataset)
 
     # --- actions -------------------------------------------------------------------------------------
     def action_next_metric(self) -> None:
         self.metric = self.metrics[(self.metrics.index(self.metric) + 1) % len(self.metrics)] \
             if self.metric in self.metrics else self.metrics[0]
-        self.update_table()
 
     def action_next_dataset(self) -> None:
         if self.datasets:
             self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
-            self.update_table()
 
     def action_cancel(self) -> None:
         self.app.cancel_run(self.run_id)

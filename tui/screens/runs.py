@@ -1,7 +1,8 @@
 """The Runs screen: every run with status, progress and key metrics, updated live.
 
 Rows are keyed by run id and cells change with `update_cell`; only a new filter or sort
-order rebuilds the table. Space marks runs for comparison.
+order (reactive: `watch_filter_text`, `watch_sort_key`) rebuilds the table. The filter is
+`RunFilter`, the same rule as `hbt-tui runs --filter`. Space marks runs for comparison.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from engine.parent.records import ACTIVE, primary_results
-from tui.messages import RunEventReceived, RunStatusChanged
+from engine.parent.records import ACTIVE, RunFilter, primary_results
+from tui.messages import RunEventReceived, RunStatusChanged, RunView
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.cells import number
 
@@ -47,7 +49,7 @@ def progress_text(step: int | None, total: int | None) -> Text:
     return text
 
 
-class RunsScreen(Screen):
+class RunsScreen(RunView, Screen):
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("n", "compose", "New"),
@@ -62,12 +64,12 @@ class RunsScreen(Screen):
     ]
 
     REFRESH_SECONDS = 0.1  # step updates are batched: at most 10 table refreshes a second
+    filter_text: reactive[str] = reactive("", init=False)
+    sort_key: reactive[str] = reactive("created", init=False)
 
     def __init__(self) -> None:
         super().__init__()
         self.marked: list[str] = []
-        self.sort_key = "created"
-        self.filter_text = ""
         self.pending_steps: dict[str, float] = {}   # run id -> emission time of its newest step
         self.cells_updated = None                   # optional hook(run_id, event_time), for benchmarks
 
@@ -90,21 +92,15 @@ class RunsScreen(Screen):
         self.set_interval(self.REFRESH_SECONDS, self.flush_steps)
 
     # --- building the table -------------------------------------------------------------------
-    def visible_runs(self) -> list[dict]:
-        runs = self.app.store.all()
-        terms = self.filter_text.lower().split()
-        def keep(run: dict) -> bool:
-            for term in terms:
-                field, _, wanted = term.partition(":")
-                if wanted and field in ("status", "strategy", "tag"):
-                    value = run.get(field) if field != "tag" else " ".join(run.get("tags", []))
-                    if wanted not in str(value).lower():
-                        return False
-                elif term not in f"{run.get('name', '')} {run['id']} {run.get('encoder', '')}".lower():
-                    return False
-            return True
+    def watch_filter_text(self) -> None:
+        self.rebuild()
 
-        runs = [run for run in runs if keep(run)]
+    def watch_sort_key(self) -> None:
+        self.rebuild()
+
+    def visible_runs(self) -> list[dict]:
+        run_filter = RunFilter.parse(self.filter_text)
+        runs = [run for run in self.app.store.all() if run_filter.matches(run)]
         reverse = self.sort_key in ("created", "mono", "cross", "multi")
         return sorted(runs, key=lambda run: self._sort_value(run), reverse=reverse)
 
@@ -115,7 +111,7 @@ class RunsScreen(Screen):
             return value if value is not None else (-1 if self.sort_key != "bias" else 1e12)
         return run.get(self.sort_key) or ""
 
-    FIRST_ROWS = 80    # enough to fill a tall terminal; the rest follow after the first frame
+    FIRST_ROWS = 48    # a tall terminal's worth; the rest follow after the first frame
     CHUNK_ROWS = 300
 
     def rebuild(self) -> None:
@@ -193,6 +189,9 @@ class RunsScreen(Screen):
 
     def run_status(self, message: RunStatusChanged) -> None:
         self.refresh_row(message.run_id)
+
+    def runs_rebuilt(self) -> None:
+        self.rebuild()
 
     def follow_index(self) -> None:
         """What other processes did on this runs directory (another TUI, a `--run`, a `cancel`):
@@ -287,7 +286,6 @@ class RunsScreen(Screen):
 
     def action_sort(self) -> None:
         self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
-        self.rebuild()
 
     def action_filter(self) -> None:
         self.query_one("#runs-filter", Input).focus()
@@ -295,7 +293,6 @@ class RunsScreen(Screen):
     @on(Input.Changed, "#runs-filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value
-        self.rebuild()
 
     @on(Input.Submitted, "#runs-filter")
     def filter_done(self) -> None:
