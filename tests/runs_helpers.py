@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import ROOT
@@ -61,3 +62,15 @@ def step_losses(events) -> dict[int, float]:
 def started(events) -> object:
     """The run's `started` event (notices such as "loading model" come before it)."""
     return next(event for event in events if event.kind == "started")
+
+
+def wait_for(predicate, timeout: float = 300, what: str = "condition"):
+    """Poll until `predicate()` holds and return its value. The deadline only bounds a test
+    that is failing anyway, generously, so a loaded machine never trips it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -19,7 +19,7 @@ import pytest
 from engine.contract.events import parse_event, read_events
 from engine.contract.layout import RunFolder
 from engine.parent.store import RunStore
-from runs_helpers import env, events_of, run_train, started, tiny_spec, write
+from runs_helpers import env, events_of, run_train, started, tiny_spec, wait_for, write
 from tui_helpers import FIXTURES, recorded_store
 
 pytestmark = pytest.mark.slow
@@ -35,15 +35,6 @@ def start_hbt(*args, stdout=subprocess.DEVNULL) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**env(), "COLUMNS": "200"})
 
 
-def wait_for(predicate, timeout: float = 300, what: str = "condition"):
-    """Poll until `predicate()` is true (the deadline only bounds a failing test)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def folders(runs: Path) -> list[RunFolder]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from engine.contract.events import read_events
 from engine.parent.records import summarise_run_dir
 from engine.parent.store import RunStore
-from runs_helpers import env, tiny_spec, write
+from runs_helpers import env, tiny_spec, wait_for, write
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +29,6 @@ def start_hbt(*args) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, env=env())
 
 
-def wait_for(predicate, timeout: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_folders(runs: Path) -> list[Path]:
