@@ -157,3 +157,21 @@ def test_data_fetch_error_is_one_line_and_leaves_nothing(tmp_path):
     result = subprocess.run([sys.executable, "-m", "engine.cli", "data", "fetch", "squad"], capture_output=True,
                             text=True, env=variables, timeout=60)
     assert result.returncode == 2 and "cannot fetch 'squad'" in result.stderr
+
+
+def test_slices_are_seeded_samples_spread_over_articles(data_dir):
+    from engine.child.data.lareqa import load_lareqa as load
+
+    full = load("xquad-r", ("en", "de"), str(data_dir))["en"]
+    article_of = dict(zip(full.question_ids, full.question_article))
+    first_sixty = {article_of[key] for key in full.question_ids[:60]}
+    sliced = load("xquad-r", ("en", "de"), str(data_dir), max_questions=60)
+    assert len(first_sixty) == 1                                  # the first N ids: one article
+    assert len({article_of[key] for key in sliced["en"].question_ids}) >= 40
+    assert set(sliced["en"].question_ids) == set(sliced["de"].question_ids)   # the same ids in every language
+    assert len(sliced["en"].question_ids) == 60
+    again = load("xquad-r", ("en",), str(data_dir), max_questions=60)["en"]
+    other = load("xquad-r", ("en",), str(data_dir), max_questions=60, slice_seed=1)["en"]
+    assert set(again.question_ids) == set(sliced["en"].question_ids) != set(other.question_ids)
+    with pytest.raises(DataError, match="eval.max_queries: 5000 questions is more than the 1190 question ids"):
+        load("xquad-r", ("en",), str(data_dir), max_questions=5000, what="eval.max_queries")

@@ -76,7 +76,7 @@ def test_eval_events_fill_languages_as_they_complete(encoder, tmp_path):
 
 def test_trec_files_and_per_query_scores_agree_with_pytrec_eval(encoder, tmp_path):
     pytrec_eval = pytest.importorskip("pytrec_eval")
-    evaluate(encoder, tmp_path, metrics=["map", "ndcg@10", "recall@10"])
+    evaluate(encoder, tmp_path, metrics=["map", "ndcg@10", "recall@10"], trec_depth=5000)  # full rankings
     folder = tmp_path / "eval" / "xquad-r"
     per_query = read_per_query(folder / "per_query.tsv.gz")
     for language in ("en", "de", "zh"):
@@ -91,21 +91,24 @@ def test_trec_files_and_per_query_scores_agree_with_pytrec_eval(encoder, tmp_pat
             reference = pytrec_eval.RelevanceEvaluator(qrels, {"map", "ndcg_cut.10", "recall.10"}).evaluate(run)
             ours = per_query[(language, setting)]
             assert set(ours) == set(reference)
-            for qid, values in reference.items():  # slices hold < 100 candidates: full rankings
+            for qid, values in reference.items():  # depth 5000: every candidate ranked
                 assert ours[qid]["map"] == pytest.approx(values["map"], abs=1e-5)
                 assert ours[qid]["ndcg@10"] == pytest.approx(values["ndcg_cut_10"], abs=1e-5)
                 assert ours[qid]["recall@10"] == pytest.approx(values["recall_10"], abs=1e-5)
 
 
 def test_mlqa_cross_lingual_counts_only_queries_with_a_translation(encoder, tmp_path):
-    spec = parse_spec({"name": "mlqa", "eval": {"datasets": ["mlqa-r"], "languages": ["de", "es", "en"],
-                                                "max_queries": 20}})
+    spec = parse_spec({"name": "mlqa", "train": {"steps": 0}, "eval": {"datasets": ["mlqa-r"],
+                                                                        "languages": ["de", "es", "en"],
+                                                                        "max_queries": 20}})
     assert Evaluator(spec, RunFolder(tmp_path), lambda event: None).run(encoder, 0)
     results = json.loads((tmp_path / "eval" / "mlqa-r" / "results.json").read_text())
     per_query = read_per_query(tmp_path / "eval" / "mlqa-r" / "per_query.tsv.gz")
-    assert len(per_query[("de", "mono")]) == 20
-    assert 0 < len(per_query[("de", "cross")]) <= 20
+    # a slice is 20 question ids; every MLQA-R id has English, German holds those it has
     assert results["per_language"]["en"]["queries"] == 20
+    assert 0 < len(per_query[("de", "mono")]) < 20
+    assert set(per_query[("de", "mono")]) <= set(per_query[("en", "mono")])
+    assert set(per_query[("de", "cross")]) == set(per_query[("de", "mono")])   # each has its English version
 
 
 def test_command_line_zero_shot_prints_the_table(tiny_model, tmp_path):
@@ -150,3 +153,27 @@ def test_command_line_bad_input(tiny_model, tmp_path, arguments, message):
                              "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, env=variables)
     assert result.returncode == 2 and message in result.stderr
     assert not [path for path in (tmp_path / "runs").glob("*") if path.is_dir()]
+
+
+def test_seen_and_unseen_languages_are_groups_and_overlap_is_marked(encoder, tmp_path):
+    spec = parse_spec({"name": "seen", "train": {"languages": ["en", "de"]},
+                       "eval": {"datasets": ["xquad-r"], "languages": ["en", "de", "zh"], "max_queries": 8}})
+    assert Evaluator(spec, RunFolder(tmp_path / "a"), lambda event: None).run(encoder, 3)
+    results = json.loads((tmp_path / "a" / "eval" / "xquad-r" / "results.json").read_text())
+    assert results["groups"]["seen"]["languages"] == ["en", "de"]
+    assert results["groups"]["unseen"]["languages"] == ["zh"]
+    assert results["groups"]["unseen"]["mono"]["map"] == results["per_language"]["zh"]["settings"]["mono"]["map"]
+    assert results["seen_in_training"] is False
+    overlap = parse_spec({"name": "overlap", "train": {"dataset": "xquad-r", "languages": ["en", "de"]},
+                          "eval": {"datasets": ["xquad-r"], "languages": ["en", "de"], "max_queries": 8,
+                                   "allow_train_overlap": True}})
+    assert Evaluator(overlap, RunFolder(tmp_path / "b"), lambda event: None).run(encoder, 3)
+    marked = json.loads((tmp_path / "b" / "eval" / "xquad-r" / "results.json").read_text())
+    assert marked["seen_in_training"] is True
+    from rich.console import Console
+
+    from engine.parent.tables import results_table
+
+    console = Console(width=200, record=True)
+    console.print(results_table(marked))
+    assert "xquad-r · map · seen in training" in console.export_text()

@@ -113,3 +113,54 @@ def test_every_pair_is_seen_once_per_epoch_within_a_pool(source):
 def test_batches_larger_than_the_data_are_refused(source):
     with pytest.raises(DataError, match="not enough|no language"):
         sampler(source, batch_size=5000, strategy="monolingual")
+
+
+def test_mixed_cross_batches_draw_a_language_pair_per_item(source):
+    pairs = Counter()
+    steps = 300
+    for (batch,) in draw(sampler(source, strategy="crosslingual"), steps):
+        assert batch.kind == "cross" and batch.label == "cross:mixed" and len(batch.items) == 16
+        assert all(item.query_language != item.passage_language for item in batch.items)
+        assert len({item.query_language for item in batch.items}) >= 3       # several languages on both sides
+        assert len({item.passage_language for item in batch.items}) >= 3
+        assert_no_duplicates(batch)
+        pairs.update((item.query_language, item.passage_language) for item in batch.items)
+    ordered_pairs = len(LANGUAGES) * (len(LANGUAGES) - 1)
+    assert len(pairs) == ordered_pairs
+    items, share = 16 * steps, 1 / ordered_pairs
+    tolerance = 4 * math.sqrt(items * share * (1 - share))                   # 4 binomial standard deviations
+    assert all(abs(count - items * share) < tolerance for count in pairs.values()), pairs
+
+
+def test_single_pair_cross_batches_stay_an_option(source):
+    for (batch,) in draw(sampler(source, strategy="crosslingual", cross_batch="single"), 100):
+        assert len({(item.query_language, item.passage_language) for item in batch.items}) == 1
+        assert batch.label == f"cross:{batch.items[0].query_language}>{batch.items[0].passage_language}"
+
+
+def test_no_batch_repeats_a_passage_text_or_gives_a_positive_as_hard_negative(source):
+    for strategy in ("monolingual", "crosslingual", "multitask"):
+        for batches in draw(sampler(source, strategy=strategy, hard_negatives=2), 150):
+            for batch in batches:
+                texts = [source.text_key(item.passage_id) for item in batch.items]
+                negatives = [source.text_key(passage) for passage in batch.hard_negatives]
+                assert len(set(texts)) == len(texts)
+                assert not set(negatives) & set(texts) and len(set(negatives)) == len(negatives)
+
+
+def test_mixed_batches_are_deterministic_and_resume_exactly(source):
+    first = draw(sampler(source, strategy="hybrid", seed=5), 40)
+    assert first == draw(sampler(source, strategy="hybrid", seed=5), 40)
+    reference = sampler(source, strategy="crosslingual", batch_size=64)
+    draw(reference, reference.steps_per_epoch + 2)
+    state = reference.state()
+    expected = draw(reference, 10)
+    restored = sampler(source, strategy="crosslingual", batch_size=64)
+    restored.load_state(state)
+    assert draw(restored, 10) == expected
+
+
+def test_multitask_gives_each_objective_the_full_batch_by_default(source):
+    assert SamplingSpec().multitask_batch == "full" and SamplingSpec().cross_batch == "mixed"
+    mono, cross = sampler(source, strategy="multitask").next_step()
+    assert len(mono.items) == len(cross.items) == 16

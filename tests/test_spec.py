@@ -118,3 +118,17 @@ def test_shipped_experiment_specs_are_valid():
         spec = load_spec(path)
         assert isinstance(spec, ExperimentSpec)
         assert expand_grid(spec)
+
+
+def test_training_and_evaluating_on_one_dataset_needs_saying_so():
+    lines = problems_of({"name": "x", "train": {"dataset": "mlqa-r"}, "eval": {"datasets": ["xquad-r", "mlqa-r"]}})
+    assert lines == ["eval.datasets[1]: mlqa-r is also train.dataset: evaluating on the training data is refused "
+                     "(set eval.allow_train_overlap: true to allow it; its tables are then marked as seen in training)"]
+    assert parse_spec({"name": "x", "eval": {"datasets": ["mlqa-r"], "allow_train_overlap": True}})
+    assert parse_spec({"name": "x", "train": {"steps": 0}, "eval": {"datasets": ["mlqa-r"]}})  # zero-shot: no training
+
+
+def test_cross_batch_choices_and_the_multitask_default():
+    assert problems_of({"name": "x", "sampling": {"cross_batch": "pairs"}}) == [
+        "sampling.cross_batch: must be one of mixed, single; got 'pairs'"]
+    assert parse_spec({"name": "x"}).sampling.multitask_batch == "full"

@@ -152,7 +152,8 @@ async def test_compare_screen_deltas_significance_diff_and_export(tmp_path):
         await wait_until(pilot, lambda: screen.comparison.runs and screen.baseline == 1 and
                          screen.comparison.rows[0][2][("multi", 0)].delta is not None)
         await pilot.press("e")
-        await pilot.pause()
+        await wait_until(pilot, lambda: len(list((tmp_path / "exports").glob("*"))) == 3 if (tmp_path / "exports").exists()
+                         else False)
         exported = sorted(path.suffix for path in (tmp_path / "exports").iterdir())
         assert exported == [".csv", ".md", ".tex"]
 
@@ -160,9 +161,9 @@ async def test_compare_screen_deltas_significance_diff_and_export(tmp_path):
 def test_significance_mark_and_colour():
     from engine.parent.compare import Cell
 
-    better = cell_text(Cell(0.8, 0.05, 0.001))
+    better = cell_text(Cell(0.8, delta=0.05, p_value=0.001, p_adjusted=0.004))
     assert better.plain.endswith("+0.050*") and "green" in str(better.spans)
-    worse = cell_text(Cell(0.7, -0.02, 0.4))
+    worse = cell_text(Cell(0.7, delta=-0.02, p_value=0.01, p_adjusted=0.4))   # significant only before correction
     assert worse.plain.endswith("-0.020 ") and "red" in str(worse.spans)
 
 

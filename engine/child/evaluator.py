@@ -60,7 +60,8 @@ class Evaluator:
         evaluation_spec = self.spec.eval
         if dataset not in self._corpora:
             self._corpora[dataset] = load_lareqa(dataset, evaluation_spec.languages, self.spec.data_dir,
-                                                 evaluation_spec.max_queries)
+                                                 evaluation_spec.max_queries, evaluation_spec.slice_seed,
+                                                 "eval.max_queries")
         started = time.perf_counter()
         evaluation = LareqaEvaluation(dataset, self._corpora[dataset], evaluation_spec.metrics,
                                       evaluation_spec.passage == "sentence+paragraph", self.emit, step)
@@ -88,15 +89,27 @@ class Evaluator:
         self._finish(dataset, step, per_language, list(per_language), started, encode_seconds,
                      MIRACL_METRICS, MIRACL_METRICS[0])
 
+    def seen_unseen(self, languages: list[str]) -> dict[str, tuple[str, ...]]:
+        """The evaluated languages a trained run trained on, and the others; nothing when one
+        side is empty (the split would only repeat the macro average)."""
+        train = self.spec.train
+        if train.steps == 0:
+            return {}
+        trained = train.languages or catalog.dataset_languages(train.dataset) or ()
+        seen = tuple(language for language in languages if language in trained)
+        unseen = tuple(language for language in languages if language not in trained)
+        return {"seen": seen, "unseen": unseen} if seen and unseen else {}
+
     def _finish(self, dataset: str, step: int, per_language: dict, languages: list[str], started: float,
                 encode_seconds: float, metric_names: tuple[str, ...], primary: str) -> None:
         from engine.child.eval_outputs import summarise
         from engine.contract.results import write_results
 
-        groups = catalog.groups_for(languages, self.spec.eval.groups)
+        groups = {**catalog.groups_for(languages, self.spec.eval.groups), **self.seen_unseen(languages)}
         macro, group_rows, bias = summarise(per_language, groups)
         seconds = time.perf_counter() - started
         results = {"dataset": dataset, "step": step, "run": self.spec.name, "languages": languages,
+                   "seen_in_training": self.spec.train.steps != 0 and dataset == self.spec.train.dataset,
                    "metrics": list(metric_names), "primary_metric": primary,
                    "per_language": per_language, "macro": macro, "groups": group_rows, "bias": bias,
                    "seconds": seconds, "encode_seconds": encode_seconds}

@@ -59,7 +59,8 @@ def build_pair_source(spec: ExperimentSpec) -> PairSource:
         if not train.languages:
             raise DataError("train.languages: list the languages (configs) to load from the Hugging Face dataset")
         return hf_pairs(train.hf, train.languages)
-    corpora = load_lareqa(train.dataset, train.languages, spec.data_dir, train.max_questions)
+    corpora = load_lareqa(train.dataset, train.languages, spec.data_dir, train.max_questions, train.slice_seed,
+                          "train.max_questions")
     return lareqa_pairs(corpora, with_paragraph=train.passage == "sentence+paragraph")
 
 

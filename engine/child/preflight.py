@@ -62,17 +62,30 @@ def check_datasets(spec: ExperimentSpec, train: bool = True) -> None:
     for dataset in spec.eval.datasets:
         if dataset in catalog.LAREQA_DATASETS:
             check_lareqa(dataset, spec.eval.languages, spec.data_dir)
+            if spec.eval.max_queries is not None:
+                check_eval_slice(dataset, spec.eval.languages, spec.data_dir, spec.eval.max_queries,
+                                 spec.eval.slice_seed)
         elif dataset == "miracl":
             dataset_dir(dataset, spec.data_dir)
 
 
 @lru_cache(maxsize=8)
 def _pair_source(dataset: str, languages: tuple[str, ...] | None, data_dir: str | None,
-                 max_questions: int | None, passage: str):
+                 max_questions: int | None, slice_seed: int, passage: str):
     from engine.child.data.lareqa import load_lareqa
     from engine.child.data.pairs import lareqa_pairs
 
-    return lareqa_pairs(load_lareqa(dataset, languages, data_dir, max_questions), passage == "sentence+paragraph")
+    corpora = load_lareqa(dataset, languages, data_dir, max_questions, slice_seed, "train.max_questions")
+    return lareqa_pairs(corpora, passage == "sentence+paragraph")
+
+
+@lru_cache(maxsize=8)
+def check_eval_slice(dataset: str, languages: tuple[str, ...] | None, data_dir: str | None,
+                     max_queries: int, slice_seed: int) -> None:
+    """An evaluation slice no larger than the data (reads the files once per distinct slice)."""
+    from engine.child.data.lareqa import load_lareqa
+
+    load_lareqa(dataset, languages, data_dir, max_queries, slice_seed, "eval.max_queries")
 
 
 def check_batches(spec: ExperimentSpec) -> dict:
@@ -82,7 +95,8 @@ def check_batches(spec: ExperimentSpec) -> dict:
     train = spec.train
     if train.dataset not in catalog.LAREQA_DATASETS:
         return {}
-    source = _pair_source(train.dataset, train.languages, spec.data_dir, train.max_questions, train.passage)
+    source = _pair_source(train.dataset, train.languages, spec.data_dir, train.max_questions, train.slice_seed,
+                          train.passage)
     try:
         sampler = BatchSampler(source, spec.sampling, train.batch_size, spec.loss.hard_negatives, train.seed)
     except DataError as error:

@@ -1,17 +1,22 @@
 """Batch samplers: monolingual, cross-lingual, hybrid and multitask (DESIGN.md).
 
 - monolingual (X-X-mono): each batch is one language X, drawn per batch.
-- crosslingual (X-Y): each batch pairs queries in X with passages in Y != X, (X, Y) drawn
-  per batch, so in-batch negatives share the positive's language.
+- crosslingual (X-Y), `cross_batch: mixed` (the default, the paper's, after LAReQA's X-Y):
+  every item of the batch draws its own (query language X, passage language Y != X), so one
+  batch holds several languages on both sides and in-batch negatives come from diverse
+  languages. `cross_batch: single` draws one (X, Y) for the whole batch, so every negative
+  shares the positive's language (a weaker design, kept as an option).
 - hybrid: each batch is monolingual with probability alpha, else cross-lingual.
-- multitask: every step yields a monolingual and a cross-lingual batch (half or full
-  size each), optimised as two weighted objectives.
+- multitask: every step yields a monolingual and a cross-lingual batch, optimised as two
+  weighted objectives; `multitask_batch: full` (default) gives each the full batch (the same
+  in-batch negatives as the other strategies, twice the compute), `half` two half batches.
 
-Languages (or language pairs) are drawn uniformly or in proportion to their number of
-pairs. Within a pool, pairs are drawn without replacement in a shuffled order. A batch
-never holds the same passage twice (it would be a false negative) nor the same key
-twice. The sampler is reseeded at each epoch from (seed, epoch); its state is just
-(epoch, index) and is restored by replaying the epoch, which is cheap and exact.
+Languages and language pairs are drawn uniformly or in proportion to their number of pairs;
+within a pool, pairs come without replacement in a shuffled order. A batch never holds two
+items with the same question id (a translation of the positive would be a false negative)
+nor two passages with the same normalised text, and a hard negative never has a positive's
+text. The sampler is reseeded at each epoch from (seed, epoch); its state is just (epoch,
+index) and is restored by replaying the epoch, which is cheap and exact.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Literal
 from engine.child.data.pairs import PairSource
 from engine.contract.errors import DataError
 from engine.contract.spec import SamplingSpec
+
+SCAN = 64          # how deep a pool's queue is searched for an item that fits the batch
 
 
 @dataclass(frozen=True)
@@ -46,39 +53,71 @@ class Batch:
         first = self.items[0]
         if self.kind == "mono":
             return f"mono:{first.query_language}"
-        return f"cross:{first.query_language}>{first.passage_language}"
+        pairs = {(item.query_language, item.passage_language) for item in self.items}
+        return f"cross:{first.query_language}>{first.passage_language}" if len(pairs) == 1 else "cross:mixed"
+
+
+class _Taken:
+    """What a batch under construction already holds."""
+
+    def __init__(self, source: PairSource) -> None:
+        self.source = source
+        self.keys: set[str] = set()
+        self.texts: set[str] = set()
+
+    def fits(self, item: Item) -> bool:
+        return item.key not in self.keys and self.source.text_key(item.passage_id) not in self.texts
+
+    def add(self, item: Item) -> None:
+        self.keys.add(item.key)
+        self.texts.add(self.source.text_key(item.passage_id))
 
 
 class _Pool:
     """The pairs of one language (mono) or one language pair (cross)."""
 
-    def __init__(self, items: list[Item]) -> None:
+    def __init__(self, items: list[Item], source: PairSource) -> None:
         self.items = items
-        self.distinct_passages = len({item.passage_id for item in items})
+        self.source = source
+        self.distinct_passages = len({source.text_key(item.passage_id) for item in items})
         self.queue: deque[Item] = deque()
 
     def reset(self, rng: random.Random) -> None:
         self.queue = deque(rng.sample(self.items, len(self.items)))
 
-    def take(self, count: int, rng: random.Random) -> list[Item]:
+    def _refill(self, rng: random.Random) -> None:
+        if not self.queue:
+            self.queue.extend(rng.sample(self.items, len(self.items)))
+
+    def take(self, count: int, rng: random.Random, taken: _Taken | None = None) -> list[Item]:
+        """Up to `count` items that fit the batch; those that do not wait for a later batch."""
+        taken = taken or _Taken(self.source)
         picked: list[Item] = []
         skipped: list[Item] = []
-        keys: set[str] = set()
-        passages: set[str] = set()
         budget = 2 * len(self.items) + 1
         while len(picked) < count and budget > 0:
-            if not self.queue:
-                self.queue.extend(rng.sample(self.items, len(self.items)))
+            self._refill(rng)
             item = self.queue.popleft()
             budget -= 1
-            if item.key in keys or item.passage_id in passages:
+            if not taken.fits(item):
                 skipped.append(item)
                 continue
             picked.append(item)
-            keys.add(item.key)
-            passages.add(item.passage_id)
-        self.queue.extendleft(reversed(skipped))  # duplicates wait for the next batch
+            taken.add(item)
+        self.queue.extendleft(reversed(skipped))
         return picked
+
+    def take_one(self, rng: random.Random, taken: _Taken) -> Item | None:
+        """The first of the next few queued items that fits the batch (the others keep their place)."""
+        self._refill(rng)
+        for position, item in enumerate(self.queue):
+            if position >= SCAN:
+                return None
+            if taken.fits(item):
+                del self.queue[position]
+                taken.add(item)
+                return item
+        return None
 
 
 class BatchSampler:
@@ -90,9 +129,10 @@ class BatchSampler:
         self.seed = seed
         multitask_half = sampling.strategy == "multitask" and sampling.multitask_batch == "half"
         self.part_size = batch_size // 2 if multitask_half else batch_size
-        self.mono = self._eligible({(lang, lang): self._items(lang, lang) for lang in source.languages})
+        self.mixed = sampling.cross_batch == "mixed"
+        self.mono = self._eligible({(lang, lang): self._items(lang, lang) for lang in source.languages}, True)
         self.cross = self._eligible({(x, y): self._items(x, y) for x in source.languages
-                                     for y in source.languages if x != y})
+                                     for y in source.languages if x != y}, not self.mixed)
         self._check_pools(batch_size)
         total_pairs = sum(len(pool.items) for pool in self.mono.values())
         self.steps_per_epoch = max(1, math.ceil(total_pairs / batch_size))
@@ -103,20 +143,29 @@ class BatchSampler:
         return [Item(key, query_language, passage_language, positives[key])
                 for key in self.source.shared_keys(query_language, passage_language)]
 
-    def _eligible(self, pools: dict[tuple[str, str], list[Item]]) -> dict[tuple[str, str], _Pool]:
-        built = {pair: _Pool(items) for pair, items in pools.items()}
-        return {pair: pool for pair, pool in built.items() if pool.distinct_passages >= self.part_size}
+    def _eligible(self, pools: dict[tuple[str, str], list[Item]], whole_batch: bool) -> dict[tuple[str, str], _Pool]:
+        """Pools that can serve: a whole batch each (mono, single X-Y), or any item (mixed X-Y)."""
+        built = {pair: _Pool(items, self.source) for pair, items in pools.items() if items}
+        need = self.part_size if whole_batch else 1
+        return {pair: pool for pair, pool in built.items() if pool.distinct_passages >= need}
 
     def _check_pools(self, batch_size: int) -> None:
         strategy = self.sampling.strategy
         needs_mono = strategy in ("monolingual", "multitask") or (strategy == "hybrid" and self.sampling.alpha > 0)
         needs_cross = strategy in ("crosslingual", "multitask") or (strategy == "hybrid" and self.sampling.alpha < 1)
-        for needed, pools, what in ((needs_mono, self.mono, "monolingual"), (needs_cross, self.cross, "cross-lingual")):
-            if needed and not pools:
-                raise DataError(f"no language {'pair ' if what != 'monolingual' else ''}has enough distinct "
-                                f"{what} training pairs for a batch of {self.part_size} "
-                                f"(languages: {', '.join(self.source.languages)}); lower train.batch_size "
-                                f"or add data")
+        languages = ", ".join(self.source.languages)
+        if needs_mono and not self.mono:
+            raise DataError(f"no language has enough distinct monolingual training pairs for a batch of "
+                            f"{self.part_size} (languages: {languages}); lower train.batch_size or add data")
+        if needs_cross and not self.mixed and not self.cross:
+            raise DataError(f"no language pair has enough distinct cross-lingual training pairs for a batch of "
+                            f"{self.part_size} (languages: {languages}); lower train.batch_size or add data")
+        if needs_cross and self.mixed:
+            keys = {item.key for pool in self.cross.values() for item in pool.items}
+            if len(keys) < self.part_size:
+                raise DataError(f"only {len(keys)} question ids exist in two languages or more, too few for a "
+                                f"mixed cross-lingual batch of {self.part_size} (languages: {languages}); "
+                                "lower train.batch_size or add data")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -148,25 +197,44 @@ class BatchSampler:
         kind = "mono" if self.rng.random() < self.sampling.alpha else "cross"
         return (self._batch(kind),)
 
-    def _choose(self, pools: dict[tuple[str, str], _Pool]) -> _Pool:
-        candidates = list(pools.values())
+    def _choose(self, pools: list[_Pool]) -> _Pool:
         if self.sampling.language_weighting == "by_size":
-            return self.rng.choices(candidates, weights=[len(pool.items) for pool in candidates])[0]
-        return self.rng.choice(candidates)
+            return self.rng.choices(pools, weights=[len(pool.items) for pool in pools])[0]
+        return self.rng.choice(pools)
 
     def _batch(self, kind: Literal["mono", "cross"]) -> Batch:
-        pool = self._choose(self.mono if kind == "mono" else self.cross)
-        items = tuple(pool.take(self.part_size, self.rng))
-        return Batch(kind, items, self._hard_negatives(items))
+        taken = _Taken(self.source)
+        if kind == "cross" and self.mixed:
+            items = self._mixed(taken)
+        else:
+            pool = self._choose(list((self.mono if kind == "mono" else self.cross).values()))
+            items = pool.take(self.part_size, self.rng, taken)
+        return Batch(kind, tuple(items), self._hard_negatives(items, taken))
 
-    def _hard_negatives(self, items: tuple[Item, ...]) -> tuple[str, ...]:
+    def _mixed(self, taken: _Taken) -> list[Item]:
+        """Each item draws its own language pair, then the next pair of that pool that fits."""
+        pools = list(self.cross.values())
+        items: list[Item] = []
+        attempts = 0
+        while len(items) < self.part_size:
+            attempts += 1
+            if attempts > 50 * self.part_size + 100:
+                raise DataError(f"cannot fill a mixed cross-lingual batch of {self.part_size} without repeating a "
+                                "question id or a passage; lower train.batch_size")
+            item = self._choose(pools).take_one(self.rng, taken)
+            if item is not None:
+                items.append(item)
+        return items
+
+    def _hard_negatives(self, items: list[Item], taken: _Taken) -> tuple[str, ...]:
         if not self.hard_negatives:
             return ()
-        taken = {item.passage_id for item in items}
         chosen: list[str] = []
         for item in items:
-            options = [passage for passage in self.source.negatives.get(item.passage_id, ()) if passage not in taken]
+            options = [passage for passage in self.source.negatives.get(item.passage_id, ())
+                       if self.source.text_key(passage) not in taken.texts]
             for passage in self.rng.sample(options, min(self.hard_negatives, len(options))):
-                chosen.append(passage)
-                taken.add(passage)
+                if self.source.text_key(passage) not in taken.texts:   # two options may share a text
+                    chosen.append(passage)
+                    taken.texts.add(self.source.text_key(passage))
         return tuple(chosen)

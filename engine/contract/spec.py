@@ -42,8 +42,9 @@ class SamplingSpec:
     alpha: float = field(default=0.5, metadata=_range(0, 1))
     mono_weight: float = field(default=0.5, metadata=_range(0, None))
     cross_weight: float = field(default=0.5, metadata=_range(0, None))
-    multitask_batch: Literal["half", "full"] = "half"
+    multitask_batch: Literal["full", "half"] = "full"     # full: the same in-batch negatives as the others
     language_weighting: Literal["uniform", "by_size"] = "uniform"
+    cross_batch: Literal["mixed", "single"] = "mixed"     # mixed: each item its own (X, Y), the paper's X-Y
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class TrainSpec:
     dataset: str = "mlqa-r"
     languages: tuple[str, ...] | None = None
     passage: Literal["sentence", "sentence+paragraph"] = "sentence"
-    max_questions: int | None = field(default=None, metadata=_range(1, None))
+    max_questions: int | None = field(default=None, metadata=_range(1, None))   # a representative slice
+    slice_seed: int = 0
     hf: HFSourceSpec | None = None
     batch_size: int = field(default=16, metadata=_range(2, 65536))
     lr: float = field(default=2e-5, metadata=_range(0, 1, low_open=True))
@@ -100,7 +102,9 @@ class EvalSpec:
     primary_metric: str = "map"
     groups: dict[str, tuple[str, ...]] | None = None
     passage: Literal["sentence", "sentence+paragraph"] = "sentence"
-    max_queries: int | None = field(default=None, metadata=_range(1, None))
+    max_queries: int | None = field(default=None, metadata=_range(1, None))     # a representative slice
+    slice_seed: int = 0
+    allow_train_overlap: bool = False                     # evaluate on the training dataset (marked seen)
     batch_size: int = field(default=64, metadata=_range(1, 65536))
     at_start: bool = False
     at_end: bool = True

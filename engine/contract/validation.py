@@ -302,6 +302,12 @@ def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
         if spec.sampling.multitask_batch == "half" and train.batch_size < 4:
             problems.append(("train.batch_size", "multitask with half batches needs batch_size >= 4"))
     _check_eval(evaluation, problems)
+    if train.steps != 0 and not evaluation.allow_train_overlap:
+        for index, dataset in enumerate(evaluation.datasets):
+            if dataset == train.dataset:
+                problems.append((f"eval.datasets[{index}]", f"{dataset} is also train.dataset: evaluating on the "
+                                 "training data is refused (set eval.allow_train_overlap: true to allow it; "
+                                 "its tables are then marked as seen in training)"))
     for dotted in spec.grid:
         if not spec.grid[dotted]:
             problems.append((f"grid.{dotted}", "must list at least one value"))

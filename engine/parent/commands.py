@@ -72,8 +72,14 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def test_settings(args: argparse.Namespace):
+    from engine.parent.significance import Significance
+
+    return Significance(test=args.test, correction=args.correction, permutations=args.permutations, seed=args.seed)
+
+
 def _cmd_show(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.compare import load_run
+    from engine.parent.compare import load_run, value_cis
     from engine.parent.records import MISSING
     from engine.parent.tables import results_table
 
@@ -94,8 +100,11 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
         if summary.get(key) not in (None, ""):
             console.print(f"  {key:<14} {summary[key]}", highlight=False, soft_wrap=True)
     console.print(f"  {'folder':<14} {folder.path}", highlight=False, soft_wrap=True)
-    for dataset_results in results.values():
-        console.print(results_table(dataset_results, args.metric))
+    run = load_run(folder) if args.ci else None
+    for dataset, dataset_results in results.items():
+        metric = args.metric or dataset_results.get("primary_metric", "map")
+        cis = value_cis(run, dataset, metric) if args.ci else None
+        console.print(results_table(dataset_results, args.metric, cis))
     if summary.get("status") == "failed" and summary.get("stderr_tail"):
         console.print("[red]stderr (tail):[/]")
         console.print(summary["stderr_tail"], highlight=False, markup=False)
@@ -115,8 +124,9 @@ def check_output_path(path: Path, force: bool) -> None:
 def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from engine.contract.layout import write_atomic
     from engine.parent.compare import FORMATS, compare, load_run
-    from engine.parent.tables import comparison_table
+    from engine.parent.tables import print_comparison
 
+    test = test_settings(args)
     if args.output:
         if args.format == "table":
             raise RunError("--output needs --format md, csv or latex")
@@ -130,20 +140,26 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     outputs = []
     for dataset in datasets:
         try:
-            comparison = compare(runs, dataset, args.metric, tuple(args.setting))
+            comparison = compare(runs, dataset, args.metric, tuple(args.setting), test=test,
+                                 with_ci=args.format != "table")
         except ValueError as error:
             raise RunError(str(error)) from None
+        if args.require_seeds:
+            single = next((system.name for system in comparison.runs if len(system.runs) < 2), None)
+            if single:
+                raise RunError(f"--require-seeds: {single!r} has a single run; mean ± sd over seeds needs at least "
+                               "2 runs that differ only in train.seed")
         if args.format == "table":
-            console.print(comparison_table(comparison))
+            print_comparison(console, comparison)
         else:
             outputs.append(FORMATS[args.format](comparison))
     if args.format == "table":
-        diff = compare(runs, datasets[0], args.metric).diff
+        diff = comparison.diff
         if diff:
             table = Table(title="config fields that differ", title_justify="left")
             table.add_column("field")
-            for run in runs:
-                table.add_column(run.name)
+            for system in comparison.runs:
+                table.add_column(system.name)
             for key, values in diff:
                 table.add_row(key, *(json.dumps(value) for value in values))
             console.print(table)
@@ -237,6 +253,15 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def add_test_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--test", choices=["t", "permutation"], default="t",
+                        help="paired t-test (default) or paired randomisation test, over question ids")
+    parser.add_argument("--correction", choices=["holm", "bh", "none"], default="holm",
+                        help="multiplicity correction over the cells of a comparison (default Holm)")
+    parser.add_argument("--permutations", type=int, default=10_000, help="resamples of --test permutation (>= 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of permutations and bootstrap CIs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hbt-tui", description="Hybrid batch training experiments. "
                                      "Without arguments: the terminal UI.")
@@ -270,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="one run")
     show.add_argument("run")
     show.add_argument("--metric")
+    show.add_argument("--ci", action="store_true", help="95 %% confidence intervals (bootstrap over questions)")
     show.set_defaults(handler=_cmd_show)
     compare = commands.add_parser("compare", help="runs side by side per language")
     compare.add_argument("runs", nargs="+")
@@ -280,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", choices=["table", "md", "csv", "latex"], default="table")
     compare.add_argument("--output", help="write md/csv/latex to this file (a new file, or --force)")
     compare.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    add_test_options(compare)
+    compare.add_argument("--require-seeds", action="store_true",
+                         help="refuse systems with a single run (mean ± sd over seeds needs 2 or more)")
     compare.set_defaults(handler=_cmd_compare)
     for name, handler, text in (("resume", _cmd_resume, "continue an interrupted/cancelled/failed run"),
                                 ("cancel", _cmd_cancel, "stop a queued or running run (any parent's)"),

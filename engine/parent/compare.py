@@ -1,11 +1,11 @@
-"""Comparing runs: per-language side by side, deltas against a baseline, significance over
-queries, and the config fields that differ. Used by `hbt-tui compare` and the TUI.
+"""Comparing runs: per language side by side, deltas against a baseline, significance with the
+question as the unit (engine.parent.significance), confidence intervals, and the config
+fields that differ. Used by `hbt-tui compare`, `show`, the report and the TUI.
 
-Significance is a two-sided paired t-test on the per-query scores of the queries both
-runs answered (the test Sakai recommends for IR; Urbano et al., SIGIR 2019, find it as
-reliable as permutation tests at these sample sizes); a difference is marked at
-p < 0.05, uncorrected for the number of cells. Group and macro rows pool the per-query
-scores of their languages.
+Runs that differ only in `train.seed` are one system: its values are the mean ± sd over
+seeds, and its per-question scores (averaged over seeds) are what the tests pair. A row's
+value is the mean over its languages of the per-language values (what results.json calls
+the macro and group averages), for every system alike.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import numpy as np
 
 from engine.contract.layout import SETTINGS, RunFolder, read_json
 from engine.contract.results import read_per_query
-from engine.contract.spec import spec_diff
-
-ALPHA = 0.05
+from engine.contract.spec import IGNORED_IN_DIFF, spec_diff
+from engine.parent.significance import Significance, correct, mean_ci, paired_p, question_units
 
 
 @dataclass
@@ -51,30 +50,85 @@ def load_run(folder: RunFolder, step: int | None = None) -> RunResults:
     return RunResults(folder.id if step is None else f"{folder.id}@{step}", name, folder, spec, results, step)
 
 
-def paired_t_test(first: np.ndarray, second: np.ndarray) -> float:
-    """Two-sided p-value that the mean paired difference is zero."""
-    differences = np.asarray(second, dtype=np.float64) - np.asarray(first, dtype=np.float64)
-    count = len(differences)
-    if count < 2:
-        return 1.0
-    mean, spread = differences.mean(), differences.std(ddof=1)
-    if spread == 0:
-        return 1.0 if mean == 0 else 0.0
-    from scipy.special import stdtr  # Student's t CDF; imported only when a test is asked for
+# --- systems: runs that differ only in their seed ---------------------------------------------------
 
-    t_value = mean / (spread / np.sqrt(count))
-    return float(2 * stdtr(count - 1, -abs(t_value)))
+@dataclass
+class System:
+    """One configuration: one run, or its seed replicates."""
 
+    runs: list[RunResults]
+
+    @property
+    def name(self) -> str:
+        first = self.runs[0].name
+        if len(self.runs) == 1:
+            return first
+        stem = first.split("-seed=")[0] if "-seed=" in first else first
+        return f"{stem} ({len(self.runs)} seeds)"
+
+    @property
+    def id(self) -> str:
+        return ",".join(run.id for run in self.runs)
+
+    @property
+    def spec(self) -> dict:
+        return self.runs[0].spec
+
+    def has(self, dataset: str) -> bool:
+        return all(dataset in run.results for run in self.runs)
+
+    def language_values(self, dataset: str, language: str, setting: str, metric: str) -> list[float]:
+        values = [_number(run.results[dataset].get("per_language", {}).get(language, {}).get("settings", {})
+                          .get(setting, {}).get(metric)) for run in self.runs if dataset in run.results]
+        return [value for value in values if value is not None]
+
+    def scores(self, dataset: str, language: str, setting: str, metric: str) -> dict[str, float]:
+        """{question id: score}, averaged over seeds (questions every seed answered)."""
+        tables = [run.per_query(dataset).get((language, setting), {}) for run in self.runs]
+        if not tables or not all(tables):
+            return {}
+        common = set.intersection(*(set(table) for table in tables))
+        return {qid: sum(table[qid][metric] for table in tables) / len(tables) for qid in common
+                if all(metric in table[qid] for table in tables)}
+
+
+def seed_key(spec: dict) -> str:
+    """What identifies a configuration: the spec without its names and its seed."""
+    config = {key: value for key, value in spec.items() if key not in IGNORED_IN_DIFF}
+    train = dict(config.get("train", {}))
+    train.pop("seed", None)
+    return json.dumps({**config, "train": train}, sort_keys=True)
+
+
+def group_seeds(runs: list[RunResults]) -> list[System]:
+    """Runs grouped by configuration, in the order their first run was given."""
+    systems: dict[str, System] = {}
+    for run in runs:
+        key = seed_key(run.spec) if run.step is None else f"{run.id}"
+        systems.setdefault(key, System([])).runs.append(run)
+    return list(systems.values())
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+# --- the comparison ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Cell:
     value: float | None
+    sd: float | None = None                     # over seeds
     delta: float | None = None
-    p_value: float | None = None
+    p_value: float | None = None                # raw
+    p_adjusted: float | None = None             # after the family's correction
+    ci: tuple[float, float] | None = None       # of the delta
+    units: int = 0                              # questions (or queries) the test paired
+    alpha: float = 0.05
 
     @property
     def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA
+        return self.p_adjusted is not None and self.p_adjusted < self.alpha
 
 
 @dataclass
@@ -82,81 +136,141 @@ class Comparison:
     dataset: str
     metric: str
     settings: tuple[str, ...]
-    runs: list[RunResults]
-    rows: list[tuple[str, bool, dict[tuple[str, int], Cell]]]   # (label, is_summary, {(setting, run): cell})
+    runs: list[System]                                        # the compared systems (one per seed group)
+    rows: list[tuple[str, bool, dict[tuple[str, int], Cell]]]  # (label, is_summary, {(setting, system): cell})
     diff: list[tuple[str, list]]
+    test: Significance = field(default_factory=Significance)
+    family: int = 0
+    baseline: int = 0
+    seen_in_training: bool = False
+
+    @property
+    def footnote(self) -> str:
+        text = self.test.footnote(self.family, any(len(system.runs) > 1 for system in self.runs))
+        if self.seen_in_training:
+            text += f"; {self.dataset} was seen in training (eval.allow_train_overlap)"
+        return text
 
 
-def _value(results: dict, label: str, setting: str, metric: str, kind: str) -> float | None:
-    if kind == "language":
-        source = results.get("per_language", {}).get(label, {}).get("settings", {})
-    elif kind == "group":
-        source = results.get("groups", {}).get(label, {})
+def _plan(systems: list[System], dataset: str) -> list[tuple[str, bool, list[str]]]:
+    languages: list[str] = []
+    groups: dict[str, list[str]] = {}
+    for system in systems:
+        for run in system.runs:
+            results = run.results.get(dataset, {})
+            languages += [lang for lang in results.get("languages", []) if lang not in languages]
+            for name, group in results.get("groups", {}).items():
+                groups.setdefault(name, list(group.get("languages", [])))
+    plan = [(language, False, [language]) for language in languages]
+    plan += [(name, True, [lang for lang in members if lang in languages]) for name, members in groups.items()]
+    return plan + [("macro avg", True, languages)]
+
+
+def _row_value(system: System, dataset: str, members: list[str], setting: str, metric: str) -> tuple[float | None, float | None]:
+    """Mean over seeds (and sd) of the mean over the row's languages."""
+    per_seed = []
+    for run in system.runs:
+        values = [_number(run.results.get(dataset, {}).get("per_language", {}).get(lang, {}).get("settings", {})
+                          .get(setting, {}).get(metric)) for lang in members]
+        values = [value for value in values if value is not None]
+        if values:
+            per_seed.append(sum(values) / len(values))
+    if not per_seed:
+        return None, None
+    mean = sum(per_seed) / len(per_seed)
+    sd = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None
+    return mean, sd
+
+
+def paired_units(base: System, other: System, dataset: str, members: list[str], setting: str,
+                 metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The paired units of a cell: queries of one language, or question ids averaged over the
+    row's languages (each language restricted to the questions both systems answered)."""
+    left, right = {}, {}
+    for language in members:
+        a, b = base.scores(dataset, language, setting, metric), other.scores(dataset, language, setting, metric)
+        common = a.keys() & b.keys()
+        left[language] = {qid: a[qid] for qid in common}
+        right[language] = {qid: b[qid] for qid in common}
+    if len(members) == 1:
+        first, second = left.get(members[0], {}), right.get(members[0], {})
     else:
-        source = results.get("macro", {})
-    value = source.get(setting, {}).get(metric)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-def _paired(first: RunResults, second: RunResults, dataset: str, languages: list[str], setting: str,
-            metric: str) -> float | None:
-    a, b = [], []
-    for language in languages:
-        left = first.per_query(dataset).get((language, setting), {})
-        right = second.per_query(dataset).get((language, setting), {})
-        for qid in left.keys() & right.keys():
-            if metric in left[qid] and metric in right[qid]:
-                a.append(left[qid][metric])
-                b.append(right[qid][metric])
-    return paired_t_test(np.array(a), np.array(b)) if a else None
+        first, second = question_units(left), question_units(right)
+    order = sorted(first)
+    return np.array([first[qid] for qid in order]), np.array([second[qid] for qid in order])
 
 
 def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
-            settings: tuple[str, ...] = SETTINGS, baseline: int = 0) -> Comparison:
-    with_data = [run for run in runs if dataset in run.results]
+            settings: tuple[str, ...] = SETTINGS, baseline: int = 0, test: Significance | None = None,
+            with_ci: bool = False) -> Comparison:
+    test = test or Significance()
+    systems = [system for system in group_seeds(runs)]
+    with_data = [system for system in systems if system.has(dataset)]
     if not with_data:
         raise ValueError(f"none of the runs has results on {dataset}")
-    metric = metric or with_data[0].results[dataset].get("primary_metric", "map")
-    languages: list[str] = []
-    for run in with_data:
-        languages += [lang for lang in run.results[dataset]["languages"] if lang not in languages]
-    groups: dict[str, list[str]] = {}
-    for run in with_data:
-        for name, group in run.results[dataset].get("groups", {}).items():
-            groups.setdefault(name, group.get("languages", []))
-    rows = []
-    plan = [(lang, False, "language", [lang]) for lang in languages]
-    plan += [(name, True, "group", members) for name, members in groups.items()]
-    plan += [("macro avg", True, "macro", languages)]
-    base = runs[baseline]
-    for label, summary, kind, members in plan:
-        cells = {}
+    metric = metric or with_data[0].runs[0].results[dataset].get("primary_metric", "map")
+    base = systems[baseline]
+    rows, tested = [], []
+    for label, summary, members in _plan(systems, dataset):
+        cells: dict[tuple[str, int], Cell] = {}
         for setting in settings:
-            base_value = _value(base.results.get(dataset, {}), label, setting, metric, kind)
-            for index, run in enumerate(runs):
-                value = _value(run.results.get(dataset, {}), label, setting, metric, kind)
+            base_value, _ = _row_value(base, dataset, members, setting, metric)
+            for index, system in enumerate(systems):
+                value, sd = _row_value(system, dataset, members, setting, metric)
                 if index == baseline or value is None or base_value is None:
-                    cells[(setting, index)] = Cell(value)
+                    cells[(setting, index)] = Cell(value, sd, alpha=test.alpha)
                     continue
-                p_value = _paired(base, run, dataset, members, setting, metric)
-                cells[(setting, index)] = Cell(value, value - base_value, p_value)
+                first, second = paired_units(base, system, dataset, members, setting, metric)
+                p_value = paired_p(first, second, test) if len(first) else None
+                ci = mean_ci(second - first, test) if with_ci and len(first) else None
+                cells[(setting, index)] = Cell(value, sd, value - base_value, p_value, None, ci, len(first), test.alpha)
+                if p_value is not None:
+                    tested.append((len(rows), setting, index))
         rows.append((label, summary, cells))
-    return Comparison(dataset, metric, settings, runs, rows, spec_diff([run.spec for run in runs]))
+    adjusted = correct([rows[row][2][(setting, index)].p_value for row, setting, index in tested], test)
+    for (row, setting, index), p_adjusted in zip(tested, adjusted):
+        cell = rows[row][2][(setting, index)]
+        rows[row][2][(setting, index)] = Cell(cell.value, cell.sd, cell.delta, cell.p_value, p_adjusted, cell.ci,
+                                              cell.units, cell.alpha)
+    seen = any(run.results.get(dataset, {}).get("seen_in_training") for system in systems for run in system.runs)
+    return Comparison(dataset, metric, settings, systems, rows, spec_diff([system.spec for system in systems]),
+                      test, len(tested), baseline, seen)
+
+
+def value_cis(run: RunResults, dataset: str, metric: str, test: Significance | None = None) -> dict[tuple[str, str], tuple[float, float]]:
+    """{(row label, setting): CI of the row's value} for one run (`show --ci`): a bootstrap
+    over its queries (language rows) or question units (group and macro rows)."""
+    test = test or Significance()
+    system = System([run])
+    intervals = {}
+    for label, _, members in _plan([system], dataset):
+        for setting in SETTINGS:
+            scores = {language: system.scores(dataset, language, setting, metric) for language in members}
+            units = scores[members[0]] if len(members) == 1 else question_units(scores)
+            ci = mean_ci(np.array(list(units.values())), test) if units else None
+            if ci is not None:
+                intervals[(label, setting)] = ci
+    return intervals
 
 
 # --- text formats --------------------------------------------------------------------------------
+
+def _value_text(cell: Cell) -> str:
+    return f"{cell.value:.3f}" + (f" ± {cell.sd:.3f}" if cell.sd is not None else "")
+
 
 def _text(cell: Cell, mark: str = "*") -> str:
     if cell.value is None:
         return "–"
     if cell.delta is None:
-        return f"{cell.value:.3f}"
-    return f"{cell.value:.3f} ({cell.delta:+.3f}{mark if cell.significant else ''})"
+        return _value_text(cell)
+    ci = f" [{cell.ci[0]:+.3f}, {cell.ci[1]:+.3f}]" if cell.ci else ""
+    return f"{_value_text(cell)} ({cell.delta:+.3f}{mark if cell.significant else ''}{ci})"
 
 
 def _header(comparison: Comparison) -> list[str]:
-    return ["language"] + [f"{setting}:{run.name}" for setting in comparison.settings
-                           for run in comparison.runs]
+    return ["language"] + [f"{setting}:{system.name}" for setting in comparison.settings
+                           for system in comparison.runs]
 
 
 def _body(comparison: Comparison, mark: str = "*") -> list[list[str]]:
@@ -164,36 +278,46 @@ def _body(comparison: Comparison, mark: str = "*") -> list[list[str]]:
                        for index in range(len(comparison.runs))] for label, _, cells in comparison.rows]
 
 
+def _number_text(value: float | None, digits: int = 6) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def to_csv(comparison: Comparison) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["row", "setting", "run", "run_id", comparison.metric, "delta", "p_value"])
+    writer.writerow(["row", "setting", "system", "run_id", "seeds", comparison.metric, "sd", "delta", "ci_low",
+                     "ci_high", "p_value", "p_adjusted", "significant", "units", "test", "correction", "family"])
     for label, _, cells in comparison.rows:
         for (setting, index), cell in cells.items():
-            run = comparison.runs[index]
-            writer.writerow([label, setting, run.name, run.id, "" if cell.value is None else f"{cell.value:.6f}",
-                             "" if cell.delta is None else f"{cell.delta:.6f}",
-                             "" if cell.p_value is None else f"{cell.p_value:.4f}"])
+            system = comparison.runs[index]
+            writer.writerow([label, setting, system.name, system.id, len(system.runs), _number_text(cell.value),
+                             _number_text(cell.sd), _number_text(cell.delta),
+                             _number_text(cell.ci[0] if cell.ci else None), _number_text(cell.ci[1] if cell.ci else None),
+                             _number_text(cell.p_value, 6), _number_text(cell.p_adjusted, 6),
+                             "" if cell.delta is None else str(cell.significant).lower(), cell.units or "",
+                             comparison.test.test, comparison.test.correction, comparison.family])
     return buffer.getvalue()
 
 
 def to_markdown(comparison: Comparison) -> str:
     header = _header(comparison)
-    lines = [f"**{comparison.dataset} · {comparison.metric}** (Δ vs {comparison.runs[0].name}; "
-             f"* p < {ALPHA}, paired t-test over queries)", "",
+    lines = [f"**{comparison.dataset} · {comparison.metric}** (Δ vs {comparison.runs[comparison.baseline].name}, "
+             "95 % CI in brackets)", "",
              "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in _body(comparison)]
+    lines += ["", comparison.footnote]
     if comparison.diff:
-        lines += ["", "| field | " + " | ".join(run.name for run in comparison.runs) + " |",
+        lines += ["", "| field | " + " | ".join(system.name for system in comparison.runs) + " |",
                   "|---|" + "---|" * len(comparison.runs)]
         lines += [f"| {key} | " + " | ".join(json.dumps(value) for value in values) + " |"
                   for key, values in comparison.diff]
     return "\n".join(lines) + "\n"
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     for char, replacement in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                              ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
+                              ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"),
+                              ("Δ", r"$\Delta$")):
         text = text.replace(char, replacement)
     return text
 
@@ -201,14 +325,14 @@ def _latex_escape(text: str) -> str:
 def to_latex(comparison: Comparison) -> str:
     header = _header(comparison)
     lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(_latex_escape(cell) for cell in header) + r" \\", r"\midrule"]
-    for (label, summary, _), row in zip(comparison.rows, _body(comparison, mark="$^{*}$")):
+             " & ".join(latex_escape(cell) for cell in header) + r" \\", r"\midrule"]
+    for (label, summary, _), row in zip(comparison.rows, _body(comparison, mark="*")):
         if summary and not lines[-1].startswith(r"\midrule"):
             lines.append(r"\midrule")
-        cells = [_latex_escape(row[0])] + [cell.replace("–", "--") for cell in row[1:]]
+        cells = [latex_escape(row[0])] + [latex_escape(cell).replace("*", "$^{*}$").replace("–", "--")
+                                          for cell in row[1:]]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}",
-              f"% {comparison.dataset}, {comparison.metric}; * p < {ALPHA}, paired t-test over queries"]
+    lines += [r"\bottomrule", r"\end{tabular}", f"% {comparison.dataset}, {comparison.metric}; {comparison.footnote}"]
     return "\n".join(lines) + "\n"
 
 

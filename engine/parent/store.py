@@ -156,22 +156,20 @@ class RunStore:
     def _catch_up(self, rows: list[dict]) -> None:
         """Index run folders the index lacks: all of them when it is empty (a 0-byte or `{}`
         file), or the few another writer missed."""
+        from engine.parent.records import summarise_run_dir
+
         indexed = {row["id"] for row in rows}
-        unindexed = [name for name in self.folder_names() if name not in indexed
-                     and (self.runs_dir / name / "spec.json").is_file()]
-        if not unindexed:
+        summaries = [summary for name in sorted(self.folder_names()) if name not in indexed
+                     and (summary := summarise_run_dir(self.runs_dir / name)) is not None]
+        if not summaries:
             return
         if not rows:
             count = self.rebuild()
             self.messages.append(f"index {self.path} was empty; rebuilt {count} runs from the run folders")
             return
-        from engine.parent.records import summarise_run_dir
-
-        summaries = [summary for name in unindexed if (summary := summarise_run_dir(self.runs_dir / name))]
         for summary in summaries:
             self.upsert(summary)
-        if summaries:
-            self.messages.append(f"index {self.path} lacked {len(summaries)} run folders; added them")
+        self.messages.append(f"index {self.path} lacked {len(summaries)} run folders; added them")
 
     def folder_names(self) -> set[str]:
         """Names of the run folders on disk (one directory listing, no stats)."""

@@ -20,32 +20,42 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def results_rows(results: dict, metric: str) -> list[tuple[str, list[str], bool]]:
-    """(label, cells, is_summary) for each language, group and the macro average."""
+def results_rows(results: dict, metric: str, cis: dict | None = None) -> list[tuple[str, list[str], bool]]:
+    """(label, cells, is_summary) for each language, group and the macro average; with `cis`
+    ({(row, setting): (low, high)}), each value followed by its 95 % confidence interval."""
+    cis = cis or {}
+
+    def cells_of(key: str, values: dict, bias: float | None) -> list[str]:
+        texts = []
+        for setting in SETTINGS:
+            text = fmt(values.get(setting, {}).get(metric))
+            if (key, setting) in cis:
+                low, high = cis[(key, setting)]
+                text += f" [{low:.3f}, {high:.3f}]"
+            texts.append(text)
+        return texts + [fmt(bias, 1)]
+
     rows = []
     for language in results["languages"]:
         row = results["per_language"].get(language, {})
-        settings = row.get("settings", {})
-        cells = [fmt(settings.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt(row.get("bias"), 1)]
-        rows.append((language, cells, False))
+        rows.append((language, cells_of(language, row.get("settings", {}), row.get("bias")), False))
     for name, group in results.get("groups", {}).items():
-        cells = [fmt(group.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt(group.get("bias"), 1)]
-        rows.append((f"{name} ({','.join(group.get('languages', []))})", cells, True))
-    macro = results.get("macro", {})
-    cells = [fmt(macro.get(setting, {}).get(metric)) for setting in SETTINGS] + [fmt(results.get("bias"), 1)]
-    rows.append(("macro avg", cells, True))
+        rows.append((f"{name} ({','.join(group.get('languages', []))})", cells_of(name, group, group.get("bias")), True))
+    rows.append(("macro avg", cells_of("macro avg", results.get("macro", {}), results.get("bias")), True))
     return rows
 
 
-def results_table(results: dict, metric: str | None = None) -> Table:
+def results_table(results: dict, metric: str | None = None, cis: dict | None = None) -> Table:
     metric = metric or results.get("primary_metric", "map")
-    table = Table(title=f"{results['dataset']} · {metric}", title_justify="left",
-                  caption=f"{results.get('run', '')} · step {results.get('step', 0)}", caption_justify="left")
+    seen = " · seen in training" if results.get("seen_in_training") else ""
+    ci = " · 95 % CI: bootstrap over questions" if cis else ""
+    table = Table(title=f"{results['dataset']} · {metric}{seen}", title_justify="left",
+                  caption=f"{results.get('run', '')} · step {results.get('step', 0)}{ci}", caption_justify="left")
     table.add_column("language")
     for setting in SETTINGS:
         table.add_column(setting, justify="right")
     table.add_column("bias ↓", justify="right")
-    for label, cells, summary in results_rows(results, metric):
+    for label, cells, summary in results_rows(results, metric, cis):
         table.add_row(label, *cells, style="bold" if summary else None, end_section=label == results["languages"][-1])
     return table
 
@@ -57,13 +67,17 @@ def _delta_text(cell) -> str:
     return f"[{colour}]{cell.delta:+.3f}{'*' if cell.significant else ''}[/]"
 
 
+def _value_text(cell) -> str:
+    return fmt(cell.value) + (f"±{cell.sd:.3f}" if cell.sd is not None else "")
+
+
 def comparison_table(comparison, title: str | None = None) -> Table:
-    """Runs per language for one metric, with deltas against the first run. Two runs: the
-    second run's values with a delta column per setting; more: side by side."""
+    """Systems per language for one metric, with deltas against the baseline. Two systems: the
+    second one's values with a delta column per setting; more: side by side. The footnote
+    (test, unit, family, correction) is printed under it by `print_comparison`."""
     runs = comparison.runs
-    table = Table(title=title or f"{comparison.dataset} · {comparison.metric} · Δ vs {runs[0].name}",
-                  title_justify="left", caption="* p < 0.05 (paired t-test over queries)",
-                  caption_justify="left")
+    base = runs[comparison.baseline].name
+    table = Table(title=title or f"{comparison.dataset} · {comparison.metric} · Δ vs {base}", title_justify="left")
     table.add_column("language")
     compact = len(runs) == 2
     for setting in comparison.settings:
@@ -78,14 +92,19 @@ def comparison_table(comparison, title: str | None = None) -> Table:
         rendered = []
         for setting in comparison.settings:
             if compact:
-                cell = cells[(setting, 1)]
-                rendered += [fmt(cell.value), _delta_text(cell)]
+                cell = cells[(setting, 1 - comparison.baseline)]
+                rendered += [_value_text(cell), _delta_text(cell)]
                 continue
             for index in range(len(runs)):
                 cell = cells[(setting, index)]
-                rendered.append(f"{fmt(cell.value)} {_delta_text(cell)}".strip())
+                rendered.append(f"{_value_text(cell)} {_delta_text(cell)}".strip())
         table.add_row(label, *rendered, style="bold" if summary else None, end_section=position == last_language)
     return table
+
+
+def print_comparison(console: Console, comparison, title: str | None = None) -> None:
+    console.print(comparison_table(comparison, title))
+    console.print(comparison.footnote, style="dim", soft_wrap=True, highlight=False)
 
 
 def print_run_results(store, summary: dict, console: Console) -> None:
@@ -99,13 +118,12 @@ def print_run_results(store, summary: dict, console: Console) -> None:
     for dataset, results in run.results.items():
         console.print(results_table(results))
         if baseline is not None and dataset in baseline.results:
-            console.print(comparison_table(compare([baseline, run], dataset)))
+            print_comparison(console, compare([baseline, run], dataset))
             continue
         if results.get("step", 0) > 0 and folder.results(dataset, 0).exists():
             before = load_run(folder, step=0)
-            console.print(comparison_table(compare([before, run], dataset),
-                                           title=f"{dataset} · {results.get('primary_metric', 'map')} · "
-                                                 "after training vs before (step 0)"))
+            print_comparison(console, compare([before, run], dataset),
+                             title=f"{dataset} · {results.get('primary_metric', 'map')} · after training vs before (step 0)")
 
 
 def _baseline(store, summary: dict):

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.parent.compare import FORMATS, Comparison, compare, load_run
-from engine.contract.layout import SETTINGS
+from engine.contract.layout import SETTINGS, write_atomic
 
 
 class ComparisonReady(Message):
@@ -43,7 +43,7 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def cell_text(cell) -> Text:
     if cell.value is None:
         return Text("–", style="dim")
-    text = Text(f"{cell.value:.3f}")
+    text = Text(f"{cell.value:.3f}" + (f"±{cell.sd:.3f}" if cell.sd is not None else ""))
     if cell.delta is not None:
         style = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
         text.append(f" {cell.delta:+.3f}", style=style + (" bold" if cell.significant else ""))
@@ -89,6 +89,7 @@ class CompareScreen(Screen):
         yield Header()
         yield Static("loading…", id="compare-title")
         yield DataTable(id="compare-table", zebra_stripes=True, cursor_type="row")
+        yield Static("", id="compare-footnote")
         yield Static("config fields that differ", id="compare-diff-title")
         yield DataTable(id="compare-diff", cursor_type="none")
         yield Footer()
@@ -140,7 +141,8 @@ class CompareScreen(Screen):
         legend = "   ".join(f"[b]{LETTERS[i]}[/b] {run.name}" + (" [i](baseline)[/i]" if i == self.baseline else "")
                            for i, run in enumerate(comparison.runs))
         title.update(f"[b]{comparison.dataset}[/b] · {comparison.metric} · Δ vs {LETTERS[self.baseline]}   "
-                     f"[dim]green better · red worse · * p < 0.05 (paired t-test over queries)[/]\n{legend}")
+                     f"[dim]green better · red worse[/]\n{legend}")
+        self.query_one("#compare-footnote", Static).update(comparison.footnote)
         columns = [("language", "language")] + [(f"{setting}:{index}", f"{setting} {LETTERS[index]}")
                                                 for setting in comparison.settings
                                                 for index in range(len(comparison.runs))]
@@ -172,14 +174,25 @@ class CompareScreen(Screen):
             self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
 
     def action_export(self) -> None:
-        if self.comparison is None:
-            return
+        if self.comparison is not None:
+            self.export(self.comparison)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
+    def export(self, shown: Comparison) -> None:
+        """Markdown, CSV and LaTeX of the comparison on screen, with 95 % CIs (a bootstrap: off
+        the UI thread), under new names: nothing is overwritten."""
+        comparison = compare([run for system in shown.runs for run in system.runs], shown.dataset, shown.metric,
+                             shown.settings, shown.baseline, shown.test, with_ci=True)
         folder = Path(self.app.exports_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"compare-{self.comparison.dataset}-{self.comparison.metric}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stem = f"compare-{comparison.dataset}-{comparison.metric}-{time.strftime('%Y%m%d-%H%M%S')}"
+        number = 1
+        while any((folder / f"{stem}{suffix}").exists() for suffix in (".md", ".csv", ".tex")):
+            number += 1
+            stem = f"{stem.rsplit('~', 1)[0]}~{number}"
         written = []
         for extension, render in (("md", FORMATS["md"]), ("csv", FORMATS["csv"]), ("tex", FORMATS["latex"])):
             path = folder / f"{stem}.{extension}"
-            path.write_text(render(self.comparison), encoding="utf-8")
+            write_atomic(path, render(comparison).encode("utf-8"))
             written.append(path)
-        self.notify("Exported " + ", ".join(str(path) for path in written), timeout=8)
+        self.app.call_from_thread(self.notify, "Exported " + ", ".join(str(path) for path in written), timeout=8)

@@ -38,7 +38,7 @@ mono / cross / multi and language bias) filling in as the evaluation reports.
 
 ## Compare
 Runs side by side per language with deltas against the baseline (green better, red
-worse, `*` significant at p < 0.05 by a paired t-test over queries), group averages and
+worse, `*` significant at p < 0.05 after Holm's correction, the question as the unit), group averages and
 the config fields that differ. `b` next baseline · `m` next metric · `t` next dataset ·
 `e` export Markdown, CSV and LaTeX to `exports/`.
 

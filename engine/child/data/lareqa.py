@@ -5,12 +5,18 @@ into `context`). Candidates are the sentences cut at those breaks (never the `se
 field: one paragraph of XQuAD-R's tr.json disagrees with its context). A question's
 relevant candidate is the sentence holding `answers[0].answer_start`; the question `id`
 is shared by the translations of a question and is the cross-lingual key.
+
+A slice (`max_questions`, `max_queries`) is a seeded sample of question ids spread over the
+articles — round-robin over the articles in a shuffled order, a shuffled question from each
+— and every language keeps the sampled ids it has (all of them on XQuAD-R, which is
+parallel). Never the first N: on XQuAD-R the first 60 ids are five paragraphs of one article.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +31,7 @@ class LareqaLanguage:
     dataset: str
     language: str
     question_ids: list[str] = field(default_factory=list)
+    question_article: list[int] = field(default_factory=list)      # the article (in file order) of each question
     questions: list[str] = field(default_factory=list)
     answer_candidate: list[int] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
@@ -54,28 +61,38 @@ class LareqaLanguage:
             subset.paragraph_candidates.append(range(first, len(subset.candidates)))
         for index in keep:
             subset.question_ids.append(self.question_ids[index])
+            subset.question_article.append(self.question_article[index])
             subset.questions.append(self.questions[index])
             subset.answer_candidate.append(remap[self.answer_candidate[index]])
         return subset
 
 
-def parallel_slice(corpora: dict[str, LareqaLanguage], max_questions: int) -> dict[str, LareqaLanguage]:
-    """At most `max_questions` questions per language, preferring ids that more languages
-    share (then the order of the files): a slice keeps as much cross-lingual overlap as
-    the data has (XQuAD-R: the same first N ids everywhere)."""
-    first_seen: dict[str, int] = {}
-    coverage: dict[str, int] = {}
+def representative_slice(corpora: dict[str, LareqaLanguage], count: int, seed: int,
+                         what: str = "the slice") -> dict[str, LareqaLanguage]:
+    """`count` question ids sampled over the articles (see the module docstring), the same ids
+    in every language that has them; a DataError when the data has fewer ids."""
+    article_of: dict[str, tuple[str, int]] = {}
     for corpus in corpora.values():
-        for key in corpus.question_ids:
-            first_seen.setdefault(key, len(first_seen))
-            coverage[key] = coverage.get(key, 0) + 1
-    rank = {key: position for position, key in
-            enumerate(sorted(first_seen, key=lambda key: (-coverage[key], first_seen[key])))}
-    sliced = {}
-    for language, corpus in corpora.items():
-        keys = sorted(corpus.question_ids, key=rank.__getitem__)[:max_questions]
-        sliced[language] = corpus.restricted(set(keys))
-    return sliced
+        for key, article in zip(corpus.question_ids, corpus.question_article):
+            article_of.setdefault(key, (corpus.language, article))
+    if count > len(article_of):
+        dataset = next(iter(corpora.values())).dataset if corpora else "the dataset"
+        raise DataError(f"{what}: {count} questions is more than the {len(article_of)} question ids of {dataset}")
+    rng = random.Random(seed)
+    by_article: dict[tuple[str, int], list[str]] = {}
+    for key, article in article_of.items():
+        by_article.setdefault(article, []).append(key)
+    articles = list(by_article)
+    rng.shuffle(articles)
+    for article in articles:
+        rng.shuffle(by_article[article])
+    chosen: list[str] = []
+    while len(chosen) < count:
+        for article in articles:
+            if by_article[article] and len(chosen) < count:
+                chosen.append(by_article[article].pop())
+    keys = set(chosen)
+    return {language: corpus.restricted(keys) for language, corpus in corpora.items()}
 
 
 def missing_data_message(dataset: str, spec_data_dir: str | None) -> str:
@@ -100,15 +117,15 @@ def read_language(path: Path, dataset: str, language: str) -> LareqaLanguage:
         raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     parsed = LareqaLanguage(dataset, language)
     try:
-        for article in document["data"]:
+        for number, article in enumerate(document["data"]):
             for paragraph in article["paragraphs"]:
-                _add_paragraph(parsed, paragraph)
+                _add_paragraph(parsed, paragraph, number)
     except (KeyError, TypeError, IndexError) as error:
         raise DataError(f"{path}: not in the LAReQA layout (missing or bad {error})") from None
     return parsed
 
 
-def _add_paragraph(parsed: LareqaLanguage, paragraph: dict) -> None:
+def _add_paragraph(parsed: LareqaLanguage, paragraph: dict, article: int) -> None:
     context: str = paragraph["context"]
     breaks = paragraph["sentence_breaks"]
     first = len(parsed.candidates)
@@ -124,14 +141,16 @@ def _add_paragraph(parsed: LareqaLanguage, paragraph: dict) -> None:
         # the sentence that holds the answer start: the last one starting at or before it
         sentence = max(bisect.bisect_right(starts, answer_start) - 1, 0)
         parsed.question_ids.append(str(qa["id"]))
+        parsed.question_article.append(article)
         parsed.questions.append(qa["question"])
         parsed.answer_candidate.append(first + sentence)
 
 
 def load_lareqa(dataset: str, languages: tuple[str, ...] | None, data_dir: str | None,
-                max_questions: int | None = None) -> dict[str, LareqaLanguage]:
+                max_questions: int | None = None, slice_seed: int = 0,
+                what: str = "the slice") -> dict[str, LareqaLanguage]:
     """Read the given languages (all the dataset has when None) of a LAReQA dataset;
-    `max_questions` keeps a slice of that many question ids (see `parallel_slice`)."""
+    `max_questions` keeps a representative slice of that many question ids."""
     known = catalog.dataset_languages(dataset)
     if known is None or dataset not in catalog.LAREQA_DATASETS:
         raise DataError(f"{dataset!r} is not a LAReQA-layout dataset (known: {', '.join(catalog.LAREQA_DATASETS)})")
@@ -143,4 +162,4 @@ def load_lareqa(dataset: str, languages: tuple[str, ...] | None, data_dir: str |
                for language in (languages or known)}
     if max_questions is None:
         return corpora
-    return parallel_slice(corpora, max_questions)
+    return representative_slice(corpora, max_questions, slice_seed, what)

@@ -23,6 +23,15 @@ class PairSource:
     positives: dict[str, dict[str, str]] = field(default_factory=dict)    # language -> key -> passage id
     passages: dict[str, str] = field(default_factory=dict)               # passage id -> text
     negatives: dict[str, tuple[str, ...]] = field(default_factory=dict)  # passage id -> hard negatives
+    _text_keys: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def text_key(self, passage_id: str) -> str:
+        """The passage's text, normalised (case, spacing): two passages with the same key are
+        the same passage for a batch, whatever their ids or languages."""
+        key = self._text_keys.get(passage_id)
+        if key is None:
+            key = self._text_keys[passage_id] = " ".join(self.passages[passage_id].casefold().split())
+        return key
 
     def keys(self, language: str) -> list[str]:
         return list(self.queries[language])
