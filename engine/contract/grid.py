@@ -2,13 +2,20 @@
 
     "grid": {"sampling.alpha": [0.25, 0.5, 0.75], "train.seed": [1, 2]}
 
-gives six runs named `<name>-alpha=0.25-seed=1` and so on. Each expanded spec is
-validated as if the user had written it, so a bad grid value is reported with its path.
+gives six runs named `<name>-alpha=0.25-seed=1` and so on. A list of such grids is their
+union (a study: strategies x seeds, plus an alpha sweep x seeds, plus one zero-shot run):
+
+    "grid": [{"sampling.strategy": ["monolingual", "crosslingual"], "train.seed": [1, 2]},
+             {"sampling.strategy": ["hybrid"], "sampling.alpha": [0.25, 0.75], "train.seed": [1, 2]}]
+
+Each expanded spec is validated as if the user had written it, so a bad grid value is
+reported with its path.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 from engine.contract.errors import SpecError
@@ -29,15 +36,30 @@ def run_name(base: str, assignment: dict[str, Any]) -> str:
     return "-".join([base, *parts])
 
 
+def sub_grids(grid: dict | tuple) -> list[dict]:
+    """A grid as a list of grids (one, or the union's members)."""
+    return [grid] if isinstance(grid, dict) else list(grid)
+
+
+def grid_size(spec: ExperimentSpec) -> int:
+    if not spec.grid:
+        return 1
+    return sum(math.prod(len(values) for values in grid.values()) for grid in sub_grids(spec.grid))
+
+
 def expand_grid(spec: ExperimentSpec) -> list[ExperimentSpec]:
     """Every combination of the grid as its own validated spec (the spec itself if no grid)."""
     if not spec.grid:
         return [spec]
     base = spec.to_dict()
     base["grid"] = {}
-    keys = list(spec.grid)
+    return [run for grid in sub_grids(spec.grid) for run in _expand(spec, base, grid)]
+
+
+def _expand(spec: ExperimentSpec, base: dict, grid: dict) -> list[ExperimentSpec]:
+    keys = list(grid)
     expanded = []
-    for values in itertools.product(*(spec.grid[key] for key in keys)):
+    for values in itertools.product(*(grid[key] for key in keys)):
         assignment = dict(zip(keys, values))
         document = _copy(base)
         for dotted, value in assignment.items():

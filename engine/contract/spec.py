@@ -125,7 +125,7 @@ class ExperimentSpec:
     loss: LossSpec = LossSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
-    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    grid: dict[str, tuple[Any, ...]] | tuple[dict[str, tuple[Any, ...]], ...] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -157,7 +157,7 @@ def _convert(value: Any, hint: Any, path: str, problems: Problems) -> Any:
         options = [option for option in typing.get_args(hint) if option is not type(None)]
         if value is None:
             return None
-        return _convert(value, options[0], path, problems)
+        return _convert(value, _matching(options, value), path, problems)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices or isinstance(value, bool):
@@ -172,6 +172,17 @@ def _convert(value: Any, hint: Any, path: str, problems: Problems) -> Any:
     if hint is Any:
         return value
     return _convert_scalar(value, hint, path, problems)
+
+
+def _matching(options: list[Any], value: Any) -> Any:
+    """The member of a union that fits the value's JSON shape (a list or an object), else the first."""
+    for option in options:
+        origin = typing.get_origin(option)
+        if isinstance(value, list) and origin in (tuple, list):
+            return option
+        if isinstance(value, dict) and (origin is dict or dataclasses.is_dataclass(option)):
+            return option
+    return options[0]
 
 
 def _convert_scalar(value: Any, hint: type, path: str, problems: Problems) -> Any:
@@ -308,9 +319,14 @@ def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
                 problems.append((f"eval.datasets[{index}]", f"{dataset} is also train.dataset: evaluating on the "
                                  "training data is refused (set eval.allow_train_overlap: true to allow it; "
                                  "its tables are then marked as seen in training)"))
-    for dotted in spec.grid:
-        if not spec.grid[dotted]:
-            problems.append((f"grid.{dotted}", "must list at least one value"))
+    grids = [spec.grid] if isinstance(spec.grid, dict) else list(spec.grid)
+    for number, grid in enumerate(grids):
+        where = "grid" if isinstance(spec.grid, dict) else f"grid[{number}]"
+        if not grid and not isinstance(spec.grid, dict):
+            problems.append((where, "must sweep at least one field"))
+        for dotted, values in grid.items():
+            if not values:
+                problems.append((f"{where}.{dotted}", "must list at least one value"))
 
 
 def _check_eval(evaluation: Any, problems: Problems) -> None:

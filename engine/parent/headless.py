@@ -21,7 +21,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.events import Event
@@ -145,23 +144,29 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def print_plan(prepared: Prepared, source: str, console: Console) -> None:
-    """--dry-run: the runs that would be created, the fields that differ, what was checked."""
+def print_plan(prepared: Prepared, source: str) -> None:
+    """--dry-run: the runs that would be created, the fields that differ, what was checked
+    (plain lines: a plan is read by people and by scripts alike)."""
     specs = prepared.specs
     differing = spec_diff([run.to_dict() for run in specs]) if len(specs) > 1 else []
     print(f"{source}: {len(specs)} run{'s' if len(specs) != 1 else ''} would be created "
-          "(dry run: nothing was started)", flush=True)
-    table = Table()
-    table.add_column("run", overflow="fold")
-    for key, _ in differing:
-        table.add_column(key)
-    table.add_column("checked")
-    for index, (run, facts) in enumerate(zip(specs, prepared.facts)):
-        checked = ["spec", "data", f"model ({facts['positions']} positions)" if facts.get("positions") else "model"]
-        if "training_pairs" in facts:
-            checked.append(f"{facts['training_pairs']} training pairs")
-        table.add_row(run.name, *(json.dumps(values[index]) for _, values in differing), ", ".join(checked))
-    console.print(table)
+          "(dry run: nothing was started)")
+    width = max(len(run.name) for run in specs)
+    for index, run in enumerate(specs):
+        fields = "  ".join(f"{key}={json.dumps(values[index])}" for key, values in differing)
+        print(f"  {run.name:<{width}}  {fields}".rstrip())
+    checks = sorted({describe_checks(facts) for facts in prepared.facts})
+    for text in checks:
+        print(f"checked{' for every run' if len(checks) == 1 else ''}: {text}")
+
+
+def describe_checks(facts: dict) -> str:
+    parts = ["spec", "data", f"model ({facts['positions']} positions)" if facts.get("positions") else "model"]
+    if "training_pairs" in facts:
+        parts.append(f"batches ({facts['training_pairs']} training pairs)")
+    if "cuda" in facts:
+        parts.append("device")
+    return ", ".join(parts)
 
 
 async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: Console, *, as_json: bool,
@@ -226,7 +231,7 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
     store = open_store(runs_dir)
     check_baseline(prepared.specs, store)
     if dry_run:
-        print_plan(prepared, spec_path, console)
+        print_plan(prepared, spec_path)
         return 0
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
                                     log_every=log_every))

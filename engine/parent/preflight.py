@@ -10,7 +10,6 @@ input is one UserError naming the run and the field.
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.contract.errors import RunError, UserError
-from engine.contract.grid import expand_grid
+from engine.contract.grid import expand_grid, grid_size
 from engine.contract.model_names import check_encoder_name
 from engine.contract.spec import ExperimentSpec
 from engine.contract.validation import parse_spec
@@ -35,10 +34,6 @@ class Prepared:
     specs: list[ExperimentSpec]
     facts: list[dict] = field(default_factory=list)
     group: str | None = None
-
-
-def grid_size(spec: ExperimentSpec) -> int:
-    return math.prod(len(values) for values in spec.grid.values()) if spec.grid else 1
 
 
 def prepare(document: Any, source: str | None = None, *, store=None, allow_large: bool = False,

@@ -150,7 +150,8 @@ class ComposeScreen(Screen):
                  load_error: str | None = None) -> None:
         super().__init__()
         self.document: dict = json.loads(json.dumps(document if document is not None else DEFAULT_DOCUMENT))
-        self.grid: dict[str, list] = dict(self.document.get("grid") or {})
+        grid = self.document.get("grid") or {}
+        self.grid: dict[str, list] | list[dict] = dict(grid) if isinstance(grid, dict) else list(grid)
         self.source = source
         self.load_error = load_error
         self.problems: list[tuple[str, str]] = []
@@ -311,18 +312,18 @@ class ComposeScreen(Screen):
         if field is Select.NULL or not values:
             self.notify("Choose a field and give comma-separated values.", severity="warning")
             return
-        self.grid[str(field)] = values
+        self._builder_grid()[str(field)] = values
         self.query_one("#grid-values", Input).value = ""
         self._grid_changed()
 
     @on(Button.Pressed, "#grid-alpha")
     def grid_alpha(self) -> None:
-        self.grid["sampling.alpha"] = [0.25, 0.5, 0.75]
+        self._builder_grid()["sampling.alpha"] = [0.25, 0.5, 0.75]
         self._grid_changed()
 
     @on(Button.Pressed, "#grid-strategies")
     def grid_strategies(self) -> None:
-        self.grid["sampling.strategy"] = list(STRATEGIES)
+        self._builder_grid()["sampling.strategy"] = list(STRATEGIES)
         self._grid_changed()
 
     @on(Button.Pressed, "#grid-clear")
@@ -330,12 +331,21 @@ class ComposeScreen(Screen):
         self.grid = {}
         self._grid_changed()
 
+    def _builder_grid(self) -> dict[str, list]:
+        """The grid the builder edits: a single grid (a union from a file is replaced)."""
+        if not isinstance(self.grid, dict):
+            self.grid = {}
+        return self.grid
+
     def _grid_changed(self) -> None:
         self._update_grid_summary()
         self.validate()
 
     def _update_grid_summary(self) -> None:
-        text = "  ".join(f"{path} = {values}" for path, values in self.grid.items()) or "(no grid: one run)"
+        if isinstance(self.grid, list):
+            text = f"a union of {len(self.grid)} grids (from the spec file; the builder starts a new one)"
+        else:
+            text = "  ".join(f"{path} = {values}" for path, values in self.grid.items()) or "(no grid: one run)"
         self.query_one("#grid-summary", Static).update(text)
 
     # --- save / queue / open -------------------------------------------------------------------------
