@@ -177,3 +177,13 @@ def test_seen_and_unseen_languages_are_groups_and_overlap_is_marked(encoder, tmp
     console = Console(width=200, record=True)
     console.print(results_table(marked))
     assert "xquad-r · map · seen in training" in console.export_text()
+
+
+def test_per_query_files_carry_each_querys_language_bias(encoder, tmp_path):
+    evaluate(encoder, tmp_path)
+    results = json.loads((tmp_path / "eval" / "xquad-r" / "results.json").read_text())
+    per_query = read_per_query(tmp_path / "eval" / "xquad-r" / "per_query.tsv.gz")
+    for language in ("en", "de", "zh"):
+        biases = [row["bias"] for row in per_query[(language, "multi")].values()]
+        assert np.nanmean(biases) == pytest.approx(results["per_language"][language]["bias"])
+        assert all(np.isnan(row["bias"]) for row in per_query[(language, "mono")].values())

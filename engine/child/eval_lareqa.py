@@ -100,10 +100,14 @@ class LareqaEvaluation:
         self._keep_per_query(language, "mono", mask, per_query)
         return mean_metrics(per_query)
 
-    def _keep_per_query(self, language: str, setting: str, mask: np.ndarray, per_query: dict[str, np.ndarray]) -> None:
+    def _keep_per_query(self, language: str, setting: str, mask: np.ndarray, per_query: dict[str, np.ndarray],
+                        bias: np.ndarray | None = None) -> None:
+        """Rows of per_query.tsv.gz: the metrics, then the query's language bias (multi only)."""
         ids = [qid for qid, keep in zip(self.corpora[language].question_ids, mask) if keep]
         for row, qid in enumerate(ids):
-            self.per_query_rows.append((language, setting, qid, [float(per_query[name][row]) for name in self.names]))
+            values = [float(per_query[name][row]) for name in self.names]
+            values.append(float(bias[row]) if bias is not None else float("nan"))
+            self.per_query_rows.append((language, setting, qid, values))
 
     def score_language(self, language: str) -> dict:
         """cross (mean over targets, plus each target) and multi for one query language."""
@@ -121,8 +125,8 @@ class LareqaEvaluation:
             cross_sum[mask] += np.stack([per_query[name] for name in self.names], axis=1)
             cross_count[mask] += 1
         per_query, ranks, mask = self._score(language, self.languages)
-        self._keep_per_query(language, "multi", mask, per_query)
-        bias_values = metrics.language_bias(ranks)
+        bias_values = metrics.language_bias(ranks)                                    # (queries with a relevant,)
+        self._keep_per_query(language, "multi", mask, per_query, bias_values)
         bias = float(np.nanmean(bias_values)) if np.isfinite(bias_values).any() else None
         settings = {"mono": self.mono[language], "multi": mean_metrics(per_query)}
         if by_target:
@@ -136,7 +140,7 @@ class LareqaEvaluation:
 
     # --- files --------------------------------------------------------------------------------
     def write_per_query(self, path: Path) -> None:
-        write_per_query(path, self.names, self.per_query_rows)
+        write_per_query(path, [*self.names, "bias"], self.per_query_rows)
 
     def write_trec_runs(self, folder: Path, mode: str, depth: int, tag: str) -> None:
         import faiss

@@ -2,7 +2,9 @@
 
     results.json        per-language rows (mono / cross / multi metrics, the X x Y matrix,
                         bias), macro and group averages; one per step and the latest
-    per_query.tsv.gz    one row per (language, setting, query id): what paired tests use
+    per_query.tsv.gz    one row per (language, setting, query id): the metrics, and in the
+                        multilingual rows the query's language bias (NaN elsewhere): what
+                        paired tests use
     trec/<name>.run     qid Q0 docid rank score tag (top-k), with <name>.qrels beside it
 
 Paths come from `engine.contract.layout`. Stdlib only: the parent reads these without numpy.

@@ -77,11 +77,6 @@ class System:
     def has(self, dataset: str) -> bool:
         return all(dataset in run.results for run in self.runs)
 
-    def language_values(self, dataset: str, language: str, setting: str, metric: str) -> list[float]:
-        values = [_number(run.results[dataset].get("per_language", {}).get(language, {}).get("settings", {})
-                          .get(setting, {}).get(metric)) for run in self.runs if dataset in run.results]
-        return [value for value in values if value is not None]
-
     def scores(self, dataset: str, language: str, setting: str, metric: str) -> dict[str, float]:
         """{question id: score}, averaged over seeds (questions every seed answered)."""
         tables = [run.per_query(dataset).get((language, setting), {}) for run in self.runs]
@@ -89,7 +84,7 @@ class System:
             return {}
         common = set.intersection(*(set(table) for table in tables))
         return {qid: sum(table[qid][metric] for table in tables) / len(tables) for qid in common
-                if all(metric in table[qid] for table in tables)}
+                if all(not math.isnan(table[qid].get(metric, math.nan)) for table in tables)}
 
 
 def seed_key(spec: dict) -> str:
@@ -111,6 +106,15 @@ def group_seeds(runs: list[RunResults]) -> list[System]:
 
 def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def language_value(results: dict, language: str, setting: str, metric: str) -> float | None:
+    """One language's value in a results.json; `bias` (language bias, multilingual setting only)
+    is a metric like the others here, lower being better."""
+    row = results.get("per_language", {}).get(language, {})
+    if metric == "bias":
+        return _number(row.get("bias")) if setting == "multi" else None
+    return _number(row.get("settings", {}).get(setting, {}).get(metric))
 
 
 # --- the comparison ----------------------------------------------------------------------------------
@@ -170,8 +174,7 @@ def _row_value(system: System, dataset: str, members: list[str], setting: str, m
     """Mean over seeds (and sd) of the mean over the row's languages."""
     per_seed = []
     for run in system.runs:
-        values = [_number(run.results.get(dataset, {}).get("per_language", {}).get(lang, {}).get("settings", {})
-                          .get(setting, {}).get(metric)) for lang in members]
+        values = [language_value(run.results.get(dataset, {}), lang, setting, metric) for lang in members]
         values = [value for value in values if value is not None]
         if values:
             per_seed.append(sum(values) / len(values))
