@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from textual.command import CommandList, CommandPalette
-from textual.widgets import DataTable, Input, Log, Sparkline, Static
+from textual.widgets import DataTable, Input, Log, Static
 
 from engine.contract.events import Notice, Started, read_events
 from engine.contract.validation import load_spec
@@ -110,7 +110,7 @@ async def test_run_detail_fills_the_table_cell_by_cell(tmp_path):
                 assert plain(table.get_cell(language, setting)) == f"{row['settings'][setting]['map']:.3f}"
             assert plain(table.get_cell(language, "bias")) == f"{row['bias']:.1f}"
         assert plain(table.get_cell("macro", "multi")) == f"{results['macro']['multi']['map']:.3f}"
-        assert len(screen.query_one("#detail-loss", Sparkline).data) == 12
+        assert len(screen.query_one("#detail-loss").data) == 12
         assert screen.query_one("#detail-log", Log).line_count > 5
         await pilot.press("m")  # next metric: the same cells, another metric
         await pilot.pause()

@@ -25,8 +25,9 @@ def recorded_store(root: Path, runs: dict[str, str] | None = None) -> RunStore:
     return store
 
 
-def replay_app(root: Path, source: str = "hybrid", rate: float | None = 200.0, runs: dict | None = None, **options):
-    store = recorded_store(root, runs)
+def replay_app(root: Path, source: str = "hybrid", rate: float | None = 200.0, runs: dict | None = None,
+               store: RunStore | None = None, **options):
+    store = store or recorded_store(root, runs)
     runner = Runner(store, cpu_slots=2, gpus=[], command=replay_command(FIXTURES / source, rate=rate),
                     grace_seconds=5)
     options.setdefault("experiments_dir", root / "experiments")

@@ -41,6 +41,7 @@ class ActionsProvider(Provider):
                     ("Runs", app.action_show_runs, "the list of runs"),
                     ("Compare marked runs", app.action_compare_marked, "side by side per language"),
                     ("Rebuild index from run folders", app.action_rebuild_index, "hbt-tui index rebuild"),
+                    ("Reports and past comparisons", app.action_reports, "open one again"),
                     ("Help", app.action_help, "keys and concepts")]
         for run in app.store.all()[:500]:
             commands.append((f"Open run {run.get('name')} ({run.get('status')})", partial(app.open_run, run["id"]),
@@ -249,6 +250,12 @@ class HbtApp(App):
         self.notify(f"Rebuilt the index: {count} runs.")
         for view in self.run_views():
             view.runs_rebuilt()
+
+    def action_reports(self) -> None:
+        from tui.screens.reports import ReportsScreen
+
+        if not isinstance(self.screen, ReportsScreen):
+            self.push_screen(ReportsScreen())
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

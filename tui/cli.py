@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HEADLESS_COMMANDS = {"runs", "show", "compare", "resume", "cancel", "delete", "index", "evaluate", "data"}
+HEADLESS_COMMANDS = {"runs", "show", "compare", "resume", "cancel", "delete", "index", "evaluate", "data", "report",
+                     "reports"}
 
 
 def pause_collector_for_startup() -> None:

@@ -56,6 +56,16 @@ class ResultsLoaded(Message):
         self.results = results
 
 
+class ReportLoaded(Message):
+    """A saved report's Markdown and data, read off the UI thread."""
+
+    def __init__(self, report_id: str, text: str, data: dict) -> None:
+        super().__init__()
+        self.report_id = report_id
+        self.text = text
+        self.data = data
+
+
 class RunView:
     """What a screen that shows runs live implements; the app calls these for every run
     message, on every screen in the stack that is a RunView. The defaults ignore them."""

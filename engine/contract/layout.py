@@ -1,7 +1,9 @@
 """The run folder, in one place: every file and folder name of a run, and the one way to
 write a file into it.
 
-    runs/index.json                         the parent's TinyDB index of run summaries
+    runs/index.json                         the parent's TinyDB index of run summaries (and of reports)
+    runs/.reports/<id>/                     a saved report or comparison: report.md, report.json,
+                                            tables.csv, tables.tex, figures/
     runs/<id>/spec.json                     the resolved spec
     runs/<id>/run.json                      the parent's record: status, owner, timings, error
     runs/<id>/events.jsonl                  every event the run emitted (the child writes it)
@@ -31,6 +33,12 @@ from engine.contract.errors import RunError
 
 INDEX_FILE = "index.json"
 INDEX_LOCK = ".index.lock"
+REPORTS_DIR = ".reports"
+REPORT_FILE = "report.md"
+REPORT_DATA_FILE = "report.json"
+REPORT_CSV_FILE = "tables.csv"
+REPORT_LATEX_FILE = "tables.tex"
+FIGURES_DIR = "figures"
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
@@ -166,6 +174,11 @@ class RunFolder:
 
     def has_checkpoint(self) -> bool:
         return bool(self.checkpoints())
+
+
+def report_folder(runs_dir: Path | str, report_id: str) -> Path:
+    """Where a saved report or comparison lives (its id checked like a run id)."""
+    return Path(runs_dir) / REPORTS_DIR / validate_run_id(report_id)
 
 
 # --- writing and reading -------------------------------------------------------------------------

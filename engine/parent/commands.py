@@ -5,6 +5,8 @@
     hbt-tui show RUN                                              one run: config, results, errors
     hbt-tui compare RUN RUN... [--format table|md|csv|latex]      per language, with deltas
     hbt-tui resume RUN | cancel RUN | delete RUN --yes
+    hbt-tui report RUNS|NAME|GRID... [--out DIR]                  the study's answer: tables, figures, verdict
+    hbt-tui reports                                               saved reports and comparisons
     hbt-tui index rebuild                                         re-create the index from run folders
     hbt-tui evaluate SPEC|RUN|MODEL ...                           a zero-shot run, queued like any other
     hbt-tui data fetch [DATASET...]                               download XQuAD-R / MLQA-R
@@ -20,6 +22,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -153,6 +156,11 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
             print_comparison(console, comparison)
         else:
             outputs.append(FORMATS[args.format](comparison))
+    from engine.parent.report.saved import save_comparison
+
+    saved = save_comparison(store, [compare(runs, dataset, args.metric, tuple(args.setting), test=test, with_ci=True)
+                                    for dataset in datasets])
+    print(f"saved as {saved}", file=sys.stderr)
     if args.format == "table":
         diff = comparison.diff
         if diff:
@@ -223,6 +231,40 @@ def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
     shutil.rmtree(folder.path, ignore_errors=True)
     store.remove(summary["id"])
     print(f"deleted {summary['id']}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from engine.contract.layout import REPORT_FILE
+    from engine.parent.report.build import build
+    from engine.parent.report.saved import check_out_dir, save_report
+    from engine.parent.report.verdict import sentence, verdict
+
+    out = Path(args.out) if args.out else None
+    check_out_dir(out, args.force)
+    test = test_settings(args)
+    store = open_store(runs_dir_of(args))
+    report = build(store, args.references, metrics=args.metric, reference=args.reference, partial=args.partial,
+                   allow_mixed=args.allow_mixed, test=test, title=args.title)
+    folder = save_report(store, report, out, args.force)
+    for item in verdict(report):
+        print("- " + sentence(item).replace("**", ""))
+    print(f"wrote {folder / REPORT_FILE}" + (f" and {out / REPORT_FILE}" if out else ""), file=sys.stderr)
+    return 0
+
+
+def _cmd_reports(args: argparse.Namespace, console: Console) -> int:
+    saved = open_store(runs_dir_of(args)).reports()
+    if args.json:
+        print(json.dumps(saved, indent=1))
+        return 0
+    table = Table(title=f"{len(saved)} saved reports and comparisons", title_justify="left")
+    for column in ("id", "kind", "when", "headline"):
+        table.add_column(column, overflow="fold")
+    for record in saved:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))
+        table.add_row(record["id"], record["kind"], when, record.get("headline") or record.get("title", ""))
+    console.print(table)
     return 0
 
 
@@ -318,6 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "delete":
             command.add_argument("--yes", action="store_true")
         command.set_defaults(handler=handler)
+    report = commands.add_parser("report", help="a study's answer: tables, figures and a verdict")
+    report.add_argument("references", nargs="+", metavar="RUNS|NAME|GRID",
+                        help="runs by id, prefix or name, or every run of a grid (the spec's name)")
+    report.add_argument("--out", help="also write the report into this new folder (e.g. docs/study)")
+    report.add_argument("--force", action="store_true", help="replace --out if it exists")
+    report.add_argument("--metric", nargs="+", help="metrics to report (default: the primary one and mAP@10)")
+    report.add_argument("--reference", help="the arm every delta is taken against (default: hybrid, α nearest 0.5)")
+    report.add_argument("--partial", action="store_true", help="include unfinished runs (marked [partial])")
+    report.add_argument("--allow-mixed", action="store_true", help="runs of different encoders in one report")
+    report.add_argument("--title", help="the report's title")
+    add_test_options(report)
+    report.set_defaults(handler=_cmd_report)
+    commands.add_parser("reports", help="saved reports and comparisons").set_defaults(handler=_cmd_reports)
     index = commands.add_parser("index", help="the results index").add_subparsers(
         dest="index_command", required=True, parser_class=with_common)
     index.add_parser("rebuild", help="re-create it from the run folders").set_defaults(handler=_cmd_index)

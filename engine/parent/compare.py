@@ -185,10 +185,11 @@ def _row_value(system: System, dataset: str, members: list[str], setting: str, m
     return mean, sd
 
 
-def paired_units(base: System, other: System, dataset: str, members: list[str], setting: str,
-                 metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """The paired units of a cell: queries of one language, or question ids averaged over the
-    row's languages (each language restricted to the questions both systems answered)."""
+def unit_scores(base: System, other: System, dataset: str, members: list[str], setting: str,
+                metric: str) -> tuple[dict[str, float], dict[str, float]]:
+    """The units of a cell, keyed by question id: queries of one language, or question ids
+    averaged over the row's languages (each language restricted to the questions both
+    systems answered)."""
     left, right = {}, {}
     for language in members:
         a, b = base.scores(dataset, language, setting, metric), other.scores(dataset, language, setting, metric)
@@ -196,9 +197,14 @@ def paired_units(base: System, other: System, dataset: str, members: list[str], 
         left[language] = {qid: a[qid] for qid in common}
         right[language] = {qid: b[qid] for qid in common}
     if len(members) == 1:
-        first, second = left.get(members[0], {}), right.get(members[0], {})
-    else:
-        first, second = question_units(left), question_units(right)
+        return left.get(members[0], {}), right.get(members[0], {})
+    return question_units(left), question_units(right)
+
+
+def paired_units(base: System, other: System, dataset: str, members: list[str], setting: str,
+                 metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """`unit_scores` as two arrays in question-id order."""
+    first, second = unit_scores(base, other, dataset, members, setting, metric)
     order = sorted(first)
     return np.array([first[qid] for qid in order]), np.array([second[qid] for qid in order])
 

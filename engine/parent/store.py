@@ -28,10 +28,11 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from engine.contract.errors import RunError
-from engine.contract.layout import INDEX_FILE, INDEX_LOCK, RunFolder, is_run_id, write_atomic
+from engine.contract.layout import INDEX_FILE, INDEX_LOCK, RunFolder, is_run_id, report_folder, write_atomic
 from engine.parent.records import MISSING, RunFilter
 
 TABLE = "runs"
+REPORTS_TABLE = "reports"
 
 try:
     import orjson
@@ -262,6 +263,19 @@ class RunStore:
         with self.lock():
             self._table.remove(Query().id == run_id)
 
+    # --- saved reports and comparisons (their files live in runs/.reports/<id>/) ----------------------
+    def reports(self) -> list[dict]:
+        """Saved reports and comparisons, newest first (those whose folder is gone are left out)."""
+        document = self._db.storage.read() or {}
+        rows = [dict(row) for row in (document.get(REPORTS_TABLE) or {}).values()
+                if isinstance(row, dict) and is_run_id(row.get("id"))]
+        present = [row for row in rows if report_folder(self.runs_dir, row["id"]).is_dir()]
+        return sorted(present, key=lambda row: row.get("created", 0), reverse=True)
+
+    def save_report(self, record: dict) -> None:
+        with self.lock():
+            self._db.table(REPORTS_TABLE, cache_size=0).upsert(record, Query().id == record["id"])
+
     def rebuild(self) -> int:
         """Re-create the index from the run folders in one atomic write (the old index stands
         until the new one is complete); returns the number of runs found."""
@@ -270,5 +284,10 @@ class RunStore:
         with self.lock():
             summaries = [summary for name in sorted(self.folder_names())
                          if (summary := summarise_run_dir(self.runs_dir / name)) is not None]
-            self._db.storage.write({TABLE: {str(number): summary for number, summary in enumerate(summaries, 1)}})
+            try:
+                reports = (self._db.storage.read() or {}).get(REPORTS_TABLE) or {}
+            except CorruptIndex:
+                reports = {}
+            self._db.storage.write({TABLE: {str(number): summary for number, summary in enumerate(summaries, 1)},
+                                    REPORTS_TABLE: reports})
         return len(summaries)

@@ -123,8 +123,11 @@ class CompareScreen(Screen):
             results = next(run.results[dataset] for run in runs if dataset in run.results)
             metrics = list(results.get("metrics", ["map"]))
             metric = metric if metric in metrics else results.get("primary_metric", metrics[0])
-            comparison = compare(runs, dataset, metric, SETTINGS, baseline)
+            comparison = compare(runs, dataset, metric, SETTINGS, baseline, with_ci=True)
             self.post_message(ComparisonReady(comparison, runs, datasets, metrics))
+            from engine.parent.report.saved import save_comparison
+
+            save_comparison(self.app.store, [comparison])      # kept: the Reports screen lists it
         except (ValueError, OSError) as error:
             self.post_message(ComparisonReady(None, runs, datasets, [], str(error)))
 
@@ -162,8 +165,8 @@ class CompareScreen(Screen):
 
     # --- actions ---------------------------------------------------------------------------------
     def action_next_baseline(self) -> None:
-        if self.runs:
-            self.baseline = (self.baseline + 1) % len(self.runs)
+        if self.comparison is not None:
+            self.baseline = (self.baseline + 1) % len(self.comparison.runs)
 
     def action_next_metric(self) -> None:
         if self.metrics:

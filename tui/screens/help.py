@@ -42,6 +42,11 @@ worse, `*` significant at p < 0.05 after Holm's correction, the question as the 
 the config fields that differ. `b` next baseline · `m` next metric · `t` next dataset ·
 `e` export Markdown, CSV and LaTeX to `exports/`.
 
+## Reports (R)
+Saved reports (`hbt-tui report`) and comparisons (CLI or Compare screen), newest first, with
+their headline delta. `enter` opens one: its tables and verdict, the α sweep and the
+per-language deltas drawn in the terminal. `t` next dataset.
+
 ## Compose
 Fields validate as you type (the spec validator's messages). `ctrl+s` save as
 `experiments/<name>.json` · `ctrl+r` queue · `ctrl+o` open a spec file. The grid builder

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, Sparkline, Static
+from textual.widgets import Footer, Header, Log, Static
 
 from engine.contract import catalog
 from engine.contract.layout import read_json
@@ -86,7 +86,9 @@ class RunDetailScreen(RunView, Screen):
                 yield Static("", id="detail-eval-progress")
             with Vertical(id="detail-right"):
                 yield Static("loss", id="detail-loss-title")
-                yield Sparkline([], id="detail-loss")
+                from tui.widgets.loss_chart import LossChart
+
+                yield LossChart(id="detail-loss")
                 yield Log(id="detail-log", max_lines=300)
         yield Static("", id="detail-stderr")
         yield Footer()
@@ -138,7 +140,7 @@ class RunDetailScreen(RunView, Screen):
         self.update_header(summary)
         self.update_table()
         live = self.app.ensure_live(self.run_id)
-        self.query_one("#detail-loss", Sparkline).data = list(live.losses)
+        self.query_one("#detail-loss").data = list(live.losses)
         self.update_loss_title()
         log = self.query_one("#detail-log", Log)
         log.clear()
@@ -233,7 +235,7 @@ class RunDetailScreen(RunView, Screen):
             return
         self.steps_pending = False
         live = self.app.ensure_live(self.run_id)
-        self.query_one("#detail-loss", Sparkline).data = list(live.losses)
+        self.query_one("#detail-loss").data = list(live.losses)
         self.update_loss_title()
         self.update_header(self.app.store.get(self.run_id) or {})
 

@@ -60,6 +60,7 @@ class RunsScreen(RunView, Screen):
         Binding("d", "delete", "Delete"),
         Binding("s", "sort", "Sort"),
         Binding("slash", "filter", "Filter"),
+        Binding("R", "app.reports", "Reports"),
         Binding("question_mark", "app.help", "Help"),
     ]
 

@@ -1,0 +1,173 @@
+"""The report as text: a self-contained Markdown page (verdict, tables, figures, how to re-run
+it), and the same tables as CSV and as LaTeX (booktabs, significance marks) for papers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+from engine.parent.compare import latex_escape
+from engine.parent.report.verdict import SETTING_NAMES, sentence, verdict
+
+ROWS = ("all", "high", "low", "seen", "unseen")
+
+
+def rows_of(section: dict) -> list[str]:
+    return [row for row in ROWS if row == "all" or row in section["groups"]]
+
+
+def value_text(cell: dict | None, latex: bool = False) -> str:
+    if cell is None or cell.get("value") is None:
+        return "–" if not latex else "--"
+    plus_minus = r"$\pm$" if latex else " ± "
+    text = f"{cell['value']:.3f}" + (f"{plus_minus}{cell['sd']:.3f}" if cell.get("sd") is not None else "")
+    if cell.get("delta") is None:
+        return text
+    mark = ("$^{*}$" if latex else "*") if cell.get("significant") else ""
+    ci = cell.get("ci")
+    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci and not latex else ""
+    return f"{text} ({cell['delta']:+.3f}{mark}{interval})"
+
+
+def _clock(seconds: float | None) -> str:
+    if not seconds:
+        return "–"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def markdown(report: dict, figures: dict[str, list[str]]) -> str:
+    arms = report["arms"]
+    lines = [f"# {report['title']}", "",
+             f"{len(arms)} arms, {sum(len(arm['runs']) for arm in arms)} runs ({', '.join(report['selection'])}); "
+             f"every Δ is the arm minus the reference, **{report['reference']}**. Values are means ± sd over seeds; "
+             "significance treats the question as the unit and is corrected over each table's family "
+             f"({report['test']['correction']}); intervals are {int(report['test']['confidence'] * 100)} % "
+             "paired-bootstrap CIs over question ids.", "", "## Verdict", ""]
+    sentences = verdict(report)
+    lines += [f"- {sentence(item)}" for item in sentences] or ["- (no claim could be tested: the arms it needs are missing)"]
+    for dataset, section in report["datasets"].items():
+        lines += dataset_markdown(report, section, figures.get(dataset, []))
+    lines += reproduction_markdown(report)
+    return "\n".join(lines) + "\n"
+
+
+def dataset_markdown(report: dict, section: dict, figures: list[str]) -> list[str]:
+    dataset = section["dataset"]
+    lines = ["", f"## {dataset}", ""]
+    if section.get("seen_in_training"):
+        lines += [f"*{dataset} was seen in training (`eval.allow_train_overlap`): these are not zero-shot numbers.*", ""]
+    groups = ", ".join(f"{name}: {', '.join(members)}" for name, members in section["groups"].items())
+    lines += [f"Languages: {', '.join(section['languages'])}." + (f" Groups — {groups}." if groups else ""), ""]
+    rows = rows_of(section)
+    for metric in section["metrics"]:
+        for setting, table in section["tables"][metric].items():
+            lines += [f"### {SETTING_NAMES[setting]} retrieval · {metric}", "",
+                      "| arm | seeds | " + " | ".join(rows) + " |", "|---|---:|" + "---:|" * len(rows)]
+            for arm in report["arms"]:
+                cells = table.get(arm["label"])
+                if cells:
+                    seeds = next(iter(cells.values()))["seeds"]
+                    lines.append(f"| {arm['label']} | {seeds} | " + " | ".join(value_text(cells.get(row)) for row in rows)
+                                 + " |")
+            lines += ["", f"<sub>{section['footnotes'][metric]}</sub>", ""]
+    if section.get("bias"):
+        lines += ["### language bias (multilingual ranking; lower is better)", "",
+                  "| arm | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
+        lines += [f"| {arm['label']} | " + " | ".join(value_text(section["bias"][arm["label"]].get(row)) for row in rows)
+                  + " |" for arm in report["arms"] if arm["label"] in section["bias"]]
+        lines += ["", f"<sub>{section['footnotes']['bias']}</sub>", ""]
+    for name in figures:
+        lines += [f"![{name.rsplit('.', 1)[0]}](figures/{name})", ""]
+    metric = section["metrics"][0]
+    for setting, table in section["tables"][metric].items():
+        labels = [arm["label"] for arm in report["arms"] if arm["label"] in table]
+        lines += [f"### per language · {SETTING_NAMES[setting]} · {metric}", "",
+                  "| language | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        lines += [f"| {language} | " + " | ".join(value_text(table[label].get(language)) for label in labels) + " |"
+                  for language in section["languages"]]
+        lines.append("")
+    return lines
+
+
+def reproduction_markdown(report: dict) -> list[str]:
+    provenance = report["provenance"]
+    runs = provenance["runs"]
+    versions = {}
+    for run in runs:
+        for package, version in run["versions"].items():
+            versions.setdefault(package, set()).add(version)
+    devices = sorted({run["device"] for run in runs if run["device"]})
+    hosts = sorted({run["host"] for run in runs if run["host"]})
+    hardware = sorted({json.dumps(run["hardware"], sort_keys=True) for run in runs if run.get("hardware")})
+    lines = ["", "## Reproducing this report", "",
+             f"- Report: `hbt-tui report {' '.join(report['selection'])}` over the runs below; the same runs give the "
+             "same numbers (bootstrap and permutations are seeded).",
+             f"- Code: commit{'s' if len(provenance['commits']) != 1 else ''} "
+             f"{', '.join(f'`{commit}`' for commit in provenance['commits']) or 'unknown'}.",
+             "- Libraries: " + ", ".join(f"{package} {'/'.join(sorted(found))}" for package, found in sorted(versions.items())),
+             f"- Hardware: {', '.join(devices) or 'unknown device'} on {', '.join(hosts) or 'an unknown host'}"
+             + (f" ({'; '.join(hardware)})" if hardware else "") + ".",
+             f"- Time: {_clock(provenance['wall_seconds'])} from the first run's start to the last run's end "
+             f"({_clock(provenance['run_seconds'])} of runs).", "", "| run | arm | seed | spec hash | commit |",
+             "|---|---|---:|---|---|"]
+    lines += [f"| `{run['id']}` | {run['arm']} | {run['seed']} | `{run['spec_hash']}` | `{run['git_commit']}` |"
+              for run in runs]
+    lines += ["", "The spec of each arm (its first run; seeds differ only in `train.seed`):", ""]
+    for label, spec in provenance["specs"].items():
+        lines += [f"<details><summary>{label}</summary>", "", "```json", json.dumps(spec, indent=1), "```", "",
+                  "</details>", ""]
+    return lines
+
+
+def csv_tables(report: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["dataset", "metric", "setting", "row", "arm", "seeds", "value", "sd", "delta_vs_reference",
+                     "ci_low", "ci_high", "p", "p_adjusted", "significant", "units", "reference", "test", "correction"])
+
+    def number(value) -> str:
+        return "" if value is None else f"{value:.6f}"
+
+    for dataset, section in report["datasets"].items():
+        tables = [(metric, setting, table) for metric in section["metrics"]
+                  for setting, table in section["tables"][metric].items()]
+        if section.get("bias"):
+            tables.append(("bias", "multi", section["bias"]))
+        for metric, setting, table in tables:
+            for arm in report["arms"]:
+                for row, cell in table.get(arm["label"], {}).items():
+                    ci = cell.get("ci") or (None, None)
+                    writer.writerow([dataset, metric, setting, row, arm["label"], cell["seeds"], number(cell["value"]),
+                                     number(cell.get("sd")), number(cell.get("delta")), number(ci[0]), number(ci[1]),
+                                     number(cell.get("p")), number(cell.get("p_adjusted")),
+                                     "" if cell.get("delta") is None else str(cell["significant"]).lower(),
+                                     cell.get("units") or "", report["reference"], report["test"]["test"],
+                                     report["test"]["correction"]])
+    return buffer.getvalue()
+
+
+def latex_tables(report: dict) -> str:
+    parts = [f"% {report['title']}: every delta is the arm minus {report['reference']}; "
+             "$^{*}$ significant after correction (see each table's note)"]
+    for dataset, section in report["datasets"].items():
+        rows = rows_of(section)
+        for metric in section["metrics"]:
+            for setting, table in section["tables"][metric].items():
+                parts += ["", rf"% {dataset}, {metric}, {SETTING_NAMES[setting]}: {section['footnotes'][metric]}",
+                          r"\begin{tabular}{l" + "r" * len(rows) + "}", r"\toprule",
+                          "arm & " + " & ".join(rows) + r" \\", r"\midrule"]
+                for arm in report["arms"]:
+                    cells = table.get(arm["label"])
+                    if cells:
+                        parts.append(latex_escape(arm["label"]) + " & "
+                                     + " & ".join(value_text(cells.get(row), latex=True) for row in rows) + r" \\")
+                parts += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(parts) + "\n"
+
+
+def generated_note() -> str:
+    """For the index only (never inside the report, which must not change between runs)."""
+    return time.strftime("%Y-%m-%d %H:%M")
