@@ -112,7 +112,7 @@ def test_config_hash_ignores_names_but_not_settings():
 def test_shipped_experiment_specs_are_valid():
     from conftest import ROOT
 
-    paths = sorted((ROOT / "experiments").glob("*.json"))
+    paths = sorted((ROOT / "experiments").glob("**/*.json"))
     assert len(paths) >= 5
     for path in paths:
         spec = load_spec(path)

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.child import metrics
 from engine.child.data import miracl
+from engine.contract import catalog
 from engine.contract.errors import DataError
 from engine.child.eval_outputs import mean_metrics
 from engine.contract.layout import RunFolder
@@ -96,9 +97,7 @@ def evaluate_miracl(spec, dataset: str, encode: Callable, emit: Callable[[Event]
         languages = spec.eval.languages or miracl.local_languages(spec.data_dir)
         loader = lambda language: miracl.load_local(language, split, spec.data_dir)  # noqa: E731
     else:
-        if not spec.eval.languages:
-            raise DataError("eval.languages: list the MIRACL languages to load from the hub")
-        languages = spec.eval.languages
+        languages = spec.eval.languages or catalog.MIRACL_DEV_LANGUAGES
         loader = lambda language: miracl.load_hub(language, split)  # noqa: E731
     per_language, rows, encode_seconds = {}, [], 0.0
     for language in languages:
