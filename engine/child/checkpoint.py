@@ -111,7 +111,8 @@ def verify_checksums(folder: Path) -> str | None:
 # --- saving and loading --------------------------------------------------------------------------
 
 def save_checkpoint(folder: RunFolder, encoder, optimizer, scheduler, scaler, state: TrainingState,
-                    spec: dict, keep: int) -> Path:
+                    spec: dict, keep: int, rank_rngs: list | None = None) -> Path:
+    """Called on rank 0 only; `rank_rngs` holds every rank's RNG state (their dropout differs)."""
     final, staging = folder.checkpoint(state.step), folder.staging_checkpoint(state.step)
     folder.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
@@ -119,7 +120,8 @@ def save_checkpoint(folder: RunFolder, encoder, optimizer, scheduler, scaler, st
         staging.mkdir()
         encoder.save(staging / MODEL_DIR)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": rng_state()}, staging / TRAINING_STATE_FILE)
+                    "scaler": scaler.state_dict(), "rng": rng_state(), "rank_rngs": rank_rngs or []},
+                   staging / TRAINING_STATE_FILE)
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
         (staging / TRAINER_STATE_FILE).write_text(json.dumps(
             {"step": state.step, "sampler": state.sampler, "elapsed": state.elapsed}), encoding="utf-8")
@@ -174,9 +176,10 @@ def find_resumable(folder: RunFolder) -> Resumable:
     raise RunError(f"{folder.path}: no intact checkpoint to resume from ({'; '.join(skipped)})")
 
 
-def restore(resumable: Resumable, optimizer, scheduler, scaler) -> None:
+def restore(resumable: Resumable, optimizer, scheduler, scaler, rank: int = 0) -> None:
     saved = resumable.saved
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
-    restore_rng(saved["rng"])
+    rank_rngs = saved.get("rank_rngs") or []
+    restore_rng(rank_rngs[rank] if rank < len(rank_rngs) else saved["rng"])

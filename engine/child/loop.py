@@ -19,16 +19,19 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.child.checkpoint import TrainingState, find_resumable, restore, save_checkpoint
+from engine.child.checkpoint import TrainingState, find_resumable, restore, rng_state, save_checkpoint
 from engine.child.data.lareqa import load_lareqa
 from engine.child.data.pairs import PairSource, hf_pairs, lareqa_pairs
 from engine.child.encoder import DualEncoder, load_encoder
 from engine.child.evaluator import Evaluator
-from engine.child.losses import info_nce
+from engine.child.distributed import World, any_rank, average_gradients, barrier, gather_objects, world_from_env
+from engine.child.distributed import start as start_world
+from engine.child.distributed import stop as stop_world
+from engine.child.step import StepContext, backward
 from engine.child.process import DiskFull, StopFlag, is_disk_full
 from engine.child.runtime import (AUTOCAST_DTYPES, describe_device, library_versions, pick_device,
                                   pick_precision, seed_everything, set_threads)
-from engine.child.sampling import Batch, BatchSampler
+from engine.child.sampling import BatchSampler
 from engine.contract import catalog
 from engine.contract.errors import DataError
 from engine.contract.events import Checkpoint, EventWriter, Finished, Notice, Started, Step, Stopped
@@ -44,6 +47,15 @@ class RunArgs:
     folder: RunFolder
     resume: bool
     stop_at_step: int | None
+
+
+def mean_over_ranks(value: float, world: World) -> float:
+    """The step's loss over the whole global batch (each rank holds its share's mean)."""
+    if not world.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(tensor)
+    return float(tensor.item()) / world.size
 
 
 def total_steps(spec: ExperimentSpec, steps_per_epoch: int) -> int:
@@ -83,30 +95,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int) ->
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def batch_loss(encoder: DualEncoder, batch: Batch, source: PairSource, spec: ExperimentSpec) -> tuple[torch.Tensor, int]:
-    """InfoNCE of one batch, and the number of real (non-pad) tokens it encoded."""
-    queries = [source.queries[item.query_language][item.key] for item in batch.items]
-    passages = [source.passages[item.passage_id] for item in batch.items]
-    passages += [source.passages[passage_id] for passage_id in batch.hard_negatives]
-    query_embeddings, query_tokens = encoder.embed(queries, is_query=True)        # (B, H)
-    passage_embeddings, passage_tokens = encoder.embed(passages, is_query=False)  # (B + hard negatives, H)
-    loss = info_nce(query_embeddings, passage_embeddings, spec.loss.temperature, spec.loss.symmetric)
-    return loss, query_tokens + passage_tokens
-
-
-def step_loss(encoder: DualEncoder, batches: tuple[Batch, ...], source: PairSource,
-              spec: ExperimentSpec) -> tuple[torch.Tensor, dict[str, float], int]:
-    """The loss of one sampler step: one batch, or the weighted mono + cross objectives."""
-    if len(batches) == 1:
-        loss, tokens = batch_loss(encoder, batches[0], source, spec)
-        return loss, {}, tokens
-    mono_loss, mono_tokens = batch_loss(encoder, batches[0], source, spec)
-    cross_loss, cross_tokens = batch_loss(encoder, batches[1], source, spec)
-    loss = spec.sampling.mono_weight * mono_loss + spec.sampling.cross_weight * cross_loss
-    parts = {"mono": float(mono_loss.detach()), "cross": float(cross_loss.detach())}
-    return loss, parts, mono_tokens + cross_tokens
-
-
 def run(args: RunArgs, writer: EventWriter, stop: StopFlag) -> None:
     """The whole run: train and evaluate, or only evaluate (`train.steps: 0`, a zero-shot run)."""
     spec = args.spec
@@ -122,12 +110,19 @@ def run(args: RunArgs, writer: EventWriter, stop: StopFlag) -> None:
 def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.device, precision: str) -> None:
     # --- setup -------------------------------------------------------------------------
     spec, folder = args.spec, args.folder
+    world = world_from_env()
+    if world.distributed:
+        device = torch.device(f"cuda:{world.local_rank}") if device.type == "cuda" else device
+        if device.type == "cpu" and not spec.train.num_threads:
+            set_threads(max(1, (os.cpu_count() or 1) // world.size))
+        start_world(world, device)
     autocast_dtype = AUTOCAST_DTYPES[precision]
     resumable = find_resumable(folder) if args.resume else None
     for skipped in resumable.skipped if resumable else ():
         writer.emit(Notice(message=f"skipped checkpoint {skipped}", level="warning"))
     writer.emit(Notice(message=f"loading training data ({spec.train.dataset}) …"))
     source = build_pair_source(spec)
+    # every rank draws the same global batch and trains on its own shard of it
     sampler = BatchSampler(source, spec.sampling, spec.train.batch_size, spec.loss.hard_negatives, spec.train.seed)
     total = total_steps(spec, sampler.steps_per_epoch)
     writer.emit(Notice(message=f"loading model {spec.encoder.name} …"))
@@ -138,32 +133,46 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     state = TrainingState(step=0, sampler=sampler.state(), elapsed=0.0)
     if resumable is not None:
-        restore(resumable, optimizer, scheduler, scaler)
+        restore(resumable, optimizer, scheduler, scaler, world.rank)
         state = resumable.state
         sampler.load_state(state.sampler)
         writer.emit(Notice(message=f"resuming from {resumable.path.name} (step {state.step})"))
         log.info("resumed from %s (step %d)", resumable.path, state.step)
     evaluator = Evaluator(spec, folder, writer.emit, should_stop=lambda: stop.requested)
+    context = StepContext(encoder, source, spec, world, scaler,
+                          lambda: torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None))
     parameters = sum(p.numel() for p in encoder.parameters())
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
-    writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device), precision=precision,
-                        total_steps=total, parameters=parameters, trainable_parameters=trainable,
-                        resumed_from_step=state.step, seed=spec.train.seed, versions=library_versions()))
+    writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device, world.size),
+                        precision=precision, total_steps=total, parameters=parameters, trainable_parameters=trainable,
+                        resumed_from_step=state.step, seed=spec.train.seed, versions=library_versions(),
+                        world_size=world.size))
     clock = time.perf_counter()
     elapsed_before = state.elapsed
 
     def checkpoint_now(step: int):
-        snapshot = TrainingState(step, sampler.state(), elapsed_before + time.perf_counter() - clock)
-        path = save_checkpoint(folder, encoder, optimizer, scheduler, scaler, snapshot, spec.to_dict(),
-                               spec.train.keep_checkpoints)
-        writer.emit(Checkpoint(step=step, path=str(path)))
+        path = folder.checkpoint(step)
+        rank_rngs = gather_objects(rng_state(), world) if world.distributed else None
+        if world.main:
+            snapshot = TrainingState(step, sampler.state(), elapsed_before + time.perf_counter() - clock)
+            path = save_checkpoint(folder, encoder, optimizer, scheduler, scaler, snapshot, spec.to_dict(),
+                                   spec.train.keep_checkpoints, rank_rngs)
+            writer.emit(Checkpoint(step=step, path=str(path)))
+        barrier(world)
         return path
 
     def stop_now(step: int) -> None:
         path = checkpoint_now(step)
         writer.emit(Stopped(step=step, signal=stop.reason or "", checkpoint=str(path)))
+        stop_world(world)
 
-    if spec.eval.at_start and state.step == 0 and not evaluator.run(encoder, 0, autocast_dtype):
+    def evaluate(step: int, final: bool = True) -> bool:
+        """Rank 0 evaluates while the others wait; False when a stop came meanwhile."""
+        completed = evaluator.run(encoder, step, autocast_dtype, final=final) if world.main else True
+        barrier(world)
+        return not any_rank(not completed, world)
+
+    if spec.eval.at_start and state.step == 0 and not evaluate(0):
         return stop_now(0)
 
     for step in range(state.step + 1, total + 1):
@@ -172,13 +181,12 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
         losses, parts, tokens, samples, labels = [], {}, 0, 0, []
         for _ in range(spec.train.grad_accumulation):
             batches = sampler.next_step()
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                loss, parts, batch_tokens = step_loss(encoder, batches, source, spec)
-            scaler.scale(loss / spec.train.grad_accumulation).backward()
-            losses.append(float(loss.detach()))
+            loss, parts, batch_tokens = backward(context, batches, 1 / spec.train.grad_accumulation)
+            losses.append(loss)
             tokens += batch_tokens
             samples += sum(len(batch.items) for batch in batches)
             labels.extend(batch.label for batch in batches)
+        average_gradients(encoder.parameters(), world)
         # --- clip, step the optimizer and the schedule --------------------------------------
         lr = scheduler.get_last_lr()[0]
         if spec.train.max_grad_norm > 0:
@@ -191,28 +199,32 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
         # --- log ------------------------------------------------------------------------------
         seconds = max(time.perf_counter() - started, 1e-9)
         if step % spec.train.log_every == 0 or step == total:
-            writer.emit(Step(step=step, total_steps=total, loss=sum(losses) / len(losses), lr=lr,
-                             samples_per_s=samples / seconds, tokens_per_s=tokens / seconds,
+            writer.emit(Step(step=step, total_steps=total, loss=mean_over_ranks(sum(losses) / len(losses), world),
+                             lr=lr, samples_per_s=samples / seconds, tokens_per_s=tokens * world.size / seconds,
                              batch_kind=",".join(labels), losses=parts))
         # --- evaluate, checkpoint, stop -------------------------------------------------------
         if spec.train.eval_every and step % spec.train.eval_every == 0 and step != total:
-            if not evaluator.run(encoder, step, autocast_dtype, final=False):
+            if not evaluate(step, final=False):
                 return stop_now(step)
         if spec.train.checkpoint_every and step % spec.train.checkpoint_every == 0 and step != total:
             checkpoint_now(step)
         if args.stop_at_step == step and step != total:
             stop.request("stop-at-step")
-        if stop.requested:
+        if any_rank(stop.requested, world):
+            stop.reason = stop.reason or "SIGTERM"
             return stop_now(step)
 
     # --- final evaluation and the model ------------------------------------------------------
     if spec.train.checkpoint_every:
         checkpoint_now(total)
-    if spec.eval.at_end and not evaluator.run(encoder, total, autocast_dtype):
+    if spec.eval.at_end and not evaluate(total):
         return stop_now(total)
-    save_model(encoder, folder)
+    if world.main:
+        save_model(encoder, folder)
+    barrier(world)
     writer.emit(Finished(step=total, seconds=elapsed_before + time.perf_counter() - clock,
                          model_path=str(folder.model)))
+    stop_world(world)
 
 
 def save_model(encoder: DualEncoder, folder: RunFolder) -> None:

@@ -37,7 +37,9 @@ class StopFlag:
         self.exit_code = 128 + signum
 
     def follow_parent(self) -> StopFlag:
-        """When started by the runner, stop (checkpoint and exit) if the parent dies."""
+        """When started by the runner, stop (checkpoint and exit) if the parent dies. A rank
+        under torchrun follows torchrun (its parent); an orphaned torchrun is stopped by the
+        next hbt-tui that reconciles the run (it signals the run's whole process group)."""
         parent = os.environ.get("HBT_PARENT_PID")
         if not parent or not sys.platform.startswith("linux"):
             return self
@@ -47,7 +49,7 @@ class StopFlag:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             return self
-        if os.getppid() != int(parent):  # the parent died before prctl took effect
+        if "LOCAL_RANK" not in os.environ and os.getppid() != int(parent):  # died before prctl took effect
             self._handle(signal.SIGTERM, None)
         return self
 

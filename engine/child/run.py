@@ -10,6 +10,7 @@ as failed with "no space left on device", its half-written files removed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -56,7 +57,7 @@ def _check_run_dir(folder: RunFolder, resume: bool) -> None:
         if not folder.has_checkpoint():
             raise RunError(f"{folder.path}: no checkpoint to resume from")
         return
-    if folder.events.exists():
+    if folder.events.exists() and int(os.environ.get("RANK", 0)) == 0:   # rank 0 may have started it already
         raise RunError(f"{folder.path}: already holds a run (events.jsonl exists); use --resume or a new --run-dir")
     existing = next((parent for parent in [folder.path, *folder.path.parents] if parent.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -81,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot create run directory {folder.path}: {error.strerror or error}", file=sys.stderr)
         return EXIT_USER_ERROR
     stop = StopFlag().install().follow_parent()
-    with open_event_log(folder.events) as events_log:
-        writer = EventWriter(events_log, sys.stdout)
+    main_rank = int(os.environ.get("RANK", 0)) == 0        # under torchrun, rank 0 alone reports and writes
+    with open_event_log(folder.events) if main_rank else contextlib.nullcontext() as events_log:
+        writer = EventWriter(events_log, sys.stdout if main_rank else None)
         try:
             from engine.child.loop import run
 

@@ -49,10 +49,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device, world_size: int = 1) -> str:
+    ranks = f" x {world_size} ranks" if world_size > 1 else ""
     if device.type == "cuda":
-        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cuda:{device.index or 0} ({torch.cuda.get_device_name(device)}){ranks}"
+    return f"cpu ({torch.get_num_threads()} threads){ranks}"
 
 
 def library_versions() -> dict[str, str]:

@@ -54,6 +54,7 @@ class Started(Event):
     resumed_from_step: int = 0
     seed: int = 0
     versions: dict[str, str] = field(default_factory=dict)
+    world_size: int = 1                 # processes of one data-parallel run
 
 
 @dataclass(frozen=True)

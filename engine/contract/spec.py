@@ -52,6 +52,7 @@ class LossSpec:
     temperature: float = field(default=0.05, metadata=_range(0, 10, low_open=True))
     symmetric: bool = False
     hard_negatives: int = field(default=0, metadata=_range(0, 16))
+    chunk_size: int | None = field(default=None, metadata=_range(1, None))   # GradCache: embed in chunks
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class TrainSpec:
     seed: int = 42
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: int = field(default=1, metadata=_range(1, 1024))     # > 1: one run over N processes (torchrun)
     num_threads: int | None = field(default=None, metadata=_range(1, 1024))
     log_every: int = field(default=1, metadata=_range(1, None))
     eval_every: int = field(default=0, metadata=_range(0, None))

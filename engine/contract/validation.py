@@ -307,6 +307,7 @@ def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
         problems.append(("train.languages", f"{spec.sampling.strategy} sampling needs at least 2 languages"))
     if train.steps is not None and train.epochs is not None:
         problems.append(("train.steps", "set train.steps or train.epochs, not both"))
+    _check_parallel(spec, problems)
     if spec.sampling.strategy == "multitask":
         if spec.sampling.mono_weight + spec.sampling.cross_weight <= 0:
             problems.append(("sampling.mono_weight", "multitask weights must not both be 0"))
@@ -327,6 +328,25 @@ def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
         for dotted, values in grid.items():
             if not values:
                 problems.append((f"{where}.{dotted}", "must list at least one value"))
+
+
+def _check_parallel(spec: ExperimentSpec, problems: Problems) -> None:
+    """train.batch_size is the global batch: it must split evenly over the devices (each
+    objective's batch, under multitask half), and a GradCache chunk must fit in one device's share."""
+    train, loss = spec.train, spec.loss
+    half = spec.sampling.strategy == "multitask" and spec.sampling.multitask_batch == "half"
+    part = train.batch_size // 2 if half else train.batch_size
+    if part % train.devices:
+        what = "half of train.batch_size" if half else "train.batch_size"
+        problems.append(("train.devices", f"{what} ({part}) does not split over {train.devices} devices"))
+    elif loss.chunk_size is not None and loss.chunk_size > part // train.devices:
+        problems.append(("loss.chunk_size", f"{loss.chunk_size} is larger than the batch each device embeds "
+                         f"({part // train.devices})"))
+    if train.devices > 1 and train.steps == 0:
+        problems.append(("train.devices", "a zero-shot run (train.steps: 0) evaluates on one device"))
+    if train.devices > 1 and loss.hard_negatives:
+        problems.append(("loss.hard_negatives", "hard negatives are not gathered across devices yet; "
+                         "use 0 with train.devices > 1"))
 
 
 def _check_eval(evaluation: Any, problems: Problems) -> None:

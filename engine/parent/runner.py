@@ -48,9 +48,18 @@ STREAM_LIMIT = 16 * 1024 * 1024
 REQUEST_POLL_SECONDS = 0.5
 
 
+def run_devices(folder: RunFolder) -> int:
+    return int(((read_json(folder.spec) or {}).get("train") or {}).get("devices") or 1)
+
+
 def train_command(folder: RunFolder, resume: bool) -> list[str]:
-    command = [sys.executable, "-m", "engine.train", str(folder.spec), "--run-dir", str(folder.path)]
-    return command + ["--resume"] if resume else command
+    """`python -m engine.train`, under torchrun (one process per device) when the spec asks
+    for `train.devices` > 1."""
+    command = ["-m", "engine.train", str(folder.spec), "--run-dir", str(folder.path)] + (["--resume"] if resume else [])
+    devices = run_devices(folder)
+    if devices > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", *command]
+    return [sys.executable, *command]
 
 
 def detect_gpus() -> list[str]:
@@ -204,13 +213,23 @@ class Runner:
 
     # --- scheduling ----------------------------------------------------------------------------
     def _pump(self) -> None:
+        """Start queued runs while slots are free. A run over N GPUs (`train.devices`) waits
+        for N GPU slots and gets them together; on CPUs it takes one slot, its ranks share it."""
         while self._queue and self._free_slots:
-            _, _, run_id = heapq.heappop(self._queue)
+            _, _, run_id = self._queue[0]
             run = self.runs[run_id]
             if run.status != "queued":
+                heapq.heappop(self._queue)
                 continue
-            slot = self._free_slots.pop(0)
-            self.spawn(self._execute(run, slot))
+            gpus = self._free_slots[0].get("CUDA_VISIBLE_DEVICES")
+            wanted = min(run_devices(run.folder), self.slot_count) if gpus else 1
+            if len(self._free_slots) < wanted:
+                return
+            heapq.heappop(self._queue)
+            taken, self._free_slots = self._free_slots[:wanted], self._free_slots[wanted:]
+            slot = {**taken[0], "CUDA_VISIBLE_DEVICES": ",".join(s["CUDA_VISIBLE_DEVICES"] for s in taken)} \
+                if gpus else taken[0]
+            self.spawn(self._execute(run, slot, taken))
 
     def _spawn_task(self, coroutine: Coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -218,7 +237,7 @@ class Runner:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _execute(self, run: LiveRun, slot: dict[str, str]) -> None:
+    async def _execute(self, run: LiveRun, slot: dict[str, str], taken: list[dict[str, str]]) -> None:
         try:
             try:
                 await self._launch(run, slot)
@@ -227,7 +246,7 @@ class Runner:
                 return
             await self._follow(run)
         finally:
-            self._free_slots.append(slot)
+            self._free_slots.extend(taken)
             run.done.set()
             self._pump()
 
