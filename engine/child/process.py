@@ -21,14 +21,15 @@ def setup_logging() -> None:
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps (and evaluation between batches)."""
+    """Set by SIGTERM/SIGINT, and by SIGUSR2 (Slurm's warning before a time limit or a
+    preemption); the loop checks it between steps (and evaluation between batches)."""
 
     def __init__(self) -> None:
         self.reason: str | None = None
         self.exit_code = 0
 
     def install(self) -> StopFlag:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
             signal.signal(signum, self._handle)
         return self
 

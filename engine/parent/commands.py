@@ -42,11 +42,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.headless import run_spec_file
 
     return run_spec_file(args.run_spec, args.jobs, runs_dir_of(args), console, as_json=args.json,
-                         priority=args.priority, dry_run=args.dry_run, yes=args.yes, log_every=args.log_every)
+                         priority=args.priority, dry_run=args.dry_run, yes=args.yes, log_every=args.log_every,
+                         nproc=args.nproc, executor=args.executor, partition=args.partition)
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.records import RunFilter, primary_results
+    from engine.parent.records import RunFilter, primary_results, where_label
     from engine.parent.tables import fmt
 
     run_filter = RunFilter.parse(args.filter or "")
@@ -62,6 +63,9 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     for column in ("status", "strategy", "α", "step", "eval", "mono", "cross", "multi", "bias"):
         table.add_column(column, justify="left" if column in ("status", "strategy", "eval") else "right",
                          no_wrap=True)
+    clustered = any(where_label(run) != "local" for run in runs)   # a column only where it says something
+    if clustered:
+        table.add_column("where", no_wrap=True)
     for run in runs:
         dataset, result = primary_results(run)
         metric = result.get("primary", "map")
@@ -70,7 +74,7 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
         table.add_row(run["id"], run.get("status", "?"), run.get("strategy") or "", alpha,
                       f"{run.get('step') or 0}/{run.get('total_steps') or '?'}", f"{dataset}:{metric}" if dataset else "",
                       *(fmt(macro.get(s)) for s in ("mono", "cross", "multi")),
-                      fmt(result.get("bias"), 1))
+                      fmt(result.get("bias"), 1), *([where_label(run)] if clustered else []))
     console.print(table)
     return 0
 
@@ -182,7 +186,7 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.headless import ProgressView, PlainView, print_summaries
+    from engine.parent.headless import PlainView, ProgressView, print_summaries
     from engine.parent.runner import Runner
 
     store = open_store(runs_dir_of(args))
@@ -314,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="check everything and list the runs; start nothing")
     parser.add_argument("--yes", action="store_true", help="queue grids of more than 200 runs")
     parser.add_argument("--log-every", type=int, default=10, help="when not on a terminal: a line every N steps")
+    parser.add_argument("--nproc", type=int, help="run each run over N processes/GPUs (sets train.devices)")
+    parser.add_argument("--executor", help="local (default), ray://HOST:PORT (a Ray dashboard), slurm, "
+                        "submitit-local; or set it in ./hbt-tui.json or $HBT_EXECUTOR")
+    parser.add_argument("--partition", help="the Slurm partition (with --executor slurm)")
     parser.add_argument("--runs-dir", help="where runs live (default: $HBT_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     # the same options after a command (`hbt-tui runs --runs-dir D`); SUPPRESS keeps the earlier value

@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.events import Event
@@ -170,13 +176,15 @@ def describe_checks(facts: dict) -> str:
 
 
 async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: Console, *, as_json: bool,
-                       priority: int = 0, log_every: int = 10) -> int:
+                       priority: int = 0, log_every: int = 10, executor: str | None = None,
+                       partition: str | None = None) -> int:
     from engine.parent.runner import Runner
 
     specs = prepared.specs
     view = (ProgressView(console, enabled=not as_json) if console.is_terminal or as_json
             else PlainView(sys.stdout, log_every))
-    runner = Runner(store, cpu_slots=jobs, on_event=view.on_event, on_status=view.on_status)
+    runner = Runner(store, cpu_slots=jobs, on_event=view.on_event, on_status=view.on_status, executor=executor,
+                    partition=partition)
     for message in runner.reconcile():
         print(f"note: {message}", file=sys.stderr)
     interrupted = False
@@ -221,20 +229,26 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
 
 
 def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *, as_json: bool, priority: int = 0,
-                  dry_run: bool = False, yes: bool = False, log_every: int = 10) -> int:
+                  dry_run: bool = False, yes: bool = False, log_every: int = 10, nproc: int | None = None,
+                  executor: str | None = None, partition: str | None = None) -> int:
     from engine.contract.validation import read_document
+    from engine.parent.executors import from_spec
     from engine.parent.preflight import check_baseline, prepare
 
     if jobs < 1:
         raise RunError(f"--jobs must be at least 1, got {jobs}")
-    prepared = prepare(read_document(spec_path), spec_path, allow_large=yes)   # before any folder exists
+    document = read_document(spec_path)
+    if nproc is not None and isinstance(document, dict):
+        document["train"] = {**(document.get("train") or {}), "devices": nproc}
+    prepared = prepare(document, spec_path, allow_large=yes)   # before any folder exists
+    from_spec(executor, partition).check()                      # a cluster that cannot be reached starts nothing
     store = open_store(runs_dir)
     check_baseline(prepared.specs, store)
     if dry_run:
         print_plan(prepared, spec_path)
         return 0
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
-                                    log_every=log_every))
+                                    log_every=log_every, executor=executor, partition=partition))
 
 
 def open_store(runs_dir: Path) -> RunStore:

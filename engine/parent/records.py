@@ -108,6 +108,17 @@ def pid_alive(pid: int | None) -> bool:
 
 # --- index summaries ---------------------------------------------------------------------------------
 
+def where_label(run: dict, with_job: bool = False) -> str:
+    """Where a run runs, short: `local`, `ray 10.0.0.5:8265`, `slurm 4711`, `submitit 123`
+    (`with_job`: a Ray run's job id too)."""
+    executor = run.get("executor") or "local"
+    if executor.startswith("ray://"):
+        return f"ray {executor[len('ray://'):]}" + (f" job {run['job_id']}" if with_job and run.get("job_id") else "")
+    if executor in ("slurm", "submitit-local"):
+        return f"{'slurm' if executor == 'slurm' else 'submitit'} {run.get('job_id') or ''}".strip()
+    return executor
+
+
 def spec_summary(spec: dict) -> dict:
     """The spec fields the index keeps for listing and filtering."""
     sampling, train = spec.get("sampling", {}), spec.get("train", {})

@@ -32,9 +32,23 @@ from typing import TYPE_CHECKING
 from engine.contract.errors import RunError
 from engine.contract.events import Event, parse_event, read_events
 from engine.contract.layout import RunFolder, read_json, write_json_atomic
-from engine.parent.records import (ACTIVE, RESUMABLE, current_owner, git_commit, host,
-                                   new_run_id, owner_alive, owner_of, pid_alive, primary_metric, results_summary,
-                                   spec_summary, status_from_events, summarise_run_dir)
+from engine.parent.executors import Executor, Handle, from_spec, terminate_group
+from engine.parent.records import (
+    ACTIVE,
+    RESUMABLE,
+    current_owner,
+    git_commit,
+    host,
+    new_run_id,
+    owner_alive,
+    owner_of,
+    pid_alive,
+    primary_metric,
+    results_summary,
+    spec_summary,
+    status_from_events,
+    summarise_run_dir,
+)
 from engine.parent.store import IndexWriteError, RunStore
 
 if TYPE_CHECKING:
@@ -44,7 +58,6 @@ Command = Callable[[RunFolder, bool], list[str]]
 EventCallback = Callable[[str, Event], None]
 StatusCallback = Callable[[str, dict], None]
 MessageCallback = Callable[[str], None]
-STREAM_LIMIT = 16 * 1024 * 1024
 REQUEST_POLL_SECONDS = 0.5
 
 
@@ -77,12 +90,17 @@ def detect_gpus() -> list[str]:
     return [line.strip() for line in output.stdout.splitlines() if line.strip()] if output.returncode == 0 else []
 
 
-def final_status(returncode: int, terminal: Event | None, cancel_requested: bool, stderr_tail: str) -> tuple[str, str | None]:
-    """(status, error) of a run whose process exited."""
-    if terminal is not None and terminal.kind == "finished" and returncode == 0:
+def final_status(returncode: int | None, terminal: Event | None, cancel_requested: bool, stderr_tail: str,
+                 ended_as: str | None = None, detail: str = "") -> tuple[str, str | None]:
+    """(status, error) of a run whose process exited (`ended_as`: the cluster's verdict on a job
+    that ended around it: `ray job stop`, scancel, a time limit)."""
+    if terminal is not None and terminal.kind == "finished" and returncode in (0, None):
         return "finished", None
     if cancel_requested:
         return "cancelled", None
+    if ended_as is not None:   # SIGTERM reached the run first, so it checkpointed
+        return ended_as, detail or f"{ended_as} by the cluster"
+    returncode = 1 if returncode is None else returncode
     if returncode < 0:
         return "failed", f"killed by {signal.Signals(-returncode).name}"
     if terminal is not None and terminal.kind == "stopped":
@@ -112,7 +130,7 @@ class LiveRun:
     priority: int = 0
     resume: bool = False
     status: str = "queued"
-    process: asyncio.subprocess.Process | None = None
+    handle: Handle | None = None
     cancel_requested: bool = False
     terminal: Event | None = None
     progress: dict = field(default_factory=dict)
@@ -124,7 +142,8 @@ class Runner:
                  command: Command = train_command, on_event: EventCallback | None = None,
                  on_status: StatusCallback | None = None, on_message: MessageCallback | None = None,
                  grace_seconds: float = 20.0, flush_seconds: float = 30.0,
-                 spawn: Callable[[Coroutine], object] | None = None) -> None:
+                 spawn: Callable[[Coroutine], object] | None = None, executor: str | None = None,
+                 partition: str | None = None) -> None:
         if cpu_slots < 1:
             raise RunError(f"--jobs must be at least 1, got {cpu_slots}")
         self.store = store
@@ -134,6 +153,8 @@ class Runner:
         self.on_message = on_message or (lambda text: print(f"warning: {text}", file=sys.stderr))
         self.grace_seconds = grace_seconds
         self.flush_seconds = flush_seconds
+        self.executor: Executor = from_spec(executor, partition, grace_seconds)
+        self.executor_spec = self.executor.spec
         # how each run's coroutine is started: an asyncio task by default; the UI passes
         # its own (an app-level worker) so runs outlive any screen
         self.spawn = spawn or self._spawn_task
@@ -252,25 +273,23 @@ class Runner:
 
     async def _launch(self, run: LiveRun, slot: dict[str, str]) -> None:
         env = {**os.environ, **slot, "PYTHONUNBUFFERED": "1", "HBT_PARENT_PID": str(os.getpid())}
-        with open(run.folder.stderr, "ab") as stderr:
-            run.process = await asyncio.create_subprocess_exec(
-                *self.command(run.folder, run.resume), stdout=asyncio.subprocess.PIPE, stderr=stderr,
-                start_new_session=True, env=env, limit=STREAM_LIMIT)
-        pid = run.process.pid
-        self._transition(run.id, "running", pid=pid, pgid=pid, parent_pid=os.getpid(), started=time.time(),
-                         slot=slot.get("CUDA_VISIBLE_DEVICES") or "cpu")
+        run.handle = await self.executor.launch(self.command(run.folder, run.resume), env, run.folder)
+        self._transition(run.id, "running", pid=run.handle.pid, pgid=run.handle.pid, parent_pid=os.getpid(),
+                         started=time.time(), slot=slot.get("CUDA_VISIBLE_DEVICES") or "cpu",
+                         executor=self.executor_spec, where=run.handle.where, job_id=run.handle.job_id)
 
     async def _follow(self, run: LiveRun) -> None:
-        assert run.process is not None and run.process.stdout is not None
-        async for line in run.process.stdout:
+        assert run.handle is not None
+        async for line in run.handle.lines():
             event = parse_event(line)
             if event is not None:
                 self._handle(run, event)
-        returncode = await run.process.wait()
+        outcome = await run.handle.wait()
         record = read_json(run.folder.record) or {}
         cancelled = run.cancel_requested or bool(record.get("cancel_requested"))
-        status, error = final_status(returncode, run.terminal, cancelled, stderr_tail(run.folder))
-        self._finish(run, status, error, returncode)
+        status, error = final_status(outcome.returncode, run.terminal, cancelled, stderr_tail(run.folder),
+                                     outcome.ended_as, outcome.detail)
+        self._finish(run, status, error, outcome.returncode)
 
     def _handle(self, run: LiveRun, event: Event) -> None:
         self.on_event(run.id, event)
@@ -352,13 +371,13 @@ class Runner:
         if run is None or run.status not in ACTIVE:
             raise RunError(f"run {run_id} is not queued or running in this session")
         run.cancel_requested = True
-        if run.status == "queued" or run.process is None:
+        if run.status == "queued" or run.handle is None:
             self._finish(run, "cancelled", None, None)
             run.done.set()
             return
         record = read_json(run.folder.record) or {}
         write_json_atomic(run.folder.record, {**record, "cancel_requested": True})
-        await terminate_group(run.process.pid, self.grace_seconds, lambda: run.process.returncode is not None)
+        await run.handle.terminate(self.grace_seconds)
 
     async def cancel_all(self) -> None:
         await asyncio.gather(*(self.cancel(run_id) for run_id, run in list(self.runs.items())
@@ -401,8 +420,11 @@ class Runner:
         record = read_json(folder.record) or {}
         if record.get("status") in ACTIVE and owner_alive(owner_of(record)):
             return None
-        if pid_alive(record.get("pid")):  # an orphan still training: it checkpoints and stops
-            kill_group_now(record["pid"])
+        if record.get("status") in ACTIVE:  # an orphan still training: it checkpoints and stops
+            try:
+                from_spec(record.get("executor") or "local").stop_orphan(record)
+            except RunError:
+                pass
         with self.store.lock():  # look again: another parent may have claimed it meanwhile
             record = read_json(folder.record) or {}
             owner = owner_of(record)
@@ -458,34 +480,3 @@ async def cancel_elsewhere(store: RunStore, run_id: str, grace_seconds: float = 
     folder.cancel_request.unlink(missing_ok=True)
     store.update(run_id, status=record["status"], ended=record.get("ended"))
     return str(record["status"])
-
-
-async def terminate_group(pgid: int, grace_seconds: float, exited: Callable[[], bool]) -> None:
-    """SIGTERM to the process group, then SIGKILL if it is still there after the grace period."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_seconds
-    while not exited() and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    if not exited():
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def kill_group_now(pgid: int, grace_seconds: float = 10.0) -> None:
-    """For orphans found at start-up: SIGTERM, wait, SIGKILL (blocking, no event loop yet)."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_seconds
-    while pid_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Header, Log, Static
 
 from engine.contract import catalog
 from engine.contract.layout import read_json
+from engine.parent.records import where_label
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
 from tui.screens.runs import status_text
 from tui.state import EvalCells
@@ -161,7 +162,7 @@ class RunDetailScreen(RunView, Screen):
         text.append(f"  {summary.get('name', '')}  ", style="bold")
         text.append(f"{self.run_id}\n", style="dim")
         text.append(f"{self.spec.get('encoder', {}).get('name', '?')} · {strategy} · train {train.get('dataset')} · "
-                    f"{progress} · {summary.get('device') or ''}")
+                    f"{progress} · {summary.get('device') or ''} · {where_label(summary, with_job=True)}")
         if live.preparing and summary.get("status") in ("queued", "running"):
             text.append(f" · {live.preparing}", style="italic")
         header.update(text, layout=False)  # fixed height (app.tcss): no layout pass per update

@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from engine.parent.records import ACTIVE, RunFilter, primary_results
+from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.cells import number
@@ -26,7 +26,8 @@ from tui.widgets.cells import number
 # what matters most comes first, so 80 columns show status, progress and the three scores
 COLUMNS = (("mark", " ", 1), ("status", "status", 11), ("name", "name", 20), ("progress", "progress", 12),
            ("mono", "mono", 5), ("cross", "cross", 5), ("multi", "multi", 5), ("bias", "bias", 5),
-           ("loss", "loss", 6), ("strategy", "strategy", 12), ("alpha", "α", 4), ("id", "id", 40))
+           ("loss", "loss", 6), ("strategy", "strategy", 12), ("alpha", "α", 4), ("where", "where", 12),
+           ("id", "id", 40))
 SORTS = ("created", "name", "status", "strategy", "mono", "cross", "multi", "bias")
 STATUS_STYLE = {"queued": "cyan", "running": "bold yellow", "finished": "green", "failed": "bold red",
                 "cancelled": "magenta", "interrupted": "dark_orange", "missing": "dim red"}
@@ -149,7 +150,7 @@ class RunsScreen(RunView, Screen):
         return [Text("●" if run["id"] in self.marked else " ", style="bold cyan"), status_text(run.get("status", "?")),
                 run.get("name", ""), progress_text(step, total), number(macro.get("mono")), number(macro.get("cross")),
                 number(macro.get("multi")), number(results.get("bias"), 1), number(loss), run.get("strategy") or "",
-                alpha, Text(run["id"], style="dim")]
+                alpha, where_label(run), Text(run["id"], style="dim")]
 
     def refresh_row(self, run_id: str) -> None:
         table = self.query_one("#runs-table", DataTable)

@@ -1,0 +1,282 @@
+"""Executors on real engines: a Ray head started here on the loopback address (Ray Jobs), and
+submitit's own local executor for the Slurm path (see the README for why not a real slurmctld),
+plus the sacct state mapping on recorded outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runs_helpers import env, tiny_spec, wait_for, write
+
+from engine.contract.events import read_events
+from engine.parent.executors import from_spec, slurm_status
+from engine.parent.records import summarise_run_dir
+from engine.parent.store import RunStore
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """`ray start --head --block` on 127.0.0.1 in its own process group; yields ray://HOST:PORT."""
+    pytest.importorskip("ray.job_submission")
+    ray = Path(sys.executable).with_name("ray")
+    dashboard = free_port()
+    temp = Path(f"/tmp/hbt-ray-{os.getpid()}")   # Ray's socket paths must stay short
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    with open(log, "wb") as output:
+        head = subprocess.Popen(
+            [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
+             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}",
+             "--num-cpus=2", "--object-store-memory=100000000", "--include-dashboard=true",
+             "--disable-usage-stats", f"--temp-dir={temp}"],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    from ray.job_submission import JobSubmissionClient
+
+    def reachable():
+        if head.poll() is not None:
+            raise AssertionError(f"ray start exited {head.returncode}: {log.read_text()[-3000:]}")
+        try:
+            return JobSubmissionClient(f"http://127.0.0.1:{dashboard}").get_version()
+        except Exception:
+            time.sleep(0.5)
+            return None
+
+    try:
+        wait_for(reachable, timeout=240, what="the Ray dashboard")
+        yield f"ray://127.0.0.1:{dashboard}"
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(head.pid, signal.SIGKILL)
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def hbt(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env(), timeout=timeout)
+
+
+def folders(runs: Path) -> list[Path]:
+    return sorted(path for path in runs.iterdir() if path.is_dir() and not path.name.startswith(".")) \
+        if runs.exists() else []
+
+
+def steps_done(folder: Path) -> int:
+    return sum(1 for event in read_events(folder / "events.jsonl") if event.kind == "step")
+
+
+def training_pid(folder: Path) -> int | None:
+    return next((event.pid for event in read_events(folder / "events.jsonl") if event.kind == "started"), None)
+
+
+def test_ray_jobs_finish_cancel_and_sigkill_with_states_the_index_and_folders_agree_on(tmp_path, tiny_model, ray_head):
+    document = tiny_spec(tiny_model, **{"train.checkpoint_every": 0})
+    document["grid"] = {"train.steps": [5, 100000, 100001]}
+    runs = tmp_path / "runs"
+    parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(write(tmp_path / "grid.json", document)),
+                               "--jobs", "3", "--runs-dir", str(runs), "--executor", ray_head, "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    by_steps = lambda steps: next((f for f in folders(runs) if f"-steps={steps}-" in f.name), None)  # noqa: E731
+    cancelled = wait_for(lambda: (f := by_steps(100000)) and steps_done(f) >= 2 and f, what="a Ray job to train")
+    killed = wait_for(lambda: (f := by_steps(100001)) and steps_done(f) >= 2 and f, what="another Ray job to train")
+    assert hbt("cancel", cancelled.name, "--runs-dir", runs).returncode == 0
+    os.kill(training_pid(killed), signal.SIGKILL)
+    stdout, stderr = parent.communicate(timeout=600)
+    assert parent.returncode == 1, stderr[-3000:]
+    reported = {run["name"]: run for run in json.loads(stdout)}
+    store = RunStore(runs)
+    assert reported["tiny-steps=5"]["status"] == "finished"
+    assert reported["tiny-steps=100000"]["status"] == "cancelled"
+    assert reported["tiny-steps=100001"]["status"] == "failed"
+    assert store.get(killed.name)["error"] == "killed by SIGKILL"
+    # the checkpoint the SIGTERM of stop_job made is kept, ready to resume
+    assert list((cancelled / "checkpoints").glob("step-*/trainer_state.json"))
+    for folder in folders(runs):
+        indexed, on_disk = store.get(folder.name), summarise_run_dir(folder)
+        assert indexed["status"] == on_disk["status"]
+        assert indexed["executor"] == ray_head and indexed["where"].startswith(f"ray http://{ray_head[6:]} (job hbt-")
+        assert indexed["job_id"].startswith(f"hbt-{folder.name}")
+    # the finished run's events came through the job's log tail: every step and the results
+    finished = store.get(by_steps(5).name)
+    assert finished["step"] == 5 and finished["results"]["xquad-r"]["macro"]["multi"] > 0
+    listed = subprocess.run([sys.executable, "-m", "engine.cli", "runs", "--runs-dir", str(runs)], capture_output=True,
+                            text=True, env={**env(), "COLUMNS": "220"}, timeout=300)   # the width we parse, pinned
+    assert listed.returncode == 0 and listed.stdout.count(f"ray {ray_head[6:]}") == 3
+
+
+def test_unreachable_ray_address_is_one_line_and_makes_no_folder(tmp_path, tiny_model):
+    pytest.importorskip("ray.job_submission")
+    runs = tmp_path / "runs"
+    result = hbt("--run", write(tmp_path / "spec.json", tiny_spec(tiny_model)), "--runs-dir", runs,
+                 "--executor", f"ray://127.0.0.1:{free_port()}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "cannot reach the Ray dashboard at http://127.0.0.1:" in result.stderr
+    assert folders(runs) == []
+
+
+def test_missing_slurm_commands_are_one_line_and_make_no_folder(tmp_path, tiny_model):
+    runs = tmp_path / "runs"
+    variables = {**env(), "PATH": str(Path(sys.executable).parent)}   # python, no sbatch
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "--run", str(write(tmp_path / "s.json", tiny_spec(tiny_model))),
+                             "--runs-dir", str(runs), "--executor", "slurm", "--partition", "gpu"],
+                            capture_output=True, text=True, env=variables, timeout=300)
+    assert result.returncode == 2
+    assert "--executor slurm: sbatch, sacct, scancel not found on PATH" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and folders(runs) == []
+
+
+def test_unknown_executor_is_one_line(tmp_path, tiny_model):
+    result = hbt("--run", write(tmp_path / "s.json", tiny_spec(tiny_model)), "--runs-dir", tmp_path / "runs",
+                 "--executor", "kubernetes")
+    assert result.returncode == 2 and "--executor 'kubernetes': use local, ray://HOST:PORT" in result.stderr
+
+
+def test_submitit_path_runs_a_tiny_run_to_the_end(tmp_path, tiny_model):
+    """The Slurm executor's code path (submitit job, events from the run folder, states) on
+    submitit's own local executor."""
+    pytest.importorskip("submitit")
+    document = tiny_spec(tiny_model, **{"train.steps": 4, "train.checkpoint_every": 0})
+    runs = tmp_path / "runs"
+    result = hbt("--run", write(tmp_path / "spec.json", document), "--runs-dir", runs, "--executor", "submitit-local",
+                 "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = folders(runs)
+    indexed = RunStore(runs).get(folder.name)
+    assert indexed["status"] == summarise_run_dir(folder)["status"] == "finished"
+    assert indexed["executor"] == "submitit-local" and indexed["where"].startswith("slurm (job ")
+    assert indexed["step"] == 4 and indexed["results"]["xquad-r"]["macro"]["multi"] > 0
+
+
+def slurm_up() -> str | None:
+    """None when a Slurm answers here (.ci/slurm-up starts one); else why not."""
+    if shutil.which("sbatch") is None:
+        return "no sbatch on PATH (.ci/slurm-up starts a single-node Slurm where it can)"
+    try:
+        answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"sinfo: {error}"
+    return None if "idle" in answer.stdout or "mix" in answer.stdout or "alloc" in answer.stdout else \
+        f"no Slurm node is up ({(answer.stderr or answer.stdout).strip()[:200]})"
+
+
+@pytest.fixture
+def slurm():
+    why = slurm_up()
+    if why is not None:
+        if os.environ.get("HBT_REQUIRE_SLURM") == "1":
+            pytest.fail(f"HBT_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(why)
+
+
+def job_of(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "run.json").read_text()).get("job_id")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def test_slurm_runs_finish_requeue_from_their_checkpoint_and_cancel(tmp_path, tiny_model, slurm):
+    """A real single-node Slurm: one run finishes; the other gets Slurm's SIGUSR2 warning (what
+    a preemption or a near time limit sends), checkpoints, requeues itself and resumes from the
+    checkpoint, then is cancelled with `hbt-tui cancel` (scancel SIGTERM: it checkpoints again)."""
+    document = tiny_spec(tiny_model, **{"train.checkpoint_every": 0})
+    document["grid"] = {"train.steps": [4, 100000]}
+    runs = tmp_path / "runs"
+    parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(write(tmp_path / "grid.json", document)),
+                               "--jobs", "2", "--runs-dir", str(runs), "--executor", "slurm", "--partition", "debug",
+                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+                              cwd=tmp_path)
+    try:
+        check_slurm_requeue_and_cancel(runs, parent)
+    finally:   # a failing test leaves no job behind on the cluster
+        parent.kill()
+        for folder in folders(runs):
+            if job_of(folder):
+                subprocess.run(["scancel", job_of(folder)], capture_output=True)
+
+
+def check_slurm_requeue_and_cancel(runs: Path, parent: subprocess.Popen) -> None:
+    long_run = wait_for(lambda: next((f for f in folders(runs) if "-steps=100000-" in f.name and steps_done(f) >= 2),
+                                     None), what="the Slurm job to train")
+    job = job_of(long_run)
+    subprocess.run(["scancel", "--signal=USR2", job], check=True, capture_output=True)
+    events = lambda: read_events(long_run / "events.jsonl")  # noqa: E731
+    starts = lambda: [e for e in events() if e.kind == "started"]  # noqa: E731
+    # the run checkpoints (on the warning itself or on the SIGTERM submitit's checkpoint hook sends)
+    stopped = wait_for(lambda: next((e for e in events() if e.kind == "stopped"), None), what="the checkpoint")
+    assert stopped.signal in ("SIGUSR2", "SIGTERM") and stopped.checkpoint
+
+    def resumed():   # Slurm holds a requeued job ~2 minutes before it may start again: start it now
+        if len(starts()) < 2:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "BeginTime=now"], capture_output=True)
+            time.sleep(1)
+        return len(starts()) == 2 and any(e.kind == "step" and e.step > stopped.step for e in events())
+
+    wait_for(resumed, what="the requeued job to resume and train")
+    assert starts()[1].resumed_from_step == stopped.step
+    assert hbt("cancel", long_run.name, "--runs-dir", runs).returncode == 0
+    stdout, stderr = parent.communicate(timeout=600)
+    assert parent.returncode == 1, stderr[-3000:]
+    reported = {run["name"]: run for run in json.loads(stdout)}
+    assert reported["tiny-steps=4"]["status"] == "finished"
+    assert reported["tiny-steps=100000"]["status"] == "cancelled"
+    store = RunStore(runs)
+    for folder in folders(runs):
+        indexed = store.get(folder.name)
+        assert indexed["status"] == summarise_run_dir(folder)["status"]
+        assert indexed["executor"] == "slurm" and indexed["where"] == f"slurm (job {job_of(folder)})"
+    assert store.get(long_run.name)["job_id"] == job   # requeued under the same job id
+    kept = [json.loads(path.read_text())["step"] for path in (long_run / "checkpoints").glob("step-*/trainer_state.json")]
+    assert max(kept) > stopped.step   # the cancel's SIGTERM checkpointed the resumed run again
+
+
+@pytest.mark.parametrize("state, status", [
+    ("PENDING", "queued"), ("RUNNING", "running"), ("COMPLETED", "finished"), ("FAILED", "failed"),
+    ("CANCELLED by 1000", "cancelled"), ("CANCELLED+", "cancelled"), ("TIMEOUT", "interrupted"),
+    ("PREEMPTED", "interrupted"), ("OUT_OF_MEMORY", "failed"), ("NODE_FAIL", "failed"), ("REQUEUED", "queued"),
+    ("", "queued"), ("SOMETHING_NEW", "failed"),
+])
+def test_sacct_states_map_onto_ours(state, status):
+    assert slurm_status(state) == status
+
+
+def test_recorded_sacct_output_maps_per_job(tmp_path):
+    """`sacct -o JobID,State,ExitCode -P` as Slurm 22.05 (Debian's slurm-wlm, single node)
+    printed it for a finished, a scancel'd, a failing (exit 3), a timed-out (-t 1) and a just
+    started job (the database still says PENDING): the job's own line decides, not its steps."""
+    recorded = (Path(__file__).parent / "fixtures" / "sacct").read_text().splitlines()
+    header, *rows = recorded
+    assert header == "JobID|State|ExitCode"
+    states = {job: state for job, state, _ in (row.split("|") for row in rows) if "." not in job}
+    assert {job: slurm_status(state) for job, state in states.items()} == {
+        "2": "finished", "3": "cancelled", "4": "failed", "5": "interrupted", "6": "queued"}
+
+
+def test_executor_defaults_come_from_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hbt-tui.json").write_text(json.dumps({"executor": "slurm", "partition": "gpu"}))
+    executor = from_spec(None)
+    assert executor.spec == "slurm" and executor.partition == "gpu"
+    (tmp_path / "hbt-tui.json").write_text("{not json")
+    with pytest.raises(Exception, match="hbt-tui.json: not a JSON config"):
+        from_spec(None)
