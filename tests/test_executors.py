@@ -145,6 +145,19 @@ def test_missing_slurm_commands_are_one_line_and_make_no_folder(tmp_path, tiny_m
     assert result.stderr.strip().count("\n") == 0 and folders(runs) == []
 
 
+@pytest.mark.parametrize("overrides, flags, message", [
+    ({}, ["--nproc", "3"], "train.devices: train.batch_size (8) does not split over 3 devices"),
+    ({"loss.chunk_size": 64}, [], "loss.chunk_size: 64 is larger than the batch each device embeds (8)"),
+])
+def test_a_world_size_or_chunk_that_does_not_fit_the_batch_is_one_line(tmp_path, tiny_model, overrides, flags, message):
+    runs = tmp_path / "runs"
+    (runs / "kept").mkdir(parents=True)   # something already there stays
+    result = hbt("--run", write(tmp_path / "s.json", tiny_spec(tiny_model, **overrides)), "--runs-dir", runs, *flags)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert [path.name for path in runs.iterdir()] == ["kept"]
+
+
 def test_unknown_executor_is_one_line(tmp_path, tiny_model):
     result = hbt("--run", write(tmp_path / "s.json", tiny_spec(tiny_model)), "--runs-dir", tmp_path / "runs",
                  "--executor", "kubernetes")

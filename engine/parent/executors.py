@@ -58,7 +58,8 @@ class Executor(Protocol):
     name: str
 
     def check(self) -> None: ...                       # reachable, or a RunError (before any folder exists)
-    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder) -> Handle: ...
+    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder,
+                     devices: int = 1) -> Handle: ...           # devices: GPUs the run asks for (train.devices)
     def stop_orphan(self, record: dict) -> None: ...    # a run whose parent died: stop its job
 
 
@@ -89,7 +90,8 @@ class LocalExecutor:
     def check(self) -> None:
         return None
 
-    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder) -> LocalHandle:
+    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder,
+                     devices: int = 1) -> LocalHandle:   # local GPUs are the runner's slots
         with open(folder.stderr, "ab") as stderr:
             process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=stderr,
                                                            start_new_session=True, env=env, limit=STREAM_LIMIT)
@@ -150,11 +152,13 @@ class RayHandle:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str, python: str | None = None, grace_seconds: float = 60.0) -> None:
+    def __init__(self, address: str, python: str | None = None, grace_seconds: float = 60.0,
+                 gpus: bool = False) -> None:
         self.spec = address if address.startswith("ray://") else f"ray://{address.split('://')[-1]}"
         self.address = ray_address(address)
         self.python = python or os.environ.get("HBT_RAY_PYTHON") or sys.executable
         self.grace_seconds = grace_seconds
+        self.gpus = gpus   # each job asks Ray for train.devices GPUs (Ray sets CUDA_VISIBLE_DEVICES)
         self._client = None
 
     def client(self):
@@ -171,7 +175,8 @@ class RayExecutor:
     def check(self) -> None:
         self.client()
 
-    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder) -> RayHandle:
+    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder,
+                     devices: int = 1) -> RayHandle:
         arguments = command[1:] if command and command[0] == sys.executable else command
         entrypoint = "exec " + " ".join(shlex.quote(part) for part in [self.python, *arguments])
         passed = {key: value for key, value in remote_env(env).items()
@@ -182,7 +187,7 @@ class RayExecutor:
         runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": list(RAY_EXCLUDES), "env_vars": passed}
         job_id = await asyncio.to_thread(self.client().submit_job, entrypoint=entrypoint,
                                          submission_id=f"hbt-{folder.id}-{os.urandom(2).hex()}",
-                                         runtime_env=runtime_env)
+                                         runtime_env=runtime_env, entrypoint_num_gpus=devices if self.gpus else 0)
         return RayHandle(self.client(), job_id, folder, self.address)
 
     def stop_orphan(self, record: dict) -> None:
@@ -308,7 +313,7 @@ class SlurmExecutor:
     name = "slurm"
 
     def __init__(self, partition: str | None = None, cluster: str = "slurm", timeout_min: int = 24 * 60,
-                 gpus: int = 0, cpus: int | None = None) -> None:
+                 gpus: bool = False, cpus: int | None = None) -> None:
         self.spec = "slurm" if cluster == "slurm" else "submitit-local"
         self.partition, self.cluster = partition, cluster
         self.timeout_min, self.gpus, self.cpus = timeout_min, gpus, cpus
@@ -321,19 +326,20 @@ class SlurmExecutor:
             if missing:
                 raise RunError(f"--executor slurm: {', '.join(missing)} not found on PATH (is this a Slurm login node?)")
 
-    def executor(self, folder: RunFolder):
+    def executor(self, folder: RunFolder, devices: int = 1):
         import submitit
 
         executor = submitit.AutoExecutor(folder=str(folder.path / ".submitit"), cluster=self.cluster)
         parameters = {"timeout_min": self.timeout_min, "name": folder.id}
         if self.cluster == "slurm":
             parameters.update({"slurm_partition": self.partition, "slurm_signal_delay_s": 120,
-                               "gpus_per_node": self.gpus or None, "cpus_per_task": self.cpus})
+                               "gpus_per_node": devices if self.gpus else None, "cpus_per_task": self.cpus})
         executor.update_parameters(**{key: value for key, value in parameters.items() if value is not None})
         return executor
 
-    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder) -> SlurmHandle:
-        job = await asyncio.to_thread(self.executor(folder).submit,
+    async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder,
+                     devices: int = 1) -> SlurmHandle:
+        job = await asyncio.to_thread(self.executor(folder, devices).submit,
                                       RunCommand(command, remote_env(env), str(folder.stderr)))
         return SlurmHandle(job, folder)
 
@@ -354,16 +360,20 @@ def from_spec(spec: str | None, partition: str | None = None, grace_seconds: flo
     if spec == "local":
         return LocalExecutor()
     if spec.startswith(("ray://", "http://", "https://")):
-        return RayExecutor(spec, config().get("ray_python"), grace_seconds)
+        return RayExecutor(spec, config().get("ray_python"), grace_seconds, gpus=bool(config().get("gpus")))
     if spec == "slurm":
-        return SlurmExecutor(partition, gpus=int(config().get("gpus_per_node", 0)))
+        return SlurmExecutor(partition, gpus=bool(config().get("gpus")), cpus=config().get("cpus_per_task"),
+                             timeout_min=int(config().get("time_limit_min", 24 * 60)))
     if spec == "submitit-local":
         return SlurmExecutor(cluster="local")
     raise RunError(f"--executor {spec!r}: use local, ray://HOST:PORT, slurm or submitit-local")
 
 
 def config() -> dict:
-    """Defaults from `$HBT_CONFIG` or ./hbt-tui.json (e.g. {"executor": "slurm", "partition": "gpu"})."""
+    """Defaults from `$HBT_CONFIG` or ./hbt-tui.json, e.g. {"executor": "slurm", "partition": "gpu",
+    "gpus": true, "cpus_per_task": 8, "time_limit_min": 240} or {"executor": "ray://head:8265",
+    "ray_python": "/shared/venv/bin/python", "gpus": true}. `gpus`: each run asks for
+    train.devices GPUs."""
     import json
 
     path = Path(os.environ.get("HBT_CONFIG") or "hbt-tui.json")

@@ -158,9 +158,11 @@ class Runner:
         # how each run's coroutine is started: an asyncio task by default; the UI passes
         # its own (an app-level worker) so runs outlive any screen
         self.spawn = spawn or self._spawn_task
-        gpus = detect_gpus() if gpus is None else gpus
+        remote = self.executor.name != "local"   # a cluster places its jobs: --jobs of them at a time
+        gpus = [] if remote else detect_gpus() if gpus is None else gpus
         threads = max(1, (os.cpu_count() or 1) // max(1, cpu_slots))
         self._free_slots: list[dict[str, str]] = (
+            [{} for _ in range(cpu_slots)] if remote else
             [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus] if gpus else
             [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)} for _ in range(max(1, cpu_slots))])
         self.slot_count = len(self._free_slots)
@@ -273,9 +275,10 @@ class Runner:
 
     async def _launch(self, run: LiveRun, slot: dict[str, str]) -> None:
         env = {**os.environ, **slot, "PYTHONUNBUFFERED": "1", "HBT_PARENT_PID": str(os.getpid())}
-        run.handle = await self.executor.launch(self.command(run.folder, run.resume), env, run.folder)
+        run.handle = await self.executor.launch(self.command(run.folder, run.resume), env, run.folder,
+                                                run_devices(run.folder))
         self._transition(run.id, "running", pid=run.handle.pid, pgid=run.handle.pid, parent_pid=os.getpid(),
-                         started=time.time(), slot=slot.get("CUDA_VISIBLE_DEVICES") or "cpu",
+                         started=time.time(), slot=slot.get("CUDA_VISIBLE_DEVICES") or ("cpu" if slot else "cluster"),
                          executor=self.executor_spec, where=run.handle.where, job_id=run.handle.job_id)
 
     async def _follow(self, run: LiveRun) -> None:
