@@ -86,8 +86,9 @@ def child(batch_size: int, chunk: int | None, steps: int) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     torch.manual_seed(0)
     def experiment(batch: int, chunk_size: int | None):
-        return parse_spec({"name": "bench", "encoder": {"freeze_word_embeddings": True, "max_query_length": QUERY_LENGTH,
-                                                        "max_passage_length": PASSAGE_LENGTH},
+        encoder = {"freeze_word_embeddings": True, "max_query_length": QUERY_LENGTH,
+                   "max_passage_length": PASSAGE_LENGTH}
+        return parse_spec({"name": "bench", "encoder": encoder,
                            "sampling": {"strategy": "hybrid", "alpha": 0.5},
                            "loss": {"temperature": 0.05, **({"chunk_size": chunk_size} if chunk_size else {})},
                            "train": {"batch_size": batch}})

@@ -93,7 +93,8 @@ def test_ray_jobs_finish_cancel_and_sigkill_with_states_the_index_and_folders_ag
     document = tiny_spec(tiny_model, **{"train.checkpoint_every": 0})
     document["grid"] = {"train.steps": [5, 100000, 100001]}
     runs = tmp_path / "runs"
-    parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(write(tmp_path / "grid.json", document)),
+    grid = str(write(tmp_path / "grid.json", document))
+    parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", grid,
                                "--jobs", "3", "--runs-dir", str(runs), "--executor", ray_head, "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     by_steps = lambda steps: next((f for f in folders(runs) if f"-steps={steps}-" in f.name), None)  # noqa: E731
@@ -130,14 +131,16 @@ def test_unreachable_ray_address_is_one_line_and_makes_no_folder(tmp_path, tiny_
     result = hbt("--run", write(tmp_path / "spec.json", tiny_spec(tiny_model)), "--runs-dir", runs,
                  "--executor", f"ray://127.0.0.1:{free_port()}")
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "cannot reach the Ray dashboard at http://127.0.0.1:" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot reach the Ray dashboard at http://127.0.0.1:" in result.stderr
     assert folders(runs) == []
 
 
 def test_missing_slurm_commands_are_one_line_and_make_no_folder(tmp_path, tiny_model):
     runs = tmp_path / "runs"
     variables = {**env(), "PATH": str(Path(sys.executable).parent)}   # python, no sbatch
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "--run", str(write(tmp_path / "s.json", tiny_spec(tiny_model))),
+    spec = str(write(tmp_path / "s.json", tiny_spec(tiny_model)))
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "--run", spec,
                              "--runs-dir", str(runs), "--executor", "slurm", "--partition", "gpu"],
                             capture_output=True, text=True, env=variables, timeout=300)
     assert result.returncode == 2
@@ -215,7 +218,8 @@ def test_slurm_runs_finish_requeue_from_their_checkpoint_and_cancel(tmp_path, ti
     document = tiny_spec(tiny_model, **{"train.checkpoint_every": 0})
     document["grid"] = {"train.steps": [4, 100000]}
     runs = tmp_path / "runs"
-    parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(write(tmp_path / "grid.json", document)),
+    grid = str(write(tmp_path / "grid.json", document))
+    parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", grid,
                                "--jobs", "2", "--runs-dir", str(runs), "--executor", "slurm", "--partition", "debug",
                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
                               cwd=tmp_path)
@@ -259,7 +263,8 @@ def check_slurm_requeue_and_cancel(runs: Path, parent: subprocess.Popen) -> None
         assert indexed["status"] == summarise_run_dir(folder)["status"]
         assert indexed["executor"] == "slurm" and indexed["where"] == f"slurm (job {job_of(folder)})"
     assert store.get(long_run.name)["job_id"] == job   # requeued under the same job id
-    kept = [json.loads(path.read_text())["step"] for path in (long_run / "checkpoints").glob("step-*/trainer_state.json")]
+    kept = [json.loads(path.read_text())["step"]
+            for path in (long_run / "checkpoints").glob("step-*/trainer_state.json")]
     assert max(kept) > stopped.step   # the cancel's SIGTERM checkpointed the resumed run again
 
 

@@ -324,7 +324,8 @@ class SlurmExecutor:
         if self.cluster == "slurm":
             missing = [command for command in ("sbatch", "sacct", "scancel") if shutil.which(command) is None]
             if missing:
-                raise RunError(f"--executor slurm: {', '.join(missing)} not found on PATH (is this a Slurm login node?)")
+                raise RunError(f"--executor slurm: {', '.join(missing)} not found on PATH "
+                               "(is this a Slurm login node?)")
 
     def executor(self, folder: RunFolder, devices: int = 1):
         import submitit

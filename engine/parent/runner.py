@@ -317,7 +317,8 @@ class Runner:
     def flush_progress(self) -> None:
         """One batched index write with the progress of every running run."""
         self._last_flush = time.monotonic()
-        changes = [(run.id, dict(run.progress)) for run in self.runs.values() if run.status == "running" and run.progress]
+        changes = [(run.id, dict(run.progress)) for run in self.runs.values()
+                   if run.status == "running" and run.progress]
         self._index(None, lambda: self.store.update_many(changes))
 
     def _transition(self, run_id: str, status: str, **fields) -> None:
