@@ -1,6 +1,7 @@
-"""Executors on real engines: a Ray head started here on the loopback address (Ray Jobs), and
-submitit's own local executor for the Slurm path (see the README for why not a real slurmctld),
-plus the sacct state mapping on recorded outputs."""
+"""Executors on real engines: a Ray head started here on the loopback address (Ray Jobs), a
+real single-node Slurm when .ci/slurm-up could start one (skipped otherwise, failed under
+HBT_REQUIRE_SLURM=1), submitit's own local executor for the Slurm code path, plus the sacct
+state mapping on recorded outputs."""
 
 from __future__ import annotations
 
@@ -181,6 +182,18 @@ def test_submitit_path_runs_a_tiny_run_to_the_end(tmp_path, tiny_model):
     assert indexed["status"] == summarise_run_dir(folder)["status"] == "finished"
     assert indexed["executor"] == "submitit-local" and indexed["where"].startswith("slurm (job ")
     assert indexed["step"] == 4 and indexed["results"]["xquad-r"]["macro"]["multi"] > 0
+
+
+def test_submitit_logs_never_reach_stdout():
+    """submitit logs INFO lines and "Bypassing sacct error" warnings to stdout by default, which
+    broke `--json` output once; ours keeps stdout for the command's own output."""
+    pytest.importorskip("submitit")
+    code = ("import logging\nfrom engine.parent.executors import load_submitit\nload_submitit()\n"
+            "logging.getLogger('submitit').info('an info line')\n"
+            "logging.getLogger('submitit').warning('Bypassing sacct error')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "Bypassing sacct error" in result.stderr
 
 
 def slurm_up() -> str | None:

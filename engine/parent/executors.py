@@ -200,6 +200,20 @@ class RayExecutor:
 
 # --- Slurm through submitit ----------------------------------------------------------------------------
 
+def load_submitit():
+    """submitit, with its log kept off stdout: its logger prints INFO lines (and "Bypassing sacct
+    error" warnings) to stdout, which would corrupt `--json` output. Warnings still go to stderr."""
+    import logging
+
+    import submitit
+
+    logger = logging.getLogger("submitit")
+    for handler in list(logger.handlers):
+        if handler.get_name() == "submitit_out" or getattr(handler, "stream", None) is sys.stdout:
+            logger.removeHandler(handler)
+    return submitit
+
+
 SACCT_STATES = {  # sacct's State -> (our status while it lasts, or the outcome when it ends)
     "PENDING": "queued", "CONFIGURING": "queued", "REQUEUED": "queued", "RESIZING": "queued",
     "RUNNING": "running", "COMPLETING": "running", "SUSPENDED": "running",
@@ -234,7 +248,7 @@ class RunCommand:
         return self.process.wait()
 
     def checkpoint(self, *args, **kwargs):
-        import submitit
+        submitit = load_submitit()
 
         # this runs in submitit's signal handler while __call__ sits in Popen.wait(), which holds
         # the Popen's lock: look at the process through /proc, not through Popen
@@ -328,7 +342,7 @@ class SlurmExecutor:
                                "(is this a Slurm login node?)")
 
     def executor(self, folder: RunFolder, devices: int = 1):
-        import submitit
+        submitit = load_submitit()
 
         executor = submitit.AutoExecutor(folder=str(folder.path / ".submitit"), cluster=self.cluster)
         parameters = {"timeout_min": self.timeout_min, "name": folder.id}
