@@ -3,9 +3,12 @@ an isolated cache. Tests run real code on small slices; nothing is mocked."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +19,10 @@ DATA_DIR = Path(os.environ.get("HBT_DATA_DIR") or ROOT.parent / "shared" / "data
 os.environ["HBT_DATA_DIR"] = str(DATA_DIR)
 # the bundled encoder is converted once (~470 MB) into a cache that survives test sessions
 os.environ.setdefault("HBT_CACHE_DIR", str(ROOT / ".hbt-cache"))
+# embeddings are cached per test session (a fresh, empty cache each time the suite runs)
+if "HBT_EMBEDDING_CACHE_DIR" not in os.environ:
+    os.environ["HBT_EMBEDDING_CACHE_DIR"] = tempfile.mkdtemp(prefix="hbt-embeddings-")
+    atexit.register(shutil.rmtree, os.environ["HBT_EMBEDDING_CACHE_DIR"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["TZ"] = "UTC"  # event clocks in UI snapshots

@@ -55,6 +55,7 @@ class DualEncoder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = hidden.float()                                                    # pool and normalise in fp32
         if self.spec.pooling == "cls":
             pooled = hidden[:, 0]                                                  # (B, H)
         else:
@@ -87,6 +88,18 @@ class DualEncoder(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def for_inference(self, precision: str) -> DualEncoder:
+        """This encoder (fp32), or a copy of its model cast whole to bf16/fp16 (pooling and
+        normalisation stay fp32): on a CPU with AVX-512 BF16 about twice as fast to encode as
+        fp32, where autocast is not faster at all."""
+        if precision == "fp32":
+            return self
+        import copy
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        model = copy.deepcopy(self.model).to(dtype)
+        return DualEncoder(model, self.tokenizer, self.spec)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], is_query: bool, batch_size: int = 64,

@@ -78,8 +78,11 @@ class LareqaEvaluation:
                            settings={"mono": self.mono[language]}, queries=len(corpus.questions)))
 
     # --- scoring ------------------------------------------------------------------------------
-    def _score(self, query_language: str, target_languages: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """Per-query metrics, the ranks and the mask of queries with a relevant candidate."""
+    def _score(self, query_language: str, target_languages: list[str],
+               scores: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Per-query metrics, the ranks and the mask of queries with a relevant candidate.
+        `scores` (Q, C): the query language's scores against the targets' candidates, when
+        the caller has them (a block of the multilingual scores)."""
         source = self.corpora[query_language]
         offsets, columns = 0, [[] for _ in source.question_ids]
         for target in target_languages:
@@ -88,8 +91,9 @@ class LareqaEvaluation:
                 if key in answer_of:
                     columns[row].append(offsets + answer_of[key])
             offsets += len(self.corpora[target].candidates)
-        candidates = np.concatenate([self.encoded[target].candidates for target in target_languages])
-        scores = self.encoded[query_language].queries @ candidates.T                  # (Q, C)
+        if scores is None:
+            candidates = np.concatenate([self.encoded[target].candidates for target in target_languages])
+            scores = self.encoded[query_language].queries @ candidates.T              # (Q, C)
         has_relevant = np.array([bool(column) for column in columns])
         ranks = metrics.relevant_ranks(scores[has_relevant], _relevant_matrix([c for c in columns if c]))
         n_relevant = np.array([len(column) for column in columns if column])
@@ -115,16 +119,21 @@ class LareqaEvaluation:
         question_count = len(self.corpora[language].question_ids)
         cross_sum = np.zeros((question_count, len(self.names)))
         cross_count = np.zeros(question_count)
-        for target in self.languages:
+        # one product against every language's candidates: multi, and each cross block of it
+        candidates = np.concatenate([self.encoded[target].candidates for target in self.languages])
+        scores = self.encoded[language].queries @ candidates.T                        # (Q, C_all)
+        offsets = np.cumsum([0] + [len(self.corpora[target].candidates) for target in self.languages])
+        for position, target in enumerate(self.languages):
             if target == language:
                 continue
-            per_query, _, mask = self._score(language, [target])
+            block = scores[:, offsets[position]:offsets[position + 1]]
+            per_query, _, mask = self._score(language, [target], block)
             if not mask.any():
                 continue
             by_target[target] = mean_metrics(per_query)
             cross_sum[mask] += np.stack([per_query[name] for name in self.names], axis=1)
             cross_count[mask] += 1
-        per_query, ranks, mask = self._score(language, self.languages)
+        per_query, ranks, mask = self._score(language, self.languages, scores)
         bias_values = metrics.language_bias(ranks)                                    # (queries with a relevant,)
         self._keep_per_query(language, "multi", mask, per_query, bias_values)
         bias = float(np.nanmean(bias_values)) if np.isfinite(bias_values).any() else None

@@ -3,6 +3,11 @@
 `Evaluator.run(encoder, step)` evaluates every dataset of the spec's `eval` section,
 emitting an `eval` event per language as soon as it is scored and an `eval_done` with
 macro and group averages per dataset; the files land where `engine.contract.layout` says.
+
+The encoder runs in `eval.precision` (auto: bf16 where the hardware runs it fast): a bf16 or
+fp16 copy of the model encodes, pooling and normalising in fp32, and every score is computed
+in fp32 from the embeddings. With `eval.cache`, an unchanged encoder's embeddings come from
+the embedding cache (`engine.child.embedding_cache`) instead of being computed again.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from engine.contract import catalog
-from engine.contract.events import Event, EvalDone
+from engine.contract.events import Event, EvalDone, Notice
 from engine.contract.layout import RunFolder
 
 Emit = Callable[[Event], None]
@@ -28,31 +33,63 @@ class Evaluator:
         self.emit = emit
         self.should_stop = should_stop
         self._corpora: dict[str, dict] = {}
+        self.cache = None
+        if spec.eval.cache:
+            from engine.child.embedding_cache import EmbeddingCache
 
-    def run(self, encoder, step: int, autocast_dtype=None, final: bool = True) -> bool:
+            self.cache = EmbeddingCache(warn=lambda message: emit(Notice(message=message, level="warning")),
+                                        check_stop=self._check_stop)
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise StopRequested()
+
+    def run(self, encoder, step: int, final: bool = True) -> bool:
         """Evaluate every dataset; False if a stop was requested midway."""
+        from engine.child.runtime import pick_eval_precision
+
+        precision = pick_eval_precision(self.spec.eval.precision, encoder.device)
+        fingerprint = None
+        if self.cache is not None and self.cache.enabled:
+            from engine.child.embedding_cache import encoder_fingerprint
+
+            fingerprint = encoder_fingerprint(encoder, precision, self.spec.eval.batch_size)
+        inference = encoder.for_inference(precision)
         try:
             for dataset in self.spec.eval.datasets:
+                encode = self._encode_fn(inference, fingerprint)
+                hits = self.cache.hits if self.cache else 0
                 if dataset in catalog.LAREQA_DATASETS:
-                    self._lareqa(dataset, encoder, step, autocast_dtype, final)
+                    self._lareqa(dataset, encode, step, final, precision, hits)
                 else:
-                    self._miracl(dataset, encoder, step, autocast_dtype, final)
+                    self._miracl(dataset, encode, step, final, precision, hits)
         except StopRequested:
             return False
+        finally:
+            del inference
         return True
 
-    def _encode_fn(self, encoder, autocast_dtype) -> Callable:
+    def _encode_fn(self, encoder, fingerprint: str | None) -> Callable:
         def encode(texts, is_query: bool, progress: Callable[[int, int], None]):
             def checked(done: int, total: int) -> None:
                 if self.should_stop():
                     raise StopRequested()
                 progress(done, total)
 
-            return encoder.encode(texts, is_query, self.spec.eval.batch_size, checked, autocast_dtype)
+            def compute():
+                return encoder.encode(texts, is_query, self.spec.eval.batch_size, checked)
+
+            if fingerprint is None or self.cache is None:
+                return compute()
+            from engine.child.embedding_cache import texts_key
+
+            embeddings = self.cache.get_or_compute(texts_key(fingerprint, texts, is_query), compute)
+            checked(len(texts), len(texts))
+            return embeddings
 
         return encode
 
-    def _lareqa(self, dataset: str, encoder, step: int, autocast_dtype, final: bool) -> None:
+    def _lareqa(self, dataset: str, encode: Callable, step: int, final: bool, precision: str, hits: int) -> None:
         from engine.child.data.lareqa import load_lareqa
         from engine.child.eval_lareqa import LareqaEvaluation
         from engine.contract.events import Eval
@@ -65,12 +102,13 @@ class Evaluator:
         started = time.perf_counter()
         evaluation = LareqaEvaluation(dataset, self._corpora[dataset], evaluation_spec.metrics,
                                       evaluation_spec.passage == "sentence+paragraph", self.emit, step)
-        evaluation.encode_all(self._encode_fn(encoder, autocast_dtype))
+        evaluation.encode_all(encode)
         per_language = {}
         for language in evaluation.languages:
             row = evaluation.score_language(language)
             per_language[language] = row
             self.emit(Eval(step=step, dataset=dataset, language=language, **row))
+        files_started = time.perf_counter()
         evaluation.write_per_query(self.folder.per_query(dataset, step))
         if final:
             evaluation.write_per_query(self.folder.per_query(dataset))
@@ -78,16 +116,16 @@ class Evaluator:
                 evaluation.write_trec_runs(self.folder.trec_dir(dataset), evaluation_spec.trec_runs,
                                            evaluation_spec.trec_depth, self.spec.name)
         self._finish(dataset, step, per_language, evaluation.languages, started, evaluation.encode_seconds,
-                     evaluation_spec.metrics, evaluation_spec.primary_metric)
+                     evaluation_spec.metrics, evaluation_spec.primary_metric, precision, hits,
+                     time.perf_counter() - files_started)
 
-    def _miracl(self, dataset: str, encoder, step: int, autocast_dtype, final: bool) -> None:
+    def _miracl(self, dataset: str, encode: Callable, step: int, final: bool, precision: str, hits: int) -> None:
         from engine.child.eval_miracl import MIRACL_METRICS, evaluate_miracl
 
         started = time.perf_counter()
-        per_language, encode_seconds = evaluate_miracl(self.spec, dataset, self._encode_fn(encoder, autocast_dtype),
-                                                       self.emit, step, self.folder, final)
+        per_language, encode_seconds = evaluate_miracl(self.spec, dataset, encode, self.emit, step, self.folder, final)
         self._finish(dataset, step, per_language, list(per_language), started, encode_seconds,
-                     MIRACL_METRICS, MIRACL_METRICS[0])
+                     MIRACL_METRICS, MIRACL_METRICS[0], precision, hits)
 
     def seen_unseen(self, languages: list[str]) -> dict[str, tuple[str, ...]]:
         """The evaluated languages a trained run trained on, and the others; nothing when one
@@ -101,19 +139,23 @@ class Evaluator:
         return {"seen": seen, "unseen": unseen} if seen and unseen else {}
 
     def _finish(self, dataset: str, step: int, per_language: dict, languages: list[str], started: float,
-                encode_seconds: float, metric_names: tuple[str, ...], primary: str) -> None:
+                encode_seconds: float, metric_names: tuple[str, ...], primary: str, precision: str,
+                hits_before: int, files_seconds: float | None = None) -> None:
         from engine.child.eval_outputs import summarise
         from engine.contract.results import write_results
 
         groups = {**catalog.groups_for(languages, self.spec.eval.groups), **self.seen_unseen(languages)}
         macro, group_rows, bias = summarise(per_language, groups)
         seconds = time.perf_counter() - started
+        cached = (self.cache.hits - hits_before) if self.cache is not None else 0
         results = {"dataset": dataset, "step": step, "run": self.spec.name, "languages": languages,
                    "seen_in_training": self.spec.train.steps != 0 and dataset == self.spec.train.dataset,
                    "metrics": list(metric_names), "primary_metric": primary,
                    "per_language": per_language, "macro": macro, "groups": group_rows, "bias": bias,
-                   "seconds": seconds, "encode_seconds": encode_seconds}
+                   "seconds": seconds, "encode_seconds": encode_seconds, "files_seconds": files_seconds,
+                   "precision": precision,
+                   "cached_encodings": cached}
         path = write_results(self.folder, dataset, step, results)
         self.emit(EvalDone(step=step, dataset=dataset, macro=macro, groups=group_rows, bias=bias,
                            results_path=str(path), seconds=seconds, encode_seconds=encode_seconds,
-                           primary_metric=primary))
+                           primary_metric=primary, precision=precision, cached=cached))

@@ -5,7 +5,9 @@
 
 AdamW (no decay on biases and LayerNorm), linear warmup then linear decay, gradient
 accumulation and clipping, dynamic padding (each batch padded to its longest text),
-autocast on CUDA (bf16, or fp16 with a grad scaler).
+autocast (`train.precision`; auto = bf16 on CUDA cards and on CPUs with AVX-512 BF16 or AMX,
+fp16 with a grad scaler on older cards, fp32 elsewhere) with fp32 weights, optimizer state,
+pooling and loss.
 """
 
 from __future__ import annotations
@@ -168,7 +170,7 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
 
     def evaluate(step: int, final: bool = True) -> bool:
         """Rank 0 evaluates while the others wait; False when a stop came meanwhile."""
-        completed = evaluator.run(encoder, step, autocast_dtype, final=final) if world.main else True
+        completed = evaluator.run(encoder, step, final=final) if world.main else True
         barrier(world)
         return not any_rank(not completed, world)
 
@@ -253,7 +255,7 @@ def evaluate_only(spec: ExperimentSpec, folder: RunFolder, writer: EventWriter, 
                         total_steps=0, parameters=parameters, trainable_parameters=0, seed=spec.train.seed,
                         versions=library_versions()))
     clock = time.perf_counter()
-    if not Evaluator(spec, folder, writer.emit, lambda: stop.requested).run(encoder, 0, AUTOCAST_DTYPES[precision]):
+    if not Evaluator(spec, folder, writer.emit, lambda: stop.requested).run(encoder, 0):
         writer.emit(Stopped(step=0, signal=stop.reason or ""))
         return
     writer.emit(Finished(step=0, seconds=time.perf_counter() - clock, model_path=spec.encoder.name))

@@ -183,6 +183,14 @@ def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | 
 
 def check_device(spec: ExperimentSpec) -> dict:
     train = spec.train
+    if spec.eval.cache:
+        from engine.contract.embedding_files import limit_bytes
+
+        limit_bytes()   # a malformed HBT_EMBEDDING_CACHE_MB is refused before the run starts
+    if spec.eval.precision in ("bf16", "fp16"):
+        from engine.child.runtime import pick_device, pick_eval_precision
+
+        pick_eval_precision(spec.eval.precision, pick_device(train.device))
     if train.device != "cuda" and train.precision in ("auto", "fp32"):
         return {}
     import torch

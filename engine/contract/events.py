@@ -114,6 +114,8 @@ class EvalDone(Event):
     seconds: float = 0.0
     encode_seconds: float = 0.0
     primary_metric: str = ""
+    precision: str = ""                 # the encoder's precision for this evaluation (fp32, bf16, fp16)
+    cached: int = 0                     # encodings reused from the embedding cache
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ class EvalSpec:
     slice_seed: int = 0
     allow_train_overlap: bool = False                     # evaluate on the training dataset (marked seen)
     batch_size: int = field(default=64, metadata=_range(1, 65536))
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 where the hardware runs it fast
+    cache: bool = True                    # reuse embeddings of an unchanged encoder (engine.child.embedding_cache)
     at_start: bool = False
     at_end: bool = True
     trec_runs: Literal["none", "mono+multi", "all"] = "mono+multi"
@@ -136,9 +138,11 @@ class ExperimentSpec:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     def config_hash(self) -> str:
-        """Hash of what determines the result: everything but names, notes and the grid."""
+        """Hash of what determines the result: everything but names, notes, the grid and whether
+        embeddings may come from the cache (a cached encoding equals a computed one)."""
         config = {key: value for key, value in self.to_dict().items()
                   if key not in ("name", "description", "tags", "baseline", "grid")}
+        config["eval"] = {key: value for key, value in config["eval"].items() if key != "cache"}
         canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -10,6 +10,7 @@
     hbt-tui index rebuild                                         re-create the index from run folders
     hbt-tui evaluate SPEC|RUN|MODEL ...                           a zero-shot run, queued like any other
     hbt-tui data fetch [DATASET...]                               download XQuAD-R / MLQA-R
+    hbt-tui cache info | cache clear                              the embedding cache
 
 RUN is a run id, a unique prefix of one, or a run name (its newest run). Every message meant
 for a person goes to stderr as one plain line (never wrapped), so `--json` output stays pure.
@@ -278,6 +279,22 @@ def _cmd_index(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from engine.contract import embedding_files
+
+    if args.cache_command == "clear":
+        removed, size = embedding_files.clear()
+        print(f"removed {removed} cached embedding entries ({size / 2**20:.1f} MB) from {embedding_files.cache_root()}")
+        return 0
+    facts = embedding_files.info()
+    if args.json:
+        print(json.dumps(facts))
+        return 0
+    print(f"embedding cache: {facts['path']}\n{facts['entries']} entries, {facts['bytes'] / 2**20:.1f} MB "
+          f"of {facts['limit_bytes'] / 2**20:.0f} MB (HBT_EMBEDDING_CACHE_MB); least recently used go first")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """A zero-shot evaluation is a run: checked, queued, indexed and compared like any other."""
     from engine.parent.evaluate import zero_shot_document
@@ -393,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="data directory (default: spec, $HBT_DATA_DIR, user cache)")
     evaluate.add_argument("--name", help="the run's name (default: zero-shot-<model>)")
     evaluate.set_defaults(handler=_cmd_evaluate)
+    cache = commands.add_parser("cache", help="the embedding cache").add_subparsers(
+        dest="cache_command", required=True, parser_class=with_common)
+    cache.add_parser("info", help="where it is, its size and limit").set_defaults(handler=_cmd_cache)
+    cache.add_parser("clear", help="remove every cached embedding").set_defaults(handler=_cmd_cache)
     data = commands.add_parser("data", help="benchmark data").add_subparsers(
         dest="data_command", required=True, parser_class=with_common)
     fetch = data.add_parser("fetch", help="download XQuAD-R / MLQA-R into the user cache")

@@ -132,7 +132,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None or value != value else round(float(value), 4)
 
 
-def results_summary(macro: dict, groups: dict, bias: float | None, primary: str) -> dict:
+def results_summary(macro: dict, groups: dict, bias: float | None, primary: str, precision: str = "") -> dict:
     """What the index keeps of an evaluation: the primary metric's macro and group averages
     per setting, and the bias (the per-language detail stays in the run folder)."""
     def per_setting(values: dict) -> dict:
@@ -140,7 +140,8 @@ def results_summary(macro: dict, groups: dict, bias: float | None, primary: str)
                 if isinstance(metrics, dict)}
 
     return {"primary": primary, "macro": per_setting(macro), "bias": _rounded(bias),
-            "groups": {name: per_setting(group) for name, group in groups.items()}}
+            "groups": {name: per_setting(group) for name, group in groups.items()},
+            **({"precision": precision} if precision else {})}
 
 
 def primary_results(summary: dict) -> tuple[str, dict]:
@@ -173,7 +174,8 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
             summary.update(step=event.step, loss=event.loss)
         elif event.kind == "eval_done":
             summary["results"][event.dataset] = results_summary(
-                event.macro, event.groups, event.bias, event.primary_metric or primary_metric(folder, event.dataset))
+                event.macro, event.groups, event.bias, event.primary_metric or primary_metric(folder, event.dataset),
+                event.precision)
     summary.setdefault("created", (events[0].time if events else folder.spec.stat().st_mtime))
     status = record.get("status")
     if status not in STATUSES or (status in ACTIVE and not owner_alive(owner_of(record))):

@@ -307,7 +307,8 @@ class Runner:
             summary = self.store.get(run.id) or {}
             results = dict(summary.get("results") or {})
             results[event.dataset] = results_summary(event.macro, event.groups, event.bias,
-                                                     event.primary_metric or primary_metric(run.folder, event.dataset))
+                                                     event.primary_metric or primary_metric(run.folder, event.dataset),
+                                                     event.precision)
             self._transition(run.id, "running", results=results, **run.progress)
         elif event.kind in ("finished", "failed", "stopped"):
             run.terminal = event

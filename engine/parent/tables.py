@@ -49,8 +49,10 @@ def results_table(results: dict, metric: str | None = None, cis: dict | None = N
     metric = metric or results.get("primary_metric", "map")
     seen = " · seen in training" if results.get("seen_in_training") else ""
     ci = " · 95 % CI: bootstrap over questions" if cis else ""
+    precision = f" · encoded in {results['precision']}" if results.get("precision") else ""
     table = Table(title=f"{results['dataset']} · {metric}{seen}", title_justify="left",
-                  caption=f"{results.get('run', '')} · step {results.get('step', 0)}{ci}", caption_justify="left")
+                  caption=f"{results.get('run', '')} · step {results.get('step', 0)}{precision}{ci}",
+                  caption_justify="left")
     table.add_column("language")
     for setting in SETTINGS:
         table.add_column(setting, justify="right")

@@ -187,6 +187,8 @@ class RunDetailScreen(RunView, Screen):
             self.table_key = (self.dataset, cells.step)
         table.show_cells(cells, languages, groups)
         step = "" if cells.step < 0 else f" · step {cells.step}"
+        if results and results.get("precision") and cells.done:
+            step += f" · {results['precision']}"
         state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
         title.update(f"[b]{self.dataset}[/b] · {self.metric}{step}{state}   "
                      f"[dim](m metric, t dataset: {', '.join(self.datasets)})[/]", layout=False)

@@ -1,0 +1,206 @@
+"""Embeddings of an unchanged encoder are computed once.
+
+An entry is one `encode` call's output: the embeddings of one side (queries or passages) of
+one language of one dataset. Its key hashes everything the numbers depend on:
+
+- the encoder: a hash of every parameter's bytes (so a fine-tuned model never matches its
+  base, and the base model at step 0 of every run of a grid always does), the tokenizer
+  (its full serialisation), pooling, prefixes and max lengths;
+- how it was run: precision and evaluation batch size (padding differs between batch sizes);
+- what was encoded: the side and the texts themselves (which fixes the dataset files, the
+  languages, the slice and the passage kind).
+
+Entries live in `<cache dir>/embeddings` (`HBT_EMBEDDING_CACHE_DIR` overrides) as `KEY.npy`
+with `KEY.json` beside it holding the array's shape and SHA-256; a mismatching, truncated or
+unreadable entry is deleted and recomputed, never used. Writes are atomic (temp + rename);
+the least recently used entries are removed beyond `HBT_EMBEDDING_CACHE_MB` (default 4096).
+A lock file per key makes concurrent runs of a grid compute an entry once: the second waits
+for the first. A cache directory that cannot be written turns the cache off for the run,
+with one warning.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engine.contract.embedding_files import cache_root, evict, limit_bytes
+
+LOCK_POLL_SECONDS = 0.2
+
+
+def tokenizer_identity(tokenizer) -> str:
+    """The tokenizer's full serialisation less its truncation and padding, which the fast
+    tokenizer keeps from its last call (training pads and truncates differently from
+    evaluation): only what maps a text to its ids."""
+    if not hasattr(tokenizer, "backend_tokenizer"):
+        return json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    document = json.loads(tokenizer.backend_tokenizer.to_str())
+    document.pop("truncation", None)
+    document.pop("padding", None)
+    return json.dumps(document, sort_keys=True)
+
+
+def encoder_fingerprint(encoder, precision: str, batch_size: int) -> str:
+    """A hash of the encoder's weights, tokenizer and settings, and how it is run."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=20)
+    with torch.no_grad():
+        for name, tensor in sorted(encoder.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+            flat = tensor.detach().contiguous().cpu().reshape(-1)
+            digest.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
+    digest.update(hashlib.sha256(tokenizer_identity(encoder.tokenizer).encode()).digest())
+    spec = encoder.spec
+    settings = [spec.pooling, spec.query_prefix, spec.passage_prefix, spec.max_query_length,
+                spec.max_passage_length, precision, batch_size, getattr(encoder.model.config, "model_type", "")]
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()
+
+
+def texts_key(fingerprint: str, texts: Sequence[str], is_query: bool) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(fingerprint.encode())
+    digest.update(b"q" if is_query else b"p")
+    for text in texts:
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    def __init__(self, root: Path | None = None, warn: Callable[[str], None] = lambda message: None,
+                 check_stop: Callable[[], None] = lambda: None) -> None:
+        self.root = root or cache_root()
+        self.warn = warn
+        self.check_stop = check_stop       # raises when the run must stop (called while waiting)
+        self.enabled = True
+        self.hits = 0
+        self.misses = 0
+
+    # --- the one entry point -------------------------------------------------------------------
+    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The entry for `key` if present and intact; otherwise `compute()`, stored."""
+        if not self.enabled or not self._writable():
+            self.misses += 1
+            return compute()
+        found = self._read(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        with self._locked(key):
+            found = self._read(key)      # another run may have computed it while this one waited
+            if found is not None:
+                self.hits += 1
+                return found
+            value = compute()
+            self.misses += 1
+            self._write(key, value)
+        self._evict()
+        return value
+
+    # --- files ----------------------------------------------------------------------------------
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.root / f"{key}.npy", self.root / f"{key}.json"
+
+    def _read(self, key: str) -> np.ndarray | None:
+        array_path, meta_path = self._paths(key)
+        if not array_path.exists() and not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            data = array_path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+                raise ValueError("checksum mismatch")
+            array = np.load(array_path, allow_pickle=False)
+            if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]:
+                raise ValueError("shape or dtype mismatch")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self.warn(f"embedding cache entry {key[:12]} was corrupt ({error}); recomputing it")
+            for path in (array_path, meta_path):
+                path.unlink(missing_ok=True)
+            return None
+        now = time.time()
+        try:
+            os.utime(array_path, (now, now))   # least recently used goes first
+        except OSError:
+            pass
+        return array
+
+    def _write(self, key: str, value: np.ndarray) -> None:
+        array_path, meta_path = self._paths(key)
+        suffix = f".tmp-{os.getpid()}"
+        try:
+            temporary = array_path.with_name(array_path.name + suffix)
+            with open(temporary, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(value), allow_pickle=False)
+            data = temporary.read_bytes()
+            meta = {"sha256": hashlib.sha256(data).hexdigest(), "shape": list(value.shape), "dtype": str(value.dtype),
+                    "created": time.time()}
+            meta_temporary = meta_path.with_name(meta_path.name + suffix)
+            meta_temporary.write_text(json.dumps(meta), encoding="utf-8")
+            os.replace(temporary, array_path)
+            os.replace(meta_temporary, meta_path)
+        except OSError as error:
+            for path in self.root.glob(f"{key}.*{suffix}"):
+                path.unlink(missing_ok=True)
+            self._disable(f"could not write to the embedding cache at {self.root} ({error.strerror or error})")
+
+    def _writable(self) -> bool:
+        if not self.enabled:
+            return False
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            self._disable(f"the embedding cache at {self.root} is not writable "
+                          f"({error.strerror or error}); continuing without it")
+            return False
+        return True
+
+    def _disable(self, message: str) -> None:
+        if self.enabled:
+            self.enabled = False
+            self.warn(message)
+
+    def _locked(self, key: str):
+        cache = self
+
+        class Lock:
+            def __enter__(self):
+                self.handle = open(cache.root / f"{key}.lock", "a+b")
+                while True:
+                    try:
+                        fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        return self
+                    except OSError as error:
+                        if error.errno not in (errno.EAGAIN, errno.EACCES):
+                            raise
+                    try:
+                        cache.check_stop()
+                    except BaseException:
+                        self.handle.close()
+                        raise
+                    time.sleep(LOCK_POLL_SECONDS)
+
+            def __exit__(self, *exc):   # the lock file stays: unlinking it would let two holders in
+                fcntl.flock(self.handle, fcntl.LOCK_UN)
+                self.handle.close()
+
+        return Lock()
+
+    def _evict(self) -> None:
+        evict(self.root, limit_bytes())

@@ -1,0 +1,81 @@
+"""The embedding cache's files, for both sides: where they live, how big they may grow, and
+the management `hbt-tui cache` does (the training side reads and writes entries through
+`engine.child.embedding_cache`). Standard library only.
+
+An entry is `KEY.npy` with `KEY.json` beside it ({sha256, shape, dtype}); `KEY.lock` files
+serialise its computation between processes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.contract import catalog
+from engine.contract.errors import UserError
+
+DEFAULT_LIMIT_MB = 4096
+
+
+def cache_root() -> Path:
+    """`$HBT_EMBEDDING_CACHE_DIR`, else `<cache dir>/embeddings` (`$HBT_CACHE_DIR`, ~/.cache/hbt-tui)."""
+    configured = os.environ.get("HBT_EMBEDDING_CACHE_DIR")
+    return Path(configured).expanduser() if configured else catalog.cache_dir() / "embeddings"
+
+
+def limit_bytes() -> int:
+    """`$HBT_EMBEDDING_CACHE_MB` (default 4096) in bytes; anything but a number >= 0 is refused."""
+    text = os.environ.get("HBT_EMBEDDING_CACHE_MB", str(DEFAULT_LIMIT_MB))
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0 or megabytes == float("inf"):
+        raise UserError(f"HBT_EMBEDDING_CACHE_MB: expected a size in MB (a number >= 0), got {text!r}")
+    return int(megabytes * 2**20)
+
+
+def entries(root: Path) -> list[tuple[Path, int, float]]:
+    """(array path, bytes with its metadata, last use) of every entry, oldest use first."""
+    found = []
+    for array_path in root.glob("*.npy"):
+        try:
+            stat = array_path.stat()
+            meta_size = array_path.with_suffix(".json").stat().st_size if array_path.with_suffix(".json").exists() else 0
+        except OSError:
+            continue
+        found.append((array_path, stat.st_size + meta_size, stat.st_mtime))
+    return sorted(found, key=lambda entry: entry[2])
+
+
+def evict(root: Path, limit: int) -> int:
+    """Remove least recently used entries until the cache fits `limit` bytes; returns how many."""
+    listed = entries(root)
+    total, removed = sum(size for _, size, _ in listed), 0
+    for array_path, size, _ in listed:
+        if total <= limit:
+            break
+        array_path.unlink(missing_ok=True)
+        array_path.with_suffix(".json").unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
+
+
+def clear(root: Path | None = None) -> tuple[int, int]:
+    """Remove every entry; returns (entries, bytes) removed."""
+    root = root or cache_root()
+    listed = entries(root) if root.exists() else []
+    for array_path, _, _ in listed:
+        array_path.unlink(missing_ok=True)
+        array_path.with_suffix(".json").unlink(missing_ok=True)
+    for leftover in ([*root.glob("*.tmp-*"), *root.glob("*.lock")] if root.exists() else []):
+        leftover.unlink(missing_ok=True)
+    return len(listed), sum(size for _, size, _ in listed)
+
+
+def info(root: Path | None = None) -> dict:
+    root = root or cache_root()
+    listed = entries(root) if root.exists() else []
+    return {"path": str(root), "entries": len(listed), "bytes": sum(size for _, size, _ in listed),
+            "limit_bytes": limit_bytes()}
