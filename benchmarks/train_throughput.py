@@ -68,8 +68,10 @@ def spec(batch_size: int, precision: str = "auto"):
                        "train": {"batch_size": batch_size, "lr": LR, "precision": precision}})
 
 
-def run_ours(drawn: Drawn, experiment) -> tuple[list[float], list[float], str]:
-    """The run's own step: engine.child.step.backward under the precision the run would pick."""
+def run_ours(drawn: Drawn, experiment, variant: str = "") -> tuple[list[float], list[float], str]:
+    """The run's own step: engine.child.step.backward under the precision the run would pick.
+    Variants tried and not kept (run them with --systems): `fused` (fp32, fused AdamW) and
+    `bf16-weights` (the model held in bf16, fp32 master copies in the optimizer)."""
     import torch
 
     from engine.child.distributed import World
@@ -83,15 +85,31 @@ def run_ours(drawn: Drawn, experiment) -> tuple[list[float], list[float], str]:
     encoder = load_encoder(experiment.encoder)
     encoder.train()
     optimizer = make_optimizer(encoder, experiment)
+    trained = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
+    masters = trained
+    if variant == "fused":
+        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=LR, fused=True)
+    elif variant == "bf16-weights":
+        precision, dtype = "bf16", None
+        masters = [parameter.detach().float().requires_grad_(True) for parameter in trained]
+        encoder.model.to(torch.bfloat16)
+        optimizer = torch.optim.AdamW(masters, lr=LR, weight_decay=experiment.train.weight_decay)
     context = StepContext(encoder, drawn.source, experiment, World(), torch.amp.GradScaler("cpu", enabled=False),
                           lambda: torch.autocast("cpu", dtype=dtype, enabled=dtype is not None))
     durations, losses = [], []
     for batch in drawn.batches:
         started = time.perf_counter()
         loss, _, _ = backward(context, (batch,))
-        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+        if masters is not trained:
+            for master, parameter in zip(masters, trained):
+                master.grad, parameter.grad = parameter.grad.float(), None
+        torch.nn.utils.clip_grad_norm_(masters, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if masters is not trained:
+            with torch.no_grad():
+                for master, parameter in zip(masters, trained):
+                    parameter.copy_(master)
         durations.append(time.perf_counter() - started)
         losses.append(loss)
     return durations, losses, precision
@@ -189,7 +207,10 @@ SYSTEMS = {
     "st-trainer": lambda data, batch_size: run_st_trainer(data, spec(batch_size)),
     "reference-bf16": lambda data, batch_size: run_reference(data, spec(batch_size), bf16=True),
     "st-trainer-bf16": lambda data, batch_size: run_st_trainer(data, spec(batch_size), bf16=True),
+    "ours-fused": lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "fused"),
+    "ours-bf16-weights": lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "bf16-weights"),
 }
+DEFAULT_SYSTEMS = ("ours", "ours-fp32", "reference", "st-trainer", "reference-bf16", "st-trainer-bf16")
 
 
 def missing_for(system: str) -> str | None:
@@ -243,7 +264,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--child", choices=list(SYSTEMS))
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset to run")
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                        help=f"comma-separated, of: {', '.join(SYSTEMS)}")
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.steps, args.batch_size)
