@@ -133,10 +133,13 @@ def test_the_miracl_section_has_its_metrics_and_both_groups(study, tmp_path):
 
 
 def test_the_same_runs_give_the_same_report(study, tmp_path):
-    for name in ("first", "second"):
-        assert report_of(study, "--out", tmp_path / name).returncode == 0
+    """Twice from the same runs: the same bytes (the second into folders that do not exist yet,
+    as `--out docs/study` in a fresh clone)."""
+    for out in (tmp_path / "first", tmp_path / "docs" / "study" / "second"):
+        assert report_of(study, "--out", out).returncode == 0
     for file in ("report.md", "tables.csv", "tables.tex", "report.json"):
-        assert (tmp_path / "first" / file).read_bytes() == (tmp_path / "second" / file).read_bytes(), file
+        second = tmp_path / "docs" / "study" / "second" / file
+        assert (tmp_path / "first" / file).read_bytes() == second.read_bytes(), file
 
 
 def test_reports_are_kept_and_listed(study):

@@ -52,11 +52,14 @@ def alpha_sweep(report: dict, section: dict, metric: str, folder: Path) -> str |
         axis.fill_between(alphas, [m - s for m, s in zip(means, sds)], [m + s for m, s in zip(means, sds)],
                           color="#1f77b4", alpha=0.2, label="± sd over seeds")
         table = section["tables"][metric][setting]
-        for arm, style in [(arm, "--") for arm in report["arms"] if arm["kind"] == "multitask"] + \
-                          [(arm, ":") for arm in report["arms"] if arm["kind"] == "zero-shot"]:
+        multitask_styles = [("--", "#d62728"), ("-.", "#ff7f0e"), ((0, (5, 1, 1, 1, 1, 1)), "#9467bd")]
+        references = [(arm, *multitask_styles[index % len(multitask_styles)]) for index, arm in
+                      enumerate(arm for arm in report["arms"] if arm["kind"] == "multitask")]
+        references += [(arm, ":", "#7f7f7f") for arm in report["arms"] if arm["kind"] == "zero-shot"]
+        for arm, style, color in references:     # each reference line its own style: full and half apart
             if arm["label"] in table and "all" in table[arm["label"]]:
-                axis.axhline(table[arm["label"]]["all"]["value"], linestyle=style, linewidth=1,
-                             color="#7f7f7f" if arm["kind"] == "zero-shot" else "#d62728", label=arm["label"])
+                axis.axhline(table[arm["label"]]["all"]["value"], linestyle=style, linewidth=1.2, color=color,
+                             label=arm["label"])
         axis.set_xticks([0, 0.25, 0.5, 0.75, 1])
         axis.set_xticklabels(["0\nX-Y", "0.25", "0.5", "0.75", "1\nX-X"])
         axis.set_title(SETTING_NAMES[setting])

@@ -33,8 +33,11 @@ def check_out_dir(out: Path | None, force: bool) -> None:
         raise RunError(f"--out {out}: exists; add --force to replace it")
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out}: is a file")
-    if not out.parent.is_dir():
-        raise RunError(f"--out {out}: the folder {out.parent} does not exist")
+    for parent in out.parents:       # missing parents are made when the report is published
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunError(f"--out {out}: {parent} is a file")
+            break
 
 
 def _publish(staging: Path, target: Path) -> None:
@@ -88,6 +91,7 @@ def save(store, kind: str, title: str, key: dict, write, record: dict, out: Path
     try:
         write(staging)
         if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
             out_staging = out.with_name(f".{out.name}.staging")
             shutil.rmtree(out_staging, ignore_errors=True)
             shutil.copytree(staging, out_staging)

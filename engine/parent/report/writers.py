@@ -45,7 +45,8 @@ def markdown(report: dict, figures: dict[str, list[str]]) -> str:
              f"every Δ is the arm minus the reference, **{report['reference']}**. Values are means ± sd over seeds; "
              "significance treats the question as the unit and is corrected over each table's family "
              f"({report['test']['correction']}); intervals are {int(report['test']['confidence'] * 100)} % "
-             "paired-bootstrap CIs over question ids.", "", "## Verdict", ""]
+             "paired-bootstrap CIs over question ids, not adjusted for multiplicity (so an interval that excludes 0 "
+             "can sit beside a corrected p above 0.05: the verdict follows the corrected test).", "", "## Verdict", ""]
     sentences = verdict(report)
     lines += [f"- {sentence(item)}" for item in sentences] or ["- (no claim could be tested: the arms it needs are missing)"]
     for dataset, section in report["datasets"].items():
