@@ -54,6 +54,26 @@ def stop(world: World) -> None:
         torch.distributed.destroy_process_group()
 
 
+def exit_process(code: int) -> None:
+    """End a rank of a torchrun world without the interpreter's finalisation: gloo's
+    transport threads can abort a rank there ("terminate called without an active
+    exception", SIGABRT) after all its work is done and the group destroyed — seen about once
+    in ten 2-rank runs on a loaded machine, and torchrun then fails the whole run. Output is
+    flushed first; a single process exits the normal way."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        raise SystemExit(code)
+    import logging
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 class _Gather(torch.autograd.Function):
     """all_gather whose backward hands each rank the gradient of its own rows, summed over
     every rank's loss (each rank's loss scores its queries against all rows)."""

@@ -9,7 +9,8 @@ import torch
 
 from engine.child.data.lareqa import load_lareqa
 from engine.child.data.pairs import lareqa_pairs
-from engine.child.distributed import World, average_gradients, shard, start, stop, world_from_env
+from engine.child.distributed import (World, average_gradients, exit_process, shard, start, stop,
+                                      world_from_env)
 from engine.child.encoder import load_encoder
 from engine.child.loop import mean_over_ranks
 from engine.child.sampling import BatchSampler
@@ -62,3 +63,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_process(0)
