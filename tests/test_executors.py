@@ -5,6 +5,7 @@ state mapping on recorded outputs."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """`ray start --head --block` on 127.0.0.1 in its own process group; yields ray://HOST:PORT."""
-    pytest.importorskip("ray.job_submission")
+    importlib.import_module("ray.job_submission")
     ray = Path(sys.executable).with_name("ray")
     dashboard = free_port()
     temp = Path(f"/tmp/hbt-ray-{os.getpid()}")   # Ray's socket paths must stay short
@@ -127,7 +128,7 @@ def test_ray_jobs_finish_cancel_and_sigkill_with_states_the_index_and_folders_ag
 
 
 def test_unreachable_ray_address_is_one_line_and_makes_no_folder(tmp_path, tiny_model):
-    pytest.importorskip("ray.job_submission")
+    importlib.import_module("ray.job_submission")
     runs = tmp_path / "runs"
     result = hbt("--run", write(tmp_path / "spec.json", tiny_spec(tiny_model)), "--runs-dir", runs,
                  "--executor", f"ray://127.0.0.1:{free_port()}")
@@ -171,7 +172,7 @@ def test_unknown_executor_is_one_line(tmp_path, tiny_model):
 def test_submitit_path_runs_a_tiny_run_to_the_end(tmp_path, tiny_model):
     """The Slurm executor's code path (submitit job, events from the run folder, states) on
     submitit's own local executor."""
-    pytest.importorskip("submitit")
+    importlib.import_module("submitit")
     document = tiny_spec(tiny_model, **{"train.steps": 4, "train.checkpoint_every": 0})
     runs = tmp_path / "runs"
     result = hbt("--run", write(tmp_path / "spec.json", document), "--runs-dir", runs, "--executor", "submitit-local",
@@ -187,7 +188,7 @@ def test_submitit_path_runs_a_tiny_run_to_the_end(tmp_path, tiny_model):
 def test_submitit_logs_never_reach_stdout():
     """submitit logs INFO lines and "Bypassing sacct error" warnings to stdout by default, which
     broke `--json` output once; ours keeps stdout for the command's own output."""
-    pytest.importorskip("submitit")
+    importlib.import_module("submitit")
     code = ("import logging\nfrom engine.parent.executors import load_submitit\nload_submitit()\n"
             "logging.getLogger('submitit').info('an info line')\n"
             "logging.getLogger('submitit').warning('Bypassing sacct error')\n")

@@ -103,7 +103,7 @@ class DualEncoder(torch.nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], is_query: bool, batch_size: int = 64,
-               progress: ProgressCallback | None = None, autocast_dtype: torch.dtype | None = None) -> np.ndarray:
+               progress: ProgressCallback | None = None) -> np.ndarray:
         """(len(texts), H) float32 normalised embeddings, in the order of `texts`."""
         was_training = self.training
         self.eval()
@@ -114,8 +114,7 @@ class DualEncoder(torch.nn.Module):
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = {key: value.to(device) for key, value in self.tokenize([texts[i] for i in chunk], is_query).items()}
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                embeddings = self(**batch)
+            embeddings = self(**batch)
             output[chunk] = embeddings.float().cpu().numpy()
             if progress is not None:
                 progress(min(start + batch_size, len(order)), len(order))
