@@ -33,6 +33,7 @@ bench: setup
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/eval_speed.py
+	$(PY) benchmarks/half_precision.py
 	$(PY) benchmarks/gradcache_memory.py
 	$(PY) benchmarks/store_scale.py
 	$(PY) benchmarks/tui_responsiveness.py

@@ -42,9 +42,9 @@ def notices(folder: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_bf16_encoding_scores_like_fp32_on_the_real_model(tmp_path, monkeypatch):
-    """e5-small cast to bf16 (pooling in fp32) against fp32 on a slice of XQuAD-R; the bounds
-    on the full benchmark (0.001 macro, 0.002 per language) are printed by
-    benchmarks/eval_speed.py; a slice's few queries get a looser bound."""
+    """e5-small in bf16 (Linear layers; residual stream and pooling fp32) against fp32 on a
+    slice of XQuAD-R; the bounds on the full benchmark (0.001 macro, 0.002 per language) are
+    printed by benchmarks/eval_speed.py; a slice's few queries get a looser bound."""
     from engine.child.encoder import load_encoder
 
     monkeypatch.setenv("HBT_CPU_FLAGS", "avx512_bf16")
@@ -66,6 +66,34 @@ def test_bf16_encoding_scores_like_fp32_on_the_real_model(tmp_path, monkeypatch)
             fp32 = results["fp32"]["per_language"][language]["settings"][setting]["map"]
             assert abs(bf16 - fp32) <= 0.02, (setting, language)
     assert results["bf16"]["precision"] == "bf16" and results["fp32"]["precision"] == "fp32"
+
+
+def test_bf16_inference_runs_matmuls_in_bf16_and_keeps_the_residual_stream_fp32(tiny_model, data_dir):
+    """`for_inference("bf16")`: Linear layers bf16; embeddings and layer norms fp32; the
+    original encoder untouched; embeddings closer to fp32 than the whole model cast."""
+    import copy
+
+    import torch
+
+    from engine.child.data.lareqa import load_lareqa
+    from engine.child.encoder import DualEncoder, load_encoder
+    from engine.contract.spec import EncoderSpec
+
+    encoder = load_encoder(EncoderSpec(name=str(tiny_model)))
+    texts = list(load_lareqa("xquad-r", ("en", "zh"), data_dir, 20)["zh"].candidates)
+    inference = encoder.for_inference("bf16")
+    dtypes = {type(module).__name__: {p.dtype for p in module.parameters(recurse=False)}
+              for module in inference.model.modules() if list(module.parameters(recurse=False))}
+    assert dtypes["Linear"] == {torch.bfloat16}
+    assert dtypes["LayerNorm"] == {torch.float32} and dtypes["Embedding"] == {torch.float32}
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}
+    reference = encoder.encode(texts, False)
+    half = inference.encode(texts, False)
+    whole = DualEncoder(copy.deepcopy(encoder.model).to(torch.bfloat16), encoder.tokenizer, encoder.spec).encode(texts, False)
+    assert half.dtype == np.float32 and np.allclose(np.linalg.norm(half, axis=1), 1, atol=1e-5)
+    distance_half = 1 - (half * reference).sum(1)
+    distance_whole = 1 - (whole * reference).sum(1)
+    assert distance_half.mean() < distance_whole.mean() / 2, (distance_half.mean(), distance_whole.mean())
 
 
 @pytest.mark.parametrize("flags, expected", [("avx512f avx512_bf16", "bf16"), ("amx_bf16 amx_tile", "bf16"),

@@ -6,7 +6,8 @@ one language of one dataset. Its key hashes everything the numbers depend on:
 - the encoder: a hash of every parameter's bytes (so a fine-tuned model never matches its
   base, and the base model at step 0 of every run of a grid always does), the tokenizer
   (its full serialisation), pooling, prefixes and max lengths;
-- how it was run: precision and evaluation batch size (padding differs between batch sizes);
+- how it was run: precision (and how a half precision is run: `INFERENCE_SCHEME`) and
+  evaluation batch size (padding differs between batch sizes);
 - what was encoded: the side and the texts themselves (which fixes the dataset files, the
   languages, the slice and the passage kind).
 
@@ -61,9 +62,12 @@ def encoder_fingerprint(encoder, precision: str, batch_size: int) -> str:
             flat = tensor.detach().contiguous().cpu().reshape(-1)
             digest.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
     digest.update(hashlib.sha256(tokenizer_identity(encoder.tokenizer).encode()).digest())
+    from engine.child.encoder import INFERENCE_SCHEME
+
     spec = encoder.spec
+    scheme = INFERENCE_SCHEME if precision != "fp32" else ""
     settings = [spec.pooling, spec.query_prefix, spec.passage_prefix, spec.max_query_length,
-                spec.max_passage_length, precision, batch_size, getattr(encoder.model.config, "model_type", "")]
+                spec.max_passage_length, precision, scheme, batch_size, getattr(encoder.model.config, "model_type", "")]
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()
 
