@@ -160,7 +160,7 @@ class HbtApp(App):
 
     async def _cancel_elsewhere(self, run_id: str) -> None:
         """A run another hbt-tui (or `--run`) owns: its owner is asked and stops it."""
-        from engine.parent.runner import cancel_elsewhere
+        from engine.parent.orphans import cancel_elsewhere
 
         try:
             status = await cancel_elsewhere(self.store, run_id, self.runner.grace_seconds)

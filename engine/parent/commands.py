@@ -21,22 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
-from engine.parent.headless import open_store
-
-DEFAULT_RUNS_DIR = "runs"
-
-
-def runs_dir_of(args: argparse.Namespace) -> Path:
-    return Path(args.runs_dir or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+from engine.parent.headless import open_store, runs_dir_of
+from engine.parent.study_commands import (
+    add_test_options,
+    compare_command,
+    report_command,
+    reports_command,
+)
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -80,12 +78,6 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def test_settings(args: argparse.Namespace):
-    from engine.parent.significance import Significance
-
-    return Significance(test=args.test, correction=args.correction, permutations=args.permutations, seed=args.seed)
-
-
 def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.compare import load_run, value_cis
     from engine.parent.records import MISSING
@@ -119,73 +111,6 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def check_output_path(path: Path, force: bool) -> None:
-    """An output file may be written: its folder exists and it is new (or --force)."""
-    if not path.parent.is_dir():
-        raise RunError(f"--output {path}: the folder {path.parent} does not exist")
-    if path.is_dir():
-        raise RunError(f"--output {path}: is a directory")
-    if path.exists() and not force:
-        raise RunError(f"--output {path}: the file exists; add --force to overwrite it")
-
-
-def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from engine.contract.layout import write_atomic
-    from engine.parent.compare import FORMATS, compare, load_run
-    from engine.parent.tables import print_comparison
-
-    test = test_settings(args)
-    if args.output:
-        if args.format == "table":
-            raise RunError("--output needs --format md, csv or latex")
-        check_output_path(Path(args.output), args.force)
-    store = open_store(runs_dir_of(args))
-    summaries = [store.resolve(reference) for reference in args.runs]
-    runs = [load_run(store.folder(summary["id"])) for summary in summaries]
-    datasets = [args.dataset] if args.dataset else sorted({d for run in runs for d in run.results})
-    if not datasets:
-        raise RunError("none of these runs has evaluation results yet")
-    outputs = []
-    for dataset in datasets:
-        try:
-            comparison = compare(runs, dataset, args.metric, tuple(args.setting), test=test,
-                                 with_ci=args.format != "table")
-        except ValueError as error:
-            raise RunError(str(error)) from None
-        if args.require_seeds:
-            single = next((system.name for system in comparison.runs if len(system.runs) < 2), None)
-            if single:
-                raise RunError(f"--require-seeds: {single!r} has a single run; mean ± sd over seeds needs at least "
-                               "2 runs that differ only in train.seed")
-        if args.format == "table":
-            print_comparison(console, comparison)
-        else:
-            outputs.append(FORMATS[args.format](comparison))
-    from engine.parent.report.saved import save_comparison
-
-    saved = save_comparison(store, [compare(runs, dataset, args.metric, tuple(args.setting), test=test, with_ci=True)
-                                    for dataset in datasets])
-    print(f"saved as {saved}", file=sys.stderr)
-    if args.format == "table":
-        diff = comparison.diff
-        if diff:
-            table = Table(title="config fields that differ", title_justify="left")
-            table.add_column("field")
-            for system in comparison.runs:
-                table.add_column(system.name)
-            for key, values in diff:
-                table.add_row(key, *(json.dumps(value) for value in values))
-            console.print(table)
-        return 0
-    text = "\n".join(outputs)
-    if args.output:
-        write_atomic(Path(args.output), text.encode("utf-8"))
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.headless import PlainView, ProgressView, print_summaries
     from engine.parent.runner import Runner
@@ -209,8 +134,8 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace, console: Console) -> int:
+    from engine.parent.orphans import cancel_elsewhere
     from engine.parent.records import ACTIVE
-    from engine.parent.runner import cancel_elsewhere
 
     store = open_store(runs_dir_of(args))
     summary = store.resolve(args.run)
@@ -236,40 +161,6 @@ def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
     shutil.rmtree(folder.path, ignore_errors=True)
     store.remove(summary["id"])
     print(f"deleted {summary['id']}", file=sys.stderr)
-    return 0
-
-
-def _cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from engine.contract.layout import REPORT_FILE
-    from engine.parent.report.build import build
-    from engine.parent.report.saved import check_out_dir, save_report
-    from engine.parent.report.verdict import sentence, verdict
-
-    out = Path(args.out) if args.out else None
-    check_out_dir(out, args.force)
-    test = test_settings(args)
-    store = open_store(runs_dir_of(args))
-    report = build(store, args.references, metrics=args.metric, reference=args.reference, partial=args.partial,
-                   allow_mixed=args.allow_mixed, test=test, title=args.title)
-    folder = save_report(store, report, out, args.force)
-    for item in verdict(report):
-        print("- " + sentence(item).replace("**", ""))
-    print(f"wrote {folder / REPORT_FILE}" + (f" and {out / REPORT_FILE}" if out else ""), file=sys.stderr)
-    return 0
-
-
-def _cmd_reports(args: argparse.Namespace, console: Console) -> int:
-    saved = open_store(runs_dir_of(args)).reports()
-    if args.json:
-        print(json.dumps(saved, indent=1))
-        return 0
-    table = Table(title=f"{len(saved)} saved reports and comparisons", title_justify="left")
-    for column in ("id", "kind", "when", "headline"):
-        table.add_column(column, overflow="fold")
-    for record in saved:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))
-        table.add_row(record["id"], record["kind"], when, record.get("headline") or record.get("title", ""))
-    console.print(table)
     return 0
 
 
@@ -314,15 +205,6 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
     for dataset in args.datasets:
         print(f"{dataset}: {fetch(dataset, Path(args.to) if args.to else None)}")
     return 0
-
-
-def add_test_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--test", choices=["t", "permutation"], default="t",
-                        help="paired t-test (default) or paired randomisation test, over question ids")
-    parser.add_argument("--correction", choices=["holm", "bh", "none"], default="holm",
-                        help="multiplicity correction over the cells of a comparison (default Holm)")
-    parser.add_argument("--permutations", type=int, default=10_000, help="resamples of --test permutation (>= 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of permutations and bootstrap CIs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_options(compare)
     compare.add_argument("--require-seeds", action="store_true",
                          help="refuse systems with a single run (mean ± sd over seeds needs 2 or more)")
-    compare.set_defaults(handler=_cmd_compare)
+    compare.set_defaults(handler=compare_command)
     for name, handler, text in (("resume", _cmd_resume, "continue an interrupted/cancelled/failed run"),
                                 ("cancel", _cmd_cancel, "stop a queued or running run (any parent's)"),
                                 ("delete", _cmd_delete, "remove a run and its folder")):
@@ -396,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--allow-mixed", action="store_true", help="runs of different encoders in one report")
     report.add_argument("--title", help="the report's title")
     add_test_options(report)
-    report.set_defaults(handler=_cmd_report)
-    commands.add_parser("reports", help="saved reports and comparisons").set_defaults(handler=_cmd_reports)
+    report.set_defaults(handler=report_command)
+    commands.add_parser("reports", help="saved reports and comparisons").set_defaults(handler=reports_command)
     index = commands.add_parser("index", help="the results index").add_subparsers(
         dest="index_command", required=True, parser_class=with_common)
     index.add_parser("rebuild", help="re-create it from the run folders").set_defaults(handler=_cmd_index)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -35,6 +36,7 @@ from engine.parent.preflight import Prepared
 from engine.parent.store import RunStore
 
 EXIT_INTERRUPTED = 130
+DEFAULT_RUNS_DIR = "runs"
 
 
 class ProgressView:
@@ -249,6 +251,11 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
         return 0
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
                                     log_every=log_every, executor=executor, partition=partition))
+
+
+def runs_dir_of(args) -> Path:
+    """The runs directory a command names (`--runs-dir`), else $HBT_RUNS_DIR, else ./runs."""
+    return Path(args.runs_dir or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
 
 
 def open_store(runs_dir: Path) -> RunStore:

@@ -7,7 +7,7 @@ each run's JSON-lines stdout, keeps live progress in memory, and writes the inde
 state transitions (and a batched progress flush every `flush_seconds`).
 
 The runner, not the child, decides the final state from the exit code, the signal and the
-last event (`final_status`). It writes that state to the run's own `run.json` first; the
+last event (`launch.final_status`). It writes that state to the run's own `run.json` first; the
 index is a copy that may lag (a failed index write is retried later and never changes an
 outcome). Each run names this runner's process as its owner, so other parents on the same
 runs directory leave it alone; they ask for a cancel by dropping `cancel.request` into the
@@ -21,8 +21,6 @@ import heapq
 import itertools
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -32,7 +30,15 @@ from typing import TYPE_CHECKING
 from engine.contract.errors import RunError
 from engine.contract.events import Event, parse_event, read_events
 from engine.contract.layout import RunFolder, read_json, write_json_atomic
-from engine.parent.executors import Executor, Handle, from_spec, terminate_group
+from engine.parent.executors import Executor, Handle, from_spec
+from engine.parent.launch import (
+    detect_gpus,
+    final_status,
+    run_devices,
+    stderr_tail,
+    train_command,
+)
+from engine.parent.orphans import reconcile_run
 from engine.parent.records import (
     ACTIVE,
     RESUMABLE,
@@ -42,7 +48,6 @@ from engine.parent.records import (
     new_run_id,
     owner_alive,
     owner_of,
-    pid_alive,
     primary_metric,
     results_summary,
     spec_summary,
@@ -59,66 +64,6 @@ EventCallback = Callable[[str, Event], None]
 StatusCallback = Callable[[str, dict], None]
 MessageCallback = Callable[[str], None]
 REQUEST_POLL_SECONDS = 0.5
-
-
-def run_devices(folder: RunFolder) -> int:
-    return int(((read_json(folder.spec) or {}).get("train") or {}).get("devices") or 1)
-
-
-def train_command(folder: RunFolder, resume: bool) -> list[str]:
-    """`python -m engine.train`, under torchrun (one process per device) when the spec asks
-    for `train.devices` > 1."""
-    command = ["-m", "engine.train", str(folder.spec), "--run-dir", str(folder.path)] + (["--resume"] if resume else [])
-    devices = run_devices(folder)
-    if devices > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", *command]
-    return [sys.executable, *command]
-
-
-def detect_gpus() -> list[str]:
-    """GPU ids visible to this machine, without importing torch."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [gpu for gpu in visible.split(",") if gpu.strip() and gpu.strip() != "-1"]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        output = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in output.stdout.splitlines() if line.strip()] if output.returncode == 0 else []
-
-
-def final_status(returncode: int | None, terminal: Event | None, cancel_requested: bool, stderr_tail: str,
-                 ended_as: str | None = None, detail: str = "") -> tuple[str, str | None]:
-    """(status, error) of a run whose process exited (`ended_as`: the cluster's verdict on a job
-    that ended around it: `ray job stop`, scancel, a time limit)."""
-    if terminal is not None and terminal.kind == "finished" and returncode in (0, None):
-        return "finished", None
-    if cancel_requested:
-        return "cancelled", None
-    if ended_as is not None:   # SIGTERM reached the run first, so it checkpointed
-        return ended_as, detail or f"{ended_as} by the cluster"
-    returncode = 1 if returncode is None else returncode
-    if returncode < 0:
-        return "failed", f"killed by {signal.Signals(-returncode).name}"
-    if terminal is not None and terminal.kind == "stopped":
-        return "interrupted", f"stopped by {terminal.signal}"
-    if terminal is not None and terminal.kind == "failed":
-        return "failed", terminal.error
-    tail = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
-    return "failed", f"exited with code {returncode}" + (f": {tail}" if tail else "")
-
-
-def stderr_tail(folder: RunFolder, lines: int = 20) -> str:
-    try:
-        with open(folder.stderr, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 8192))
-            return b"\n".join(handle.read().splitlines()[-lines:]).decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -415,73 +360,8 @@ class Runner:
         for summary in self.store.all():
             if summary.get("status") not in ACTIVE or summary["id"] in self.runs:
                 continue
-            message = self._reconcile_one(summary["id"])
+            run_id = summary["id"]
+            message = reconcile_run(self.store, run_id, lambda write, run_id=run_id: self._index(run_id, write))
             if message:
                 messages.append(message)
         return messages
-
-    def _reconcile_one(self, run_id: str) -> str | None:
-        folder = self.store.folder(run_id)
-        record = read_json(folder.record) or {}
-        if record.get("status") in ACTIVE and owner_alive(owner_of(record)):
-            return None
-        if record.get("status") in ACTIVE:  # an orphan still training: it checkpoints and stops
-            try:
-                from_spec(record.get("executor") or "local").stop_orphan(record)
-            except RunError:
-                pass
-        with self.store.lock():  # look again: another parent may have claimed it meanwhile
-            record = read_json(folder.record) or {}
-            owner = owner_of(record)
-            if record.get("status") in ACTIVE and owner_alive(owner):
-                return None
-            previous = record.get("status")
-            status = previous if previous in RESUMABLE + ("finished",) else status_from_events(
-                read_events(folder.events), record)
-            error = record.get("error")
-            if status == "interrupted" and previous in ACTIVE:
-                error = f"its parent process {owner['pid'] if owner else '?'} ended"
-            try:
-                write_json_atomic(folder.record, {**record, "status": status, "error": error})
-            except OSError:
-                pass
-        self._index(run_id, lambda: self.store.update(run_id, status=status, error=error))
-        if previous in ACTIVE:
-            return f"{run_id}: was {previous} when its parent ended; now {status}"
-        return f"{run_id}: the index said it was active; its folder says {status}"
-
-
-async def cancel_elsewhere(store: RunStore, run_id: str, grace_seconds: float = 20.0,
-                           timeout: float = 300.0) -> str:
-    """Cancel a run this process does not own. A live owner is asked through `cancel.request`
-    and acts itself; a run with no live owner is stopped and recorded here. Returns the status."""
-    folder = store.folder(run_id)
-    record = read_json(folder.record) or {}
-    owner = owner_of(record)
-    if record.get("status") not in ACTIVE:
-        raise RunError(f"run {run_id} is {record.get('status')}, not queued or running")
-    if owner_alive(owner):
-        write_json_atomic(folder.cancel_request, {"by": current_owner(), "time": time.time()})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = (read_json(folder.record) or {}).get("status")
-            if status not in ACTIVE:
-                return str(status)
-            if not owner_alive(owner):
-                break
-            await asyncio.sleep(0.2)
-        else:
-            raise RunError(f"run {run_id}: its owner (pid {owner['pid']}) did not stop it within {timeout:.0f} s")
-    with store.lock():
-        record = read_json(folder.record) or {}
-        write_json_atomic(folder.record, {**record, "cancel_requested": True})
-    if pid_alive(record.get("pid")):
-        await terminate_group(record["pid"], grace_seconds, lambda: not pid_alive(record["pid"]))
-    with store.lock():
-        record = read_json(folder.record) or {}
-        if record.get("status") in ACTIVE:
-            record = {**record, "status": "cancelled", "ended": time.time()}
-            write_json_atomic(folder.record, record)
-    folder.cancel_request.unlink(missing_ok=True)
-    store.update(run_id, status=record["status"], ended=record.get("ended"))
-    return str(record["status"])
