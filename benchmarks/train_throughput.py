@@ -20,7 +20,8 @@ scale 20), AdamW, gradient clipping at 1.0:
 A baseline that cannot run (sentence-transformers or accelerate missing) is reported as not
 run, and no ratio is claimed against it. Samples/s is measured over the steps after three
 warm-up steps; model FLOP/s counts forward + backward (3x the forward) of the dense layers
-and attention over the real tokens of the timed steps (benchmarks/hardware.py).
+and attention over the real tokens of the timed steps (benchmarks/hardware.py). The padding
+our step forwards is printed too, with what length bucketing across 4 batches would save.
 """
 
 from __future__ import annotations
@@ -236,14 +237,40 @@ def child(system: str, steps: int, batch_size: int) -> None:
     durations, losses, precision = SYSTEMS[system](drawn, batch_size)
     timed = durations[WARMUP:]
     encoder = load_encoder(EncoderSpec(max_query_length=QUERY_LENGTH, max_passage_length=PASSAGE_LENGTH))
-    lengths = []
+    lengths, forwarded, pairs = [], 0, []
     for queries, passages in drawn.texts[WARMUP:]:
-        lengths += token_lengths(encoder.tokenizer, queries, "query: ", QUERY_LENGTH)
-        lengths += token_lengths(encoder.tokenizer, passages, "passage: ", PASSAGE_LENGTH)
+        query_lengths = token_lengths(encoder.tokenizer, queries, "query: ", QUERY_LENGTH)
+        passage_lengths = token_lengths(encoder.tokenizer, passages, "passage: ", PASSAGE_LENGTH)
+        lengths += query_lengths + passage_lengths
+        forwarded += grouped_tokens(query_lengths) + grouped_tokens(passage_lengths)
+        pairs += sorted(zip(passage_lengths, query_lengths))
+    bucketed = bucketed_tokens(pairs, batch_size)
     print(json.dumps({"system": system, "samples_per_s": batch_size * len(timed) / sum(timed),
                       "step_s": sum(timed) / len(timed), "precision": precision, "losses": losses,
                       "model_flops": encoder_flops(encoder.model, lengths, training=True) / sum(timed),
+                      "real_tokens": sum(lengths), "grouped_tokens": forwarded, "bucketed_tokens": bucketed,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def grouped_tokens(lengths: list[int]) -> int:
+    """Tokens our step forwards for one side of a batch: its texts sorted by length, in the
+    groups `DualEncoder.embed` pads separately."""
+    from engine.child.encoder import length_groups
+
+    ordered = sorted(lengths)
+    return sum(len(group) * ordered[group[-1]] for group in length_groups(ordered))
+
+
+def bucketed_tokens(pairs: list[tuple[int, int]], batch_size: int, window: int = 4) -> int:
+    """Tokens our step would forward if every `window` consecutive batches were re-cut by
+    passage length (length bucketing across batches; `pairs` is (passage, query) lengths)."""
+    total = 0
+    for start in range(0, len(pairs), window * batch_size):
+        pooled = sorted(pairs[start:start + window * batch_size])
+        for cut in range(0, len(pooled), batch_size):
+            batch = pooled[cut:cut + batch_size]
+            total += grouped_tokens([passage for passage, _ in batch]) + grouped_tokens([query for _, query in batch])
+    return total
 
 
 def ratio_line(label: str, ours: dict, results: dict, names: list[str], not_run: dict, target: str = "") -> str:
@@ -307,6 +334,14 @@ def main() -> None:
                      " (target >= 2.0x)"))
     print(ratio_line(f"ours ({ours['precision']}) / bf16 baselines", ours, results,
                      [f"{name}-bf16" for name in BASELINES], not_run))
+    pads = 1 - ours["real_tokens"] / ours["grouped_tokens"]
+    static = 1 - ours["real_tokens"] / (args.steps * args.batch_size * (QUERY_LENGTH + PASSAGE_LENGTH))
+    print(f"padding: ours forwards {ours['grouped_tokens']:,} tokens for {ours['real_tokens']:,} real ones "
+          f"({100 * pads:.1f}% pads; static padding to max length: {100 * static:.1f}%): the most that grouping "
+          "batches by length could still save")
+    print(f"length bucketing across 4 batches (re-cut by passage length; NOT what a run does: it changes which "
+          f"texts share a batch): {ours['bucketed_tokens']:,} tokens, "
+          f"{100 * (1 - ours['bucketed_tokens'] / ours['grouped_tokens']):.1f}% fewer than ours")
     if "ours-fp32" in results:
         fp32 = results["ours-fp32"]
         print(f"ours {ours['precision']} / ours fp32: {ours['samples_per_s'] / fp32['samples_per_s']:.2f}x")
