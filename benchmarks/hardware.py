@@ -3,7 +3,7 @@ FLOPs of a transformer encoder counted from its config and the real token counts
 
 - `matmul_peak(dtype)`: GFLOP/s of large square matmuls (torch, this process's threads) —
   the practical ceiling for the encoder's dense layers on this hardware.
-- `encoder_flops(config, lengths, training)`: 2·N·n for the dense weights (N = parameters
+- `encoder_flops(model, lengths, training)`: 2·N·n for the dense weights (N = parameters
   outside the embeddings) plus 4·L·H·n² for attention scores and values, per sequence of n
   real tokens; training counts forward + backward as 3× the forward (the usual convention;
   frozen word embeddings have no dense FLOPs either way).

@@ -64,13 +64,14 @@ def started(events) -> object:
     return next(event for event in events if event.kind == "started")
 
 
-def wait_for(predicate, timeout: float = 300, what: str = "condition"):
-    """Poll until `predicate()` holds and return its value. The deadline only bounds a test
-    that is failing anyway, generously, so a loaded machine never trips it."""
+def wait_for(predicate, timeout: float = 300, what: str = "condition", every: float = 0.1):
+    """Poll `predicate()` every `every` seconds until it holds and return its value. The
+    deadline only bounds a test that is failing anyway, generously, so a loaded machine never
+    trips it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,11 +56,10 @@ def ray_head(tmp_path_factory):
         try:
             return JobSubmissionClient(f"http://127.0.0.1:{dashboard}").get_version()
         except Exception:
-            time.sleep(0.5)
             return None
 
     try:
-        wait_for(reachable, timeout=240, what="the Ray dashboard")
+        wait_for(reachable, timeout=240, what="the Ray dashboard", every=0.5)
         yield f"ray://127.0.0.1:{dashboard}"
     finally:
         try:
@@ -260,10 +258,9 @@ def check_slurm_requeue_and_cancel(runs: Path, parent: subprocess.Popen) -> None
     def resumed():   # Slurm holds a requeued job ~2 minutes before it may start again: start it now
         if len(starts()) < 2:
             subprocess.run(["scontrol", "update", f"JobId={job}", "BeginTime=now"], capture_output=True)
-            time.sleep(1)
         return len(starts()) == 2 and any(e.kind == "step" and e.step > stopped.step for e in events())
 
-    wait_for(resumed, what="the requeued job to resume and train")
+    wait_for(resumed, what="the requeued job to resume and train", every=1.0)   # scontrol once a second
     assert starts()[1].resumed_from_step == stopped.step
     assert hbt("cancel", long_run.name, "--runs-dir", runs).returncode == 0
     stdout, stderr = parent.communicate(timeout=600)

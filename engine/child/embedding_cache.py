@@ -25,10 +25,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,8 @@ def encoder_fingerprint(encoder, precision: str, batch_size: int) -> str:
     """A hash of the encoder's weights, tokenizer and settings, and how it is run."""
     import torch
 
+    from engine.child.encoder import INFERENCE_SCHEME
+
     digest = hashlib.blake2b(digest_size=20)
     with torch.no_grad():
         for name, tensor in sorted(encoder.model.state_dict().items()):
@@ -62,8 +66,6 @@ def encoder_fingerprint(encoder, precision: str, batch_size: int) -> str:
             flat = tensor.detach().contiguous().cpu().reshape(-1)
             digest.update(flat.view(torch.uint8).numpy().data if flat.numel() else b"")
     digest.update(hashlib.sha256(tokenizer_identity(encoder.tokenizer).encode()).digest())
-    from engine.child.encoder import INFERENCE_SCHEME
-
     spec = encoder.spec
     scheme = INFERENCE_SCHEME if precision != "fp32" else ""
     settings = [spec.pooling, spec.query_prefix, spec.passage_prefix, spec.max_query_length,
@@ -127,7 +129,7 @@ class EmbeddingCache:
             data = array_path.read_bytes()
             if hashlib.sha256(data).hexdigest() != meta["sha256"]:
                 raise ValueError("checksum mismatch")
-            array = np.load(array_path, allow_pickle=False)
+            array = np.load(io.BytesIO(data), allow_pickle=False)
             if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]:
                 raise ValueError("shape or dtype mismatch")
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -146,10 +148,11 @@ class EmbeddingCache:
         array_path, meta_path = self._paths(key)
         suffix = f".tmp-{os.getpid()}"
         try:
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(value), allow_pickle=False)
+            data = buffer.getvalue()
             temporary = array_path.with_name(array_path.name + suffix)
-            with open(temporary, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(value), allow_pickle=False)
-            data = temporary.read_bytes()
+            temporary.write_bytes(data)
             meta = {"sha256": hashlib.sha256(data).hexdigest(), "shape": list(value.shape), "dtype": str(value.dtype),
                     "created": time.time()}
             meta_temporary = meta_path.with_name(meta_path.name + suffix)
@@ -180,31 +183,24 @@ class EmbeddingCache:
             self.enabled = False
             self.warn(message)
 
-    def _locked(self, key: str):
-        cache = self
-
-        class Lock:
-            def __enter__(self):
-                self.handle = open(cache.root / f"{key}.lock", "a+b")
-                while True:
-                    try:
-                        fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        return self
-                    except OSError as error:
-                        if error.errno not in (errno.EAGAIN, errno.EACCES):
-                            raise
-                    try:
-                        cache.check_stop()
-                    except BaseException:
-                        self.handle.close()
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """This key's lock file, held exclusively; while another run holds it, poll (and let a
+        stop request end the wait). The file stays: unlinking it would let two holders in."""
+        with open(self.root / f"{key}.lock", "a+b") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as error:
+                    if error.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
-                    time.sleep(LOCK_POLL_SECONDS)
-
-            def __exit__(self, *exc):   # the lock file stays: unlinking it would let two holders in
-                fcntl.flock(self.handle, fcntl.LOCK_UN)
-                self.handle.close()
-
-        return Lock()
+                self.check_stop()
+                time.sleep(LOCK_POLL_SECONDS)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _evict(self) -> None:
         evict(self.root, limit_bytes())

@@ -54,10 +54,9 @@ class Evaluator:
             from engine.child.embedding_cache import encoder_fingerprint
 
             fingerprint = encoder_fingerprint(encoder, precision, self.spec.eval.batch_size)
-        inference = encoder.for_inference(precision)
+        encode = self._encode_fn(encoder.for_inference(precision), fingerprint)
         try:
             for dataset in self.spec.eval.datasets:
-                encode = self._encode_fn(inference, fingerprint)
                 hits = self.cache.hits if self.cache else 0
                 if dataset in catalog.LAREQA_DATASETS:
                     self._lareqa(dataset, encode, step, final, precision, hits)
@@ -65,8 +64,6 @@ class Evaluator:
                     self._miracl(dataset, encode, step, final, precision, hits)
         except StopRequested:
             return False
-        finally:
-            del inference
         return True
 
     def _encode_fn(self, encoder, fingerprint: str | None) -> Callable:

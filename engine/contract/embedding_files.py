@@ -41,9 +41,12 @@ def entries(root: Path) -> list[tuple[Path, int, float]]:
     for array_path in root.glob("*.npy"):
         try:
             stat = array_path.stat()
-            meta_size = array_path.with_suffix(".json").stat().st_size if array_path.with_suffix(".json").exists() else 0
         except OSError:
             continue
+        try:
+            meta_size = array_path.with_suffix(".json").stat().st_size
+        except OSError:
+            meta_size = 0
         found.append((array_path, stat.st_size + meta_size, stat.st_mtime))
     return sorted(found, key=lambda entry: entry[2])
 

@@ -155,7 +155,7 @@ class Comparison:
             text += f"; {self.dataset} was seen in training (eval.allow_train_overlap)"
         precisions = sorted({(run.results.get(self.dataset) or {}).get("precision") or "fp32"
                              for system in self.runs for run in system.runs})
-        if len(precisions) > 1:   # bf16 encoding moves macro scores by about 0.001: say so
+        if len(precisions) > 1:   # bf16 encoding moves macro scores by up to ~0.001: say so
             text += f"; encoded in {' and '.join(precisions)}"
         return text
 
