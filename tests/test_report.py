@@ -85,8 +85,13 @@ def test_report_tables_verdict_figures_and_files(study, tmp_path):
     assert len(xquad["cross_matrix"]["values"]) == len(xquad["languages"]) == 11
     assert {item["groups"][0] for item in xquad["interactions"]["map"]} == {"high", "seen"}
     markdown = (out / "report.md").read_text()
-    assert markdown.startswith("# Study: mini")
-    verdict = markdown.split("## Verdict")[1].split("\n## ")[0]
+    assert markdown.startswith("# Study: mini\n\n## The answer\n")
+    family = data["hypotheses"]
+    assert family["source"] == "default" and [item["id"] for item in family["items"]][-3:] == ["P1", "P2", "P3"]
+    assert all(item["kind"] == "methods" and item["seeds"] == [2, 2] for item in family["items"])
+    answer = markdown.split("## Exploratory tables")[0]
+    assert all(f"| {item['id']} | {item['claim']} |" in answer for item in family["items"])
+    verdict = markdown.split("## Appendix: every claim, exploratory")[1].split("\n## ")[0]
     for claim in ("hybrid α=0.5 beats X-X in multilingual retrieval on xquad-r",
                   "hybrid α=0.5 has lower language bias than X-X on xquad-r",
                   "hybrid α=0.5 vs multitask (full) in multilingual retrieval on xquad-r",
@@ -117,7 +122,7 @@ def test_report_tables_verdict_figures_and_files(study, tmp_path):
     assert float(row["value"]) == pytest.approx(cell["value"], abs=1e-6) and row["reference"] == "hybrid α=0.5"
     latex = (out / "tables.tex").read_text()
     tables = sum(len(section["tables"][metric]) for section in data["datasets"].values() for metric in section["metrics"])
-    assert latex.count(r"\toprule") == latex.count(r"\bottomrule") == tables == 6 and r"X-X & " in latex
+    assert latex.count(r"\toprule") == latex.count(r"\bottomrule") == tables + 1 == 7 and r"X-X & " in latex  # + hypotheses
 
 
 def test_the_miracl_section_has_its_metrics_and_both_groups(study, tmp_path):

@@ -17,7 +17,7 @@ from scipy import stats
 from engine.contract.layout import RunFolder, write_json_atomic
 from engine.contract.results import write_per_query
 from engine.parent.compare import compare, load_run
-from engine.parent.significance import Significance, correct, paired_p, question_units
+from engine.parent.significance import Arm, Significance, correct, crossed_test, paired_p, question_units
 from runs_helpers import env
 
 LANGUAGES = ("ar", "de", "en", "es", "hi", "zh")
@@ -102,30 +102,47 @@ def test_pooling_translations_gives_significance_that_question_units_do_not(tmp_
     assert macro.delta == pytest.approx(np.mean(units_second) - np.mean(units_first))   # shown = tested
 
 
-def test_seed_groups_show_mean_and_sd_and_pair_seed_averaged_questions(tmp_path):
+def test_seed_groups_show_mean_and_sd_and_test_questions_and_seeds_together(tmp_path):
     rng = np.random.default_rng(1)
     runs = []
     per_seed = {}
     for strategy, shift in (("monolingual", 0.0), ("hybrid", 0.05)):
-        for seed in (1, 2):
-            scores = {lang: {f"q{i}": float(np.clip(0.5 + shift + 0.2 * rng.standard_normal(), 0, 1))
+        for seed in (1, 2, 3):
+            seed_shift = 0.03 * rng.standard_normal()
+            scores = {lang: {f"q{i}": float(np.clip(0.5 + shift + seed_shift + 0.2 * rng.standard_normal(), 0, 1))
                              for i in range(30)} for lang in ("en", "de")}
             per_seed[(strategy, seed)] = scores
             runs.append(load_run(write_run(tmp_path, f"{strategy}-seed={seed}", scores, strategy=strategy, seed=seed)))
     comparison = compare(runs, "xquad-r", "map")
-    assert [system.name for system in comparison.runs] == ["monolingual (2 seeds)", "hybrid (2 seeds)"]
+    assert [system.name for system in comparison.runs] == ["monolingual (3 seeds)", "hybrid (3 seeds)"]
     en = next(cells for label, _, cells in comparison.rows if label == "en")[("mono", 1)]
-    seed_means = [np.mean(list(per_seed[("hybrid", seed)]["en"].values())) for seed in (1, 2)]
+    seed_means = [np.mean(list(per_seed[("hybrid", seed)]["en"].values())) for seed in (1, 2, 3)]
     assert en.value == pytest.approx(np.mean(seed_means))
     assert en.sd == pytest.approx(np.std(seed_means, ddof=1))
-    averaged = {strategy: [np.mean([per_seed[(strategy, seed)]["en"][f"q{i}"] for seed in (1, 2)]) for i in range(30)]
-                for strategy in ("monolingual", "hybrid")}
-    assert en.p_value == pytest.approx(stats.ttest_rel(averaged["hybrid"], averaged["monolingual"]).pvalue)
+    matrices = [np.array([[per_seed[(strategy, seed)]["en"][f"q{i}"] for i in range(30)] for seed in (1, 2, 3)])
+                for strategy in ("monolingual", "hybrid")]
+    expected = crossed_test(Arm(matrices[0]), Arm(matrices[1]))
+    assert en.kind == "methods" and en.seeds == (3, 3)
+    assert en.p_value == pytest.approx(expected.p) and en.ci == pytest.approx(expected.ci)
+    averaged = [matrix.mean(0) for matrix in matrices]           # the old test: seeds averaged away
+    assert en.p_value > stats.ttest_rel(averaged[1], averaged[0]).pvalue
     assert comparison.family == 3 * 3          # en, de, macro avg x mono, cross, multi
     assert all(cell.p_adjusted >= cell.p_value for _, _, cells in comparison.rows
                for cell in cells.values() if cell.p_value is not None)
     assert "Holm-corrected over the 9 cells" in comparison.footnote
-    assert "means ± sd over seeds" in comparison.footnote
+    assert "units are questions × training seeds" in comparison.footnote
+    assert "means ± sd over seeds" in comparison.footnote and "compares these trained models" not in comparison.footnote
+
+
+def test_single_runs_compare_models_and_say_so(tmp_path):
+    first, second = translated_effects()
+    runs = [load_run(write_run(tmp_path, "a", first, strategy="monolingual")),
+            load_run(write_run(tmp_path, "b", second, strategy="hybrid"))]
+    comparison = compare(runs, "xquad-r", "map")
+    cells = [cell for _, _, row in comparison.rows for cell in row.values() if cell.delta is not None]
+    assert {cell.kind for cell in cells} == {"models"}
+    assert "units are questions, paired t-test — it compares these trained models, not their methods" \
+        in comparison.footnote and "training seeds" not in comparison.footnote
 
 
 def hbt(*args) -> subprocess.CompletedProcess:

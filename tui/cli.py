@@ -10,7 +10,7 @@ import argparse
 import sys
 
 HEADLESS_COMMANDS = {"runs", "show", "compare", "resume", "cancel", "delete", "index", "evaluate", "data", "report",
-                     "reports"}
+                     "reports", "plan", "cache"}
 
 
 def pause_collector_for_startup() -> None:

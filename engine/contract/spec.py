@@ -118,6 +118,37 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class HypothesisSpec:
+    """A confirmatory hypothesis of a study, declared before the numbers: `reference` against
+    `baseline` (arm labels: "hybrid α=0.5", "multitask (full)", "X-X", ...) on one dataset,
+    metric, setting and language group. `direction` ">" / "<" claims a difference in that
+    direction, "!=" any difference, ">=" / "<=" that the reference is not worse (better) by more
+    than `margin` (non-inferiority). Omitted, it is read from the claim ("hybrid > multitask")."""
+
+    id: str
+    claim: str
+    reference: str
+    baseline: str
+    dataset: str = "xquad-r"
+    metric: str = "map@10"
+    setting: Literal["mono", "cross", "multi"] = "multi"
+    group: str = "all"
+    direction: Literal[">", "<", "!=", ">=", "<="] | None = None
+    margin: float = field(default=0.01, metadata=_range(0, 1, low_open=True))
+
+    @property
+    def sense(self) -> str:
+        """The direction, given or read from the claim (two-sided when the claim has none)."""
+        if self.direction:
+            return self.direction
+        for spelled, sense in (("≥", ">="), (">=", ">="), ("≤", "<="), ("<=", "<="), ("≠", "!="), ("!=", "!="),
+                               (">", ">"), ("<", "<")):
+            if spelled in self.claim:
+                return sense
+        return "!="
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     description: str = ""
@@ -130,6 +161,7 @@ class ExperimentSpec:
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     grid: dict[str, tuple[Any, ...]] | tuple[dict[str, tuple[Any, ...]], ...] = field(default_factory=dict)
+    hypotheses: tuple[HypothesisSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -141,7 +173,7 @@ class ExperimentSpec:
         """Hash of what determines the result: everything but names, notes, the grid and whether
         embeddings may come from the cache (a cached encoding equals a computed one)."""
         config = {key: value for key, value in self.to_dict().items()
-                  if key not in ("name", "description", "tags", "baseline", "grid")}
+                  if key not in ("name", "description", "tags", "baseline", "grid", "hypotheses")}
         config["eval"] = {key: value for key, value in config["eval"].items() if key != "cache"}
         canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -219,7 +251,7 @@ def set_dotted(document: dict, path: str, value: Any, *, create: bool = True) ->
         node[leaf] = value
 
 
-IGNORED_IN_DIFF = ("name", "description", "tags", "grid", "baseline")
+IGNORED_IN_DIFF = ("name", "description", "tags", "grid", "baseline", "hypotheses")
 
 
 def flatten(document: dict, prefix: str = "") -> dict[str, Any]:

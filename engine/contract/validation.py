@@ -20,10 +20,10 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.contract import catalog
+from engine.contract import arms, catalog
 from engine.contract.errors import SpecError
 from engine.contract.metric_names import parse_metric
-from engine.contract.spec import ExperimentSpec
+from engine.contract.spec import ExperimentSpec, HypothesisSpec
 
 Problems = list[tuple[str, str]]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,=+@-]{0,119}$")
@@ -72,6 +72,20 @@ def parse_spec(data: Any, source: str | None = None) -> ExperimentSpec:
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)
     return spec
+
+
+def parse_hypotheses(data: Any, source: str | None = None) -> tuple[HypothesisSpec, ...]:
+    """A `hypotheses` list on its own (a report's --hypotheses, or a run's spec): the fields'
+    types and values; what they must match (arms, metrics, groups) is checked against runs."""
+    problems: Problems = []
+    _check_structure(data, "hypotheses", 1, problems)
+    hypotheses = _convert(data, tuple[HypothesisSpec, ...], "hypotheses", problems) if not problems else ()
+    ids = [hypothesis.id for hypothesis in hypotheses if hypothesis is not None]
+    if not problems and len(set(ids)) != len(ids):
+        problems.append(("hypotheses", "gives one id twice"))
+    if problems:
+        raise SpecError(list(dict.fromkeys(problems)), source)
+    return hypotheses
 
 
 def parse_spec_text(text: str, source: str | None = None) -> ExperimentSpec:
@@ -320,6 +334,7 @@ def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
                 problems.append((f"eval.datasets[{index}]", f"{dataset} is also train.dataset: evaluating on the "
                                  "training data is refused (set eval.allow_train_overlap: true to allow it; "
                                  "its tables are then marked as seen in training)"))
+    _check_hypotheses(spec, problems)
     grids = [spec.grid] if isinstance(spec.grid, dict) else list(spec.grid)
     for number, grid in enumerate(grids):
         where = "grid" if isinstance(spec.grid, dict) else f"grid[{number}]"
@@ -328,6 +343,42 @@ def _check_semantics(spec: ExperimentSpec, problems: Problems) -> None:
         for dotted, values in grid.items():
             if not values:
                 problems.append((f"{where}.{dotted}", "must list at least one value"))
+
+
+def _check_hypotheses(spec: ExperimentSpec, problems: Problems) -> None:
+    """Each hypothesis names a dataset, metric, setting and group this spec evaluates, and arms
+    its grid makes (without a grid, arms some spec could make: the report checks the runs)."""
+    evaluation = spec.eval
+    labels = arms.grid_arms(spec.to_dict(), spec.grid) if spec.grid else None
+    seen_ids: set[str] = set()
+    for index, hypothesis in enumerate(spec.hypotheses):
+        where = f"hypotheses[{index}]"
+        if not hypothesis.id.strip() or hypothesis.id in seen_ids:
+            problems.append((f"{where}.id", "must be a unique, non-empty name" if hypothesis.id.strip()
+                             else "must not be empty"))
+        seen_ids.add(hypothesis.id)
+        for name in ("reference", "baseline"):
+            wanted = getattr(hypothesis, name)
+            if labels is not None and arms.match_arm(wanted, labels) is None:
+                problems.append((f"{where}.{name}", f"no arm {wanted!r} in this spec's grid (arms: {', '.join(labels)})"))
+            elif labels is None and not arms.is_arm_label(wanted):
+                problems.append((f"{where}.{name}", f"{wanted!r} is not an arm (X-X, X-Y, hybrid α=A, multitask (full), "
+                                 "multitask (half), zero-shot)"))
+        if hypothesis.dataset not in evaluation.datasets:
+            problems.append((f"{where}.dataset", f"{hypothesis.dataset!r} is not in eval.datasets "
+                             f"({', '.join(evaluation.datasets)})"))
+        if hypothesis.metric != "bias" and hypothesis.metric not in evaluation.metrics:
+            problems.append((f"{where}.metric", f"{hypothesis.metric!r} is not evaluated (eval.metrics: "
+                             f"{', '.join(evaluation.metrics)})"))
+        if hypothesis.metric == "bias" and hypothesis.setting != "multi":
+            problems.append((f"{where}.setting", "language bias exists in the multilingual setting only"))
+        groups = {"all", "seen", "unseen", *(evaluation.groups or {"high": (), "low": ()})}
+        languages = catalog.dataset_languages(hypothesis.dataset) or ()
+        if hypothesis.group not in groups and hypothesis.group not in languages:
+            problems.append((f"{where}.group", f"unknown group {hypothesis.group!r} (groups: "
+                             f"{', '.join(sorted(groups))}, or one language)"))
+        if hypothesis.sense in (">=", "<=") and hypothesis.margin <= 0:
+            problems.append((f"{where}.margin", "a non-inferiority claim needs a margin > 0"))
 
 
 def _check_parallel(spec: ExperimentSpec, problems: Problems) -> None:

@@ -6,6 +6,7 @@
     hbt-tui compare RUN RUN... [--format table|md|csv|latex]      per language, with deltas
     hbt-tui resume RUN | cancel RUN | delete RUN --yes
     hbt-tui report RUNS|NAME|GRID... [--out DIR]                  the study's answer: tables, figures, verdict
+    hbt-tui plan RUNS|NAME [--effect 0.01] [--power 0.8]          seeds and ids a wanted effect needs
     hbt-tui reports                                               saved reports and comparisons
     hbt-tui index rebuild                                         re-create the index from run folders
     hbt-tui evaluate SPEC|RUN|MODEL ...                           a zero-shot run, queued like any other
@@ -30,8 +31,10 @@ from rich.table import Table
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.parent.headless import open_store, runs_dir_of
 from engine.parent.study_commands import (
+    add_family_options,
     add_test_options,
     compare_command,
+    plan_command,
     report_command,
     reports_command,
 )
@@ -273,12 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="also write the report into this new folder (e.g. docs/study)")
     report.add_argument("--force", action="store_true", help="replace --out if it exists")
     report.add_argument("--metric", nargs="+", help="metrics to report (default: the primary one and mAP@10)")
-    report.add_argument("--reference", help="the arm every delta is taken against (default: hybrid, α nearest 0.5)")
     report.add_argument("--partial", action="store_true", help="include unfinished runs (marked [partial])")
     report.add_argument("--allow-mixed", action="store_true", help="runs of different encoders in one report")
     report.add_argument("--title", help="the report's title")
-    add_test_options(report)
+    add_family_options(report)
+    add_test_options(report, "the confirmatory hypotheses (exploratory tables: Benjamini-Hochberg within each)")
     report.set_defaults(handler=report_command)
+    plan = commands.add_parser("plan", help="seeds and question ids a wanted effect needs, sized from pilot runs")
+    plan.add_argument("references", nargs="+", metavar="RUNS|NAME|GRID", help="the pilot: runs, names or a grid")
+    plan.add_argument("--power", type=float, default=0.8, help="the power wanted for every hypothesis (default 0.8)")
+    plan.add_argument("--max-questions", type=int, help="question ids available (default: all the dataset has)")
+    plan.add_argument("--budget-hours", type=float, help="also: the design that fits this many hours of runs")
+    plan.add_argument("--allow-mixed", action="store_true", help="runs of different encoders in one pilot")
+    add_family_options(plan)
+    add_test_options(plan, "the hypotheses")
+    plan.set_defaults(handler=plan_command)
     commands.add_parser("reports", help="saved reports and comparisons").set_defaults(handler=reports_command)
     index = commands.add_parser("index", help="the results index").add_subparsers(
         dest="index_command", required=True, parser_class=with_common)

@@ -1,11 +1,13 @@
-"""Comparing runs: per language side by side, deltas against a baseline, significance with the
-question as the unit (engine.parent.significance), confidence intervals, and the config
-fields that differ. Used by `hbt-tui compare`, `show`, the report and the TUI.
+"""Comparing runs: per language side by side, deltas against a baseline, significance
+(engine.parent.significance), confidence intervals, and the config fields that differ. Used by
+`hbt-tui compare`, `show`, the report and the TUI.
 
-Runs that differ only in `train.seed` are one system: its values are the mean ± sd over
-seeds, and its per-question scores (averaged over seeds) are what the tests pair. A row's
-value is the mean over its languages of the per-language values (what results.json calls
-the macro and group averages), for every system alike.
+Runs that differ only in `train.seed` are one system (an arm): its values are the mean ± sd
+over seeds. Two systems that each have >= 2 seeds (or are the untrained encoder, which has no
+seeds) are compared as methods, with questions and seeds as crossed random factors; where a
+trained system has a single run the cell compares these two models with the question-level
+test, and says so. A row's value is the mean over its languages of the per-language values
+(what results.json calls the macro and group averages), for every system alike.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from engine.contract.layout import SETTINGS, RunFolder, read_json
 from engine.contract.results import read_per_query
 from engine.contract.spec import IGNORED_IN_DIFF, spec_diff
-from engine.parent.significance import Significance, correct, mean_ci, paired_p, question_units
+from engine.parent.significance import (Arm, Significance, correct, crossed_test, mean_ci, paired_p,
+                                        question_units)
 
 
 @dataclass
@@ -74,17 +77,28 @@ class System:
     def spec(self) -> dict:
         return self.runs[0].spec
 
+    @property
+    def fixed(self) -> bool:
+        """The untrained encoder (a zero-shot run, or a run's step-0 evaluation): one
+        deterministic model, whatever its seed."""
+        return all(run.step == 0 or run.spec.get("train", {}).get("steps") == 0 for run in self.runs)
+
     def has(self, dataset: str) -> bool:
         return all(dataset in run.results for run in self.runs)
 
+    def run_scores(self, dataset: str, language: str, setting: str, metric: str) -> list[dict[str, float]]:
+        """{question id: score} of each run evaluated on `dataset` (NaN scores left out)."""
+        tables = [run.per_query(dataset).get((language, setting), {}) for run in self.runs if dataset in run.results]
+        return [{qid: row[metric] for qid, row in table.items() if not math.isnan(row.get(metric, math.nan))}
+                for table in tables]
+
     def scores(self, dataset: str, language: str, setting: str, metric: str) -> dict[str, float]:
         """{question id: score}, averaged over seeds (questions every seed answered)."""
-        tables = [run.per_query(dataset).get((language, setting), {}) for run in self.runs]
+        tables = self.run_scores(dataset, language, setting, metric)
         if not tables or not all(tables):
             return {}
         common = set.intersection(*(set(table) for table in tables))
-        return {qid: sum(table[qid][metric] for table in tables) / len(tables) for qid in common
-                if all(not math.isnan(table[qid].get(metric, math.nan)) for table in tables)}
+        return {qid: sum(table[qid] for table in tables) / len(tables) for qid in common}
 
 
 def seed_key(spec: dict) -> str:
@@ -128,11 +142,13 @@ class Cell:
     p_adjusted: float | None = None             # after the family's correction
     ci: tuple[float, float] | None = None       # of the delta
     units: int = 0                              # questions (or queries) the test paired
-    alpha: float = 0.05
+    level: float = 0.05
+    kind: str | None = None                     # methods (questions x seeds) | models (questions)
+    seeds: tuple[int, int] | None = None        # runs of (baseline, this system)
 
     @property
     def significant(self) -> bool:
-        return self.p_adjusted is not None and self.p_adjusted < self.alpha
+        return self.p_adjusted is not None and self.p_adjusted < self.level
 
 
 @dataclass
@@ -147,10 +163,16 @@ class Comparison:
     family: int = 0
     baseline: int = 0
     seen_in_training: bool = False
+    family_name: str = "cells of this comparison"
+
+    @property
+    def kinds(self) -> set[str]:
+        return {cell.kind for _, _, cells in self.rows for cell in cells.values() if cell.kind}
 
     @property
     def footnote(self) -> str:
-        text = self.test.footnote(self.family, any(len(system.runs) > 1 for system in self.runs))
+        text = self.test.footnote(self.family, self.kinds, self.family_name,
+                                  any(len(system.runs) > 1 for system in self.runs))
         if self.seen_in_training:
             text += f"; {self.dataset} was seen in training (eval.allow_train_overlap)"
         precisions = sorted({(run.results.get(self.dataset) or {}).get("precision") or "fp32"
@@ -189,33 +211,57 @@ def _row_value(system: System, dataset: str, members: list[str], setting: str, m
     return mean, sd
 
 
+def unit_matrices(systems: list[System], dataset: str, members: list[str], setting: str,
+                  metric: str) -> tuple[list[str], list[np.ndarray]]:
+    """The units of a row for each system as a (runs, units) matrix in one question-id order:
+    a language's queries, or question ids averaged over the row's languages, each language
+    restricted to the questions every run of every system answered."""
+    per_system = [{language: system.run_scores(dataset, language, setting, metric) for language in members}
+                  for system in systems]
+    common = {}
+    for language in members:
+        tables = [table for scores in per_system for table in scores[language]]
+        common[language] = set.intersection(*(set(table) for table in tables)) if tables and all(tables) else set()
+    matrices, order = [], None
+    for system, scores in zip(systems, per_system):
+        rows = []
+        for position in range(len(scores[members[0]])):
+            kept = {language: {qid: scores[language][position][qid] for qid in common[language]}
+                    for language in members}
+            rows.append(kept[members[0]] if len(members) == 1 else question_units(kept))
+        order = order if order is not None else sorted(rows[0]) if rows else []
+        matrices.append(np.array([[row[qid] for qid in order] for row in rows], dtype=np.float64)
+                        .reshape(len(rows), len(order)))
+    return order or [], matrices
+
+
 def unit_scores(base: System, other: System, dataset: str, members: list[str], setting: str,
                 metric: str) -> tuple[dict[str, float], dict[str, float]]:
-    """The units of a cell, keyed by question id: queries of one language, or question ids
-    averaged over the row's languages (each language restricted to the questions both
-    systems answered)."""
-    left, right = {}, {}
-    for language in members:
-        a, b = base.scores(dataset, language, setting, metric), other.scores(dataset, language, setting, metric)
-        common = a.keys() & b.keys()
-        left[language] = {qid: a[qid] for qid in common}
-        right[language] = {qid: b[qid] for qid in common}
-    if len(members) == 1:
-        return left.get(members[0], {}), right.get(members[0], {})
-    return question_units(left), question_units(right)
+    """The units of a cell keyed by question id, averaged over each system's seeds."""
+    order, (first, second) = unit_matrices([base, other], dataset, members, setting, metric)
+    return dict(zip(order, first.mean(0))) if order else {}, dict(zip(order, second.mean(0))) if order else {}
 
 
-def paired_units(base: System, other: System, dataset: str, members: list[str], setting: str,
-                 metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """`unit_scores` as two arrays in question-id order."""
-    first, second = unit_scores(base, other, dataset, members, setting, metric)
-    order = sorted(first)
-    return np.array([first[qid] for qid in order]), np.array([second[qid] for qid in order])
+def test_units(base: System, first: np.ndarray, other: System, second: np.ndarray, test: Significance,
+               with_ci: bool) -> tuple[float | None, tuple[float, float] | None, str]:
+    """(p, CI of the delta, kind) for a cell's unit matrices: the crossed test when both systems
+    stand for their methods, else the question-level test of these two models."""
+    if first.shape[1] < 2:
+        return None, None, "models"
+    if all(system.fixed or scores.shape[0] >= 2 for system, scores in ((base, first), (other, second))) \
+            and not (base.fixed and other.fixed):
+        result = crossed_test(Arm(first, base.fixed), Arm(second, other.fixed), test.confidence)
+        return (result.p, result.ci, "methods") if result else (None, None, "methods")
+    a, b = first.mean(0), second.mean(0)
+    return paired_p(a, b, test), mean_ci(b - a, test) if with_ci else None, "models"
 
 
 def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
             settings: tuple[str, ...] = SETTINGS, baseline: int = 0, test: Significance | None = None,
-            with_ci: bool = False) -> Comparison:
+            with_ci: bool = False, family: str = "comparison") -> Comparison:
+    """Every row x setting x system against the baseline system. The family the correction runs
+    over is the whole comparison, or (`family="setting"`, a report's exploratory tables) each
+    setting's table on its own."""
     test = test or Significance()
     systems = [system for system in group_seeds(runs)]
     with_data = [system for system in systems if system.has(dataset)]
@@ -231,23 +277,27 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
             for index, system in enumerate(systems):
                 value, sd = _row_value(system, dataset, members, setting, metric)
                 if index == baseline or value is None or base_value is None:
-                    cells[(setting, index)] = Cell(value, sd, alpha=test.alpha)
+                    cells[(setting, index)] = Cell(value, sd, level=test.level)
                     continue
-                first, second = paired_units(base, system, dataset, members, setting, metric)
-                p_value = paired_p(first, second, test) if len(first) else None
-                ci = mean_ci(second - first, test) if with_ci and len(first) else None
-                cells[(setting, index)] = Cell(value, sd, value - base_value, p_value, None, ci, len(first), test.alpha)
+                order, (first, second) = unit_matrices([base, system], dataset, members, setting, metric)
+                p_value, ci, kind = test_units(base, first, system, second, test, with_ci)
+                cells[(setting, index)] = Cell(value, sd, value - base_value, p_value, None, ci, len(order),
+                                               test.level, kind, (first.shape[0], second.shape[0]))
                 if p_value is not None:
                     tested.append((len(rows), setting, index))
         rows.append((label, summary, cells))
-    adjusted = correct([rows[row][2][(setting, index)].p_value for row, setting, index in tested], test)
-    for (row, setting, index), p_adjusted in zip(tested, adjusted):
-        cell = rows[row][2][(setting, index)]
-        rows[row][2][(setting, index)] = Cell(cell.value, cell.sd, cell.delta, cell.p_value, p_adjusted, cell.ci,
-                                              cell.units, cell.alpha)
+    groups = [[item for item in tested if item[1] == setting] for setting in settings] if family == "setting" \
+        else [tested]
+    for members in groups:
+        adjusted = correct([rows[row][2][(setting, index)].p_value for row, setting, index in members], test)
+        for (row, setting, index), p_adjusted in zip(members, adjusted):
+            rows[row][2][(setting, index)] = replace(rows[row][2][(setting, index)], p_adjusted=p_adjusted)
     seen = any(run.results.get(dataset, {}).get("seen_in_training") for system in systems for run in system.runs)
+    largest = max((len(members) for members in groups), default=0)
     return Comparison(dataset, metric, settings, systems, rows, spec_diff([system.spec for system in systems]),
-                      test, len(tested), baseline, seen)
+                      test, largest if family == "setting" else len(tested), baseline, seen,
+                      "cells of this comparison" if family == "comparison" else
+                      "cells of each setting's table (exploratory)")
 
 
 def value_cis(run: RunResults, dataset: str, metric: str, test: Significance | None = None) -> dict[tuple[str, str], tuple[float, float]]:

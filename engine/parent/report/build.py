@@ -1,6 +1,9 @@
 """The data of a report: which runs, which arms (X-X, X-Y, hybrid α, multitask, zero-shot),
-their tables per dataset, metric, setting and language group, the per-language deltas, the
-X×Y matrix, the high/low and seen/unseen interaction tests, and where the runs came from.
+the confirmatory hypotheses first (engine.parent.report.hypotheses), then the exploratory
+tables per dataset, metric, setting and language group (Benjamini-Hochberg within each
+table), the per-language deltas, the X×Y matrix, the high/low and seen/unseen interaction
+tests, the variance decomposition of every arm, each run's own values, and where the runs
+came from.
 
 Everything a report shows is in this one JSON-able document (`report.json`); the Markdown,
 CSV, LaTeX, figures, verdict and the TUI's Reports screen all render from it. It holds no
@@ -10,15 +13,16 @@ wall-clock time of its own, so the same runs always give the same report.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
-
+from engine.contract.arms import KIND_ORDER, arm_name, match_arm
 from engine.contract.errors import RunError
 from engine.contract.layout import SETTINGS, read_json
 from engine.contract.spec import spec_diff
-from engine.parent.compare import Cell, Comparison, System, compare, group_seeds, load_run, unit_scores
-from engine.parent.significance import Significance, correct, mean_ci, paired_p
+from engine.parent.compare import Cell, Comparison, System, compare, group_seeds, language_value, load_run, \
+    test_units, unit_matrices
+from engine.parent.report import hypotheses as family
+from engine.parent.significance import Significance, correct, decompose
 
 BASELINE_KINDS = ("xx", "xy", "multitask")
 GROUP_ROWS = {"macro avg": "all", "high": "high", "low": "low", "seen": "seen", "unseen": "unseen"}
@@ -59,31 +63,14 @@ def check_selection(runs: list[dict], partial: bool, allow_mixed: bool) -> None:
         raise RunError(f"the runs use different encoders ({', '.join(encoders)}); add --allow-mixed to report them together")
 
 
-def arm_of(system: System) -> tuple[str, str, float | None]:
-    spec = system.spec
-    sampling, train = spec.get("sampling", {}), spec.get("train", {})
-    strategy = sampling.get("strategy", "hybrid")
-    if train.get("steps") == 0:
-        return "zero-shot", "zero-shot", None
-    if strategy == "monolingual":
-        return "X-X", "xx", 1.0
-    if strategy == "crosslingual":
-        return ("X-Y" if sampling.get("cross_batch", "mixed") == "mixed" else "X-Y (one pair per batch)"), "xy", 0.0
-    if strategy == "hybrid":
-        alpha = float(sampling.get("alpha", 0.5))
-        return f"hybrid α={alpha:g}", "hybrid", alpha
-    if strategy == "multitask":
-        return f"multitask ({sampling.get('multitask_batch', 'full')})", "multitask", None
-    return strategy, "other", None
-
-
 def arms_of(runs: list[dict], store) -> list[Arm]:
     loaded = [load_run(store.folder(run["id"])) for run in runs]
     status = {run["id"]: run.get("status") for run in runs}
     arms = []
     for system in group_seeds(loaded):
-        label, kind, alpha = arm_of(system)
-        arms.append(Arm(label, kind, alpha, system, any(status[run.id] != "finished" for run in system.runs)))
+        name = arm_name(system.spec)
+        arms.append(Arm(name.label, name.kind, name.alpha, system,
+                        any(status[run.id] != "finished" for run in system.runs)))
     labels = [arm.label for arm in arms]
     for arm in arms:                        # two arms with one label: name what differs
         if labels.count(arm.label) > 1:
@@ -93,16 +80,15 @@ def arms_of(runs: list[dict], store) -> list[Arm]:
     for arm in arms:
         if arm.partial:
             arm.label += " [partial]"
-    order = {"xx": 0, "xy": 1, "hybrid": 2, "multitask": 3, "zero-shot": 4, "other": 5}
-    return sorted(arms, key=lambda arm: (order[arm.kind], arm.alpha if arm.alpha is not None else 0, arm.label))
+    return sorted(arms, key=lambda arm: (KIND_ORDER[arm.kind], arm.alpha if arm.alpha is not None else 0, arm.label))
 
 
 def reference_arm(arms: list[Arm], wanted: str | None) -> Arm:
     if wanted:
-        found = [arm for arm in arms if arm.label == wanted or arm.label.startswith(wanted)]
-        if not found:
+        label = match_arm(wanted, [arm.label for arm in arms])
+        if label is None:
             raise RunError(f"--reference {wanted!r}: no such arm (arms: {', '.join(arm.label for arm in arms)})")
-        return found[0]
+        return next(arm for arm in arms if arm.label == label)
     hybrids = [arm for arm in arms if arm.kind == "hybrid"]
     if hybrids:
         return min(hybrids, key=lambda arm: abs(arm.alpha - 0.5))
@@ -115,7 +101,7 @@ def reference_arm(arms: list[Arm], wanted: str | None) -> Arm:
 def cell_json(cell: Cell, seeds: int) -> dict:
     return {"value": cell.value, "sd": cell.sd, "delta": cell.delta, "ci": list(cell.ci) if cell.ci else None,
             "p": cell.p_value, "p_adjusted": cell.p_adjusted, "significant": cell.significant,
-            "units": cell.units, "seeds": seeds}
+            "units": cell.units, "seeds": seeds, "test": cell.kind}
 
 
 def common_datasets(arms: list[Arm]) -> list[str]:
@@ -179,9 +165,10 @@ def cross_matrix(arms: list[Arm], reference: Arm, dataset: str, metric: str, tab
 
 def interactions(arms: list[Arm], reference: Arm, dataset: str, metric: str, groups: dict[str, list[str]],
                  test: Significance) -> list[dict]:
-    """Does hybrid's gain over a baseline differ between high- and low-resource (and between
-    seen and unseen) languages? Per question id: (gain in the first group) - (gain in the
-    second), paired over the question ids both groups have; Holm over these tests."""
+    """Does the reference's gain over a baseline differ between high- and low-resource (and between
+    seen and unseen) languages? Each run's unit is, per question id both groups have, (its
+    first-group unit) - (its second-group unit); the arms are then compared like any cell (both
+    variance sources where both arms have seeds). Benjamini-Hochberg over these tests: exploratory."""
     found = []
     for first, second in (("high", "low"), ("seen", "unseen")):
         if first not in groups or second not in groups:
@@ -189,49 +176,101 @@ def interactions(arms: list[Arm], reference: Arm, dataset: str, metric: str, gro
         for arm in arms:
             if arm.kind not in BASELINE_KINDS:
                 continue
+            systems = [arm.system, reference.system]
             for setting in SETTINGS:
-                gains = []
-                for group in (first, second):
-                    base, ours = unit_scores(arm.system, reference.system, dataset, groups[group], setting, metric)
-                    gains.append({qid: ours[qid] - base[qid] for qid in ours})
-                common = sorted(gains[0].keys() & gains[1].keys())
+                (order_a, units_a), (order_b, units_b) = (unit_matrices(systems, dataset, groups[group], setting, metric)
+                                                          for group in (first, second))
+                common = sorted(set(order_a) & set(order_b))
                 if len(common) < 2:
                     continue
-                a = np.array([gains[1][qid] for qid in common])
-                b = np.array([gains[0][qid] for qid in common])
-                found.append({"groups": [first, second], "baseline": arm.label, "setting": setting,
-                              "gain": [float(np.mean(b)), float(np.mean(a))], "difference": float(np.mean(b - a)),
-                              "ci": list(mean_ci(b - a, test) or ()) or None, "p": paired_p(a, b, test),
-                              "units": len(common)})
-    adjusted = correct([item["p"] for item in found], test)
-    for item, p_adjusted in zip(found, adjusted):
+                index_a = [order_a.index(qid) for qid in common]
+                index_b = [order_b.index(qid) for qid in common]
+                base, ours = (units_a[position][:, index_a] - units_b[position][:, index_b] for position in (0, 1))
+                p, ci, kind = test_units(arm.system, base, reference.system, ours, test, with_ci=True)
+                gains = [float(units_a[1][:, index_a].mean() - units_a[0][:, index_a].mean()),
+                         float(units_b[1][:, index_b].mean() - units_b[0][:, index_b].mean())]
+                found.append({"groups": [first, second], "baseline": arm.label, "setting": setting, "gain": gains,
+                              "difference": float(ours.mean() - base.mean()), "ci": list(ci) if ci else None,
+                              "p": p, "units": len(common), "test": kind})
+    tested = [item for item in found if item["p"] is not None]
+    for item, p_adjusted in zip(tested, correct([item["p"] for item in tested], test, "bh")):
         item["p_adjusted"] = p_adjusted
-        item["significant"] = p_adjusted < test.alpha
+    for item in found:
+        item.setdefault("p_adjusted", None)
+        item["significant"] = item["p_adjusted"] is not None and item["p_adjusted"] < test.level
     return found
 
 
+def decomposition(arms: list[Arm], dataset: str, metric: str, languages: list[str]) -> dict:
+    """{arm: {setting: seed sd, question sd, residual sd, seed share}} of each arm's macro units."""
+    found: dict[str, dict] = {}
+    for arm in arms:
+        for setting in SETTINGS:
+            _, (scores,) = unit_matrices([arm.system], dataset, languages, setting, metric)
+            parts = decompose(scores) if scores.size else None
+            if parts is not None:
+                found.setdefault(arm.label, {})[setting] = {"seed_sd": parts.seed, "question_sd": parts.question,
+                                                            "residual_sd": parts.residual,
+                                                            "seed_share": parts.seed_share, "seeds": parts.seeds,
+                                                            "units": parts.units}
+    return found
+
+
+def per_run(arms: list[Arm], dataset: str, metrics: list[str], groups: dict[str, list[str]],
+            languages: list[str]) -> dict:
+    """{arm: {run id: {row: {setting: {metric: value}}}}}: each run's own per-language and group
+    values, so any seed-level statistic can be recomputed from report.json alone."""
+    rows = {**{language: [language] for language in languages}, **groups, "all": languages}
+    found: dict[str, dict] = {}
+    for arm in arms:
+        for run in arm.system.runs:
+            results = run.results.get(dataset)
+            if not results:
+                continue
+            values: dict = {}
+            for row, members in rows.items():
+                for setting in SETTINGS:
+                    for metric in [*metrics, "bias"]:
+                        numbers = [language_value(results, language, setting, metric) for language in members]
+                        numbers = [number for number in numbers if number is not None]
+                        if numbers:
+                            values.setdefault(row, {}).setdefault(setting, {})[metric] = sum(numbers) / len(numbers)
+            found.setdefault(arm.label, {})[run.id] = values
+    return found
+
+
+def section_frame(arms: list[Arm], dataset: str) -> dict:
+    """What a dataset's evaluation was: its languages, groups, metrics, and whether it was seen in training."""
+    runs = [run for arm in arms for run in arm.system.runs if dataset in run.results]
+    first = runs[0].results[dataset]
+    return {"dataset": dataset, "languages": list(first["languages"]), "evaluated": list(first.get("metrics", [])),
+            "groups": {name: group.get("languages", []) for name, group in first.get("groups", {}).items()},
+            "seen_in_training": any(run.results[dataset].get("seen_in_training") for run in runs)}
+
+
 def dataset_section(arms: list[Arm], reference: Arm, dataset: str, metrics: list[str], test: Significance) -> dict:
+    """The exploratory part of one dataset: tables (BH within each setting's table), interactions,
+    bias, the X×Y matrix, the variance decomposition and each run's values."""
     runs = [run for arm in arms for run in arm.system.runs]
     baseline = arms.index(reference)
-    section: dict = {"dataset": dataset, "metrics": metrics, "tables": {}, "footnotes": {}, "family": {},
-                     "cross_matrix": None, "interactions": {}, "bias": None}
-    first = next(run.results[dataset] for run in runs if dataset in run.results)
-    section["languages"] = list(first["languages"])
-    section["groups"] = {name: group.get("languages", []) for name, group in first.get("groups", {}).items()}
-    section["seen_in_training"] = any(run.results.get(dataset, {}).get("seen_in_training") for run in runs)
+    exploratory = replace(test, correction="bh")
+    section: dict = {**section_frame(arms, dataset), "metrics": metrics, "tables": {}, "footnotes": {}, "family": {},
+                     "cross_matrix": None, "interactions": {}, "bias": None, "decomposition": {}}
     for metric in metrics:
-        comparison = compare(runs, dataset, metric, SETTINGS, baseline, test, with_ci=True)
+        comparison = compare(runs, dataset, metric, SETTINGS, baseline, exploratory, with_ci=True, family="setting")
         section["tables"][metric] = table_of(comparison, arms)
         section["footnotes"][metric] = comparison.footnote
         section["family"][metric] = comparison.family
         section["interactions"][metric] = interactions(arms, reference, dataset, metric, section["groups"], test)
+        section["decomposition"][metric] = decomposition(arms, dataset, metric, section["languages"])
         if metric == metrics[0]:
             section["cross_matrix"] = cross_matrix(arms, reference, dataset, metric, section["tables"][metric])
     if any(run.results[dataset]["per_language"].get(lang, {}).get("bias") is not None
            for run in runs if dataset in run.results for lang in section["languages"]):
-        comparison = compare(runs, dataset, "bias", ("multi",), baseline, test, with_ci=True)
+        comparison = compare(runs, dataset, "bias", ("multi",), baseline, exploratory, with_ci=True, family="setting")
         section["bias"] = table_of(comparison, arms).get("multi")
         section["footnotes"]["bias"] = comparison.footnote
+    section["per_run"] = per_run(arms, dataset, metrics, section["groups"], section["languages"])
     return section
 
 
@@ -258,7 +297,9 @@ def provenance(arms: list[Arm], store) -> dict:
 
 def build(store, references: list[str], *, metrics: list[str] | None = None, reference: str | None = None,
           partial: bool = False, allow_mixed: bool = False, test: Significance | None = None,
-          title: str | None = None) -> dict:
+          title: str | None = None, hypotheses: list | None = None, effect: float = family.DEFAULT_EFFECT) -> dict:
+    """The whole report as one JSON-able document. `hypotheses` (validated specs) replaces the
+    family the runs declare; neither: the default family."""
     test = test or Significance()
     runs = select_runs(store, references)
     check_selection(runs, partial, allow_mixed)
@@ -267,13 +308,15 @@ def build(store, references: list[str], *, metrics: list[str] | None = None, ref
     if not arms:
         raise RunError("none of these runs has evaluation results")
     chosen = reference_arm(arms, reference)
+    declared = hypotheses if hypotheses is not None else family.declared(arms)
     datasets = common_datasets(arms)
+    sections = {dataset: dataset_section(arms, chosen, dataset, dataset_metrics(arms, dataset, metrics), test)
+                for dataset in datasets}
     return {"title": title or f"Study: {', '.join(references)}", "selection": references,
             "reference": chosen.label, "test": {"test": test.test, "correction": test.correction,
                                                  "permutations": test.permutations, "seed": test.seed,
-                                                 "alpha": test.alpha, "confidence": test.confidence},
+                                                 "level": test.level, "confidence": test.confidence},
+            "hypotheses": family.evaluate(arms, sections, chosen.label, test, declared, effect),
             "arms": [{"label": arm.label, "kind": arm.kind, "alpha": arm.alpha, "partial": arm.partial,
-                      "runs": [run.id for run in arm.system.runs]} for arm in arms],
-            "datasets": {dataset: dataset_section(arms, chosen, dataset, dataset_metrics(arms, dataset, metrics), test)
-                         for dataset in datasets},
-            "provenance": provenance(arms, store)}
+                      "fixed": arm.system.fixed, "runs": [run.id for run in arm.system.runs]} for arm in arms],
+            "datasets": sections, "provenance": provenance(arms, store)}

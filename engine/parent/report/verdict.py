@@ -12,7 +12,7 @@ from __future__ import annotations
 
 SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 
-# The paper's claims on XQuAD-R (DESIGN.md: XLM-R X-X .792/.674/.547, X-Y .755/.700/.593,
+# The paper's claims on XQuAD-R (docs/method.md: XLM-R X-X .792/.674/.547, X-Y .755/.700/.593,
 # hybrid .798/.705/.593, mAP mono/cross/multi; language bias X-X 410 -> hybrid 287).
 PAPER_CLAIMS = (
     ("xx", "mono", ">=", "hybrid matches or beats X-X in monolingual retrieval", ".798 vs .792"),
@@ -35,6 +35,8 @@ def judge(cell: dict, direction: str) -> str:
     gain = -cell["delta"]                                # the reference (hybrid) minus the baseline
     if not cell["significant"]:
         return "not significant"
+    if cell.get("test") == "models":                     # one run per arm: never a claim about a method
+        return "these models differ"
     if direction == "=":
         return "not supported"
     return "supported" if gain > 0 else "not supported"
@@ -97,7 +99,10 @@ def interaction_sentences(report: dict, dataset: str, metric: str) -> list[dict]
         gains = f"{item['gain'][0]:+.3f} on {first}-, {item['gain'][1]:+.3f} on {second}-resource languages" \
             if first == "high" else f"{item['gain'][0]:+.3f} on {first}, {item['gain'][1]:+.3f} on {second} languages"
         ci = f" [{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else ""
-        verdict = "differs" if item["significant"] else "not significantly different"
+        if item["p_adjusted"] is None:
+            continue
+        verdict = ("these models differ" if item.get("test") == "models" else "differs") if item["significant"] \
+            else "not significantly different"
         found.append({"dataset": dataset, "metric": metric, "setting": item["setting"], "verdict": verdict,
                       "claim": f"{report['reference']}'s gain over {item['baseline']} in {SETTING_NAMES[item['setting']]} "
                                f"retrieval, {first} vs {second}",
@@ -117,7 +122,8 @@ def verdict(report: dict) -> list[dict]:
 
 def sentence(item: dict) -> str:
     label = item["verdict"]
-    if item.get("source") == "the research question" and label not in ("not significant", "not tested"):
+    if item.get("source") == "the research question" and label not in ("not significant", "not tested",
+                                                                        "these models differ"):
         label = f"{item['reference']} better" if item["gain"] > 0 else f"{item['reference']} worse"
     return f"**{label}** — {item['claim']} on {item['dataset']}: {item['effect']}" + (
         f" ({item['source']})" if item.get("source") and item["source"] != "the research question" else "")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 
 from engine.parent.compare import latex_escape
+from engine.parent.report.hypotheses import answer_lines
 from engine.parent.report.verdict import SETTING_NAMES, sentence, verdict
 
 ROWS = ("all", "high", "low", "seen", "unseen")
@@ -38,21 +38,79 @@ def _clock(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
+def delta_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def _p_text(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2g}" if value >= 0.001 else "<0.001"
+
+
+def hypothesis_markdown(report: dict) -> list[str]:
+    """The answer first: one row per confirmatory hypothesis, then at most ten lines of verdict."""
+    found = report["hypotheses"]
+    correction = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[found["correction"]]
+    lines = ["## The answer", "",
+             f"{'Declared' if found['source'] == 'declared' else 'Default'} confirmatory hypotheses "
+             f"({len(found['items'])}; {correction} correction over these alone). Δ = reference − baseline; "
+             "the CI and p carry both sources of variance (questions × training seeds) where both arms have "
+             f"seeds; power is at Δ = ±{found['effect']:g} (Bonferroni level {found['power_level']:.2g}, a floor "
+             "for Holm), *detectable* the smallest |Δ| found with 80 % power.", "",
+             "| id | claim | data · metric · setting · group | Δ [95 % CI] | seeds × questions | seed share | "
+             "corrected p | power | detectable | verdict |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for item in found["items"]:
+        interval = f" [{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else ""
+        seeds = " vs ".join(str(count) if not fixed else "0-shot" for count, fixed in zip(item["seeds"], item["fixed"]))
+        share = "–" if item.get("seed_share") is None else f"{item['seed_share']:.0%}"
+        power = "–" if item.get("power") is None else f"{item['power']:.2f}"
+        detectable = "–" if item.get("detectable") is None else "∞" if item["detectable"] == float("inf") \
+            else f"{item['detectable']:.3f}"
+        lines.append(f"| {item['id']} | {item['claim']} | {item['dataset']} · {item['metric']} · {item['setting']} · "
+                     f"{item['group']} | {delta_text(item['delta'])}{interval} | {seeds} seeds × {item['units']} | {share} | "
+                     f"{_p_text(item.get('p_adjusted'))} | {power} | {detectable} | **{item['verdict']}** |")
+    lines += ["", "### Verdict", ""]
+    lines += [f"- {line}" for line in answer_lines(found)]
+    return lines
+
+
 def markdown(report: dict, figures: dict[str, list[str]]) -> str:
     arms = report["arms"]
-    lines = [f"# {report['title']}", "",
-             f"{len(arms)} arms, {sum(len(arm['runs']) for arm in arms)} runs ({', '.join(report['selection'])}); "
-             f"every Δ is the arm minus the reference, **{report['reference']}**. Values are means ± sd over seeds; "
-             "significance treats the question as the unit and is corrected over each table's family "
-             f"({report['test']['correction']}); intervals are {int(report['test']['confidence'] * 100)} % "
-             "paired-bootstrap CIs over question ids, not adjusted for multiplicity (so an interval that excludes 0 "
-             "can sit beside a corrected p above 0.05: the verdict follows the corrected test).", "", "## Verdict", ""]
-    sentences = verdict(report)
-    lines += [f"- {sentence(item)}" for item in sentences] or ["- (no claim could be tested: the arms it needs are missing)"]
+    lines = [f"# {report['title']}", ""]
+    lines += hypothesis_markdown(report)
+    lines += ["", "## Exploratory tables", "",
+              f"{len(arms)} arms, {sum(len(arm['runs']) for arm in arms)} runs ({', '.join(report['selection'])}); "
+              f"every Δ is the arm minus the reference, **{report['reference']}**. Values are means ± sd over seeds. "
+              "Everything below is exploratory: marks are Benjamini-Hochberg within each table; intervals are "
+              f"{int(report['test']['confidence'] * 100)} % CIs, not adjusted for multiplicity. Cells of arms with "
+              ">= 2 seeds each are tested with questions and seeds as crossed random factors; cells where an arm "
+              "has a single trained run compare those two models only."]
     for dataset, section in report["datasets"].items():
         lines += dataset_markdown(report, section, figures.get(dataset, []))
+    lines += ["", "## Appendix: every claim, exploratory", "",
+              "One sentence per claim of the paper and per part of the research question, judged on the exploratory "
+              "tables above (not on the confirmatory family).", ""]
+    sentences = verdict(report)
+    lines += [f"- {sentence(item)}" for item in sentences] or ["- (no claim could be tested: the arms it needs are missing)"]
     lines += reproduction_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def decomposition_markdown(section: dict) -> list[str]:
+    metric = section["metrics"][0]
+    table = section.get("decomposition", {}).get(metric) or {}
+    if not table:
+        return []
+    lines = [f"### where the variance comes from · {metric} (macro units)", "",
+             "Per arm and setting: how a run's mean moves with its seed (seed sd), how questions differ (question "
+             "sd), the seed × question remainder, and the seeds' share of the variance of the arm's mean.", "",
+             "| arm | setting | seeds × questions | seed sd | question sd | residual sd | seed share |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for arm, settings in table.items():
+        for setting, parts in settings.items():
+            lines.append(f"| {arm} | {setting} | {parts['seeds']} × {parts['units']} | {parts['seed_sd']:.4f} | "
+                         f"{parts['question_sd']:.4f} | {parts['residual_sd']:.4f} | {parts['seed_share']:.0%} |")
+    return lines + [""]
 
 
 def dataset_markdown(report: dict, section: dict, figures: list[str]) -> list[str]:
@@ -74,6 +132,7 @@ def dataset_markdown(report: dict, section: dict, figures: list[str]) -> list[st
                     lines.append(f"| {arm['label']} | {seeds} | " + " | ".join(value_text(cells.get(row)) for row in rows)
                                  + " |")
             lines += ["", f"<sub>{section['footnotes'][metric]}</sub>", ""]
+    lines += decomposition_markdown(section)
     if section.get("bias"):
         lines += ["### language bias (multilingual ranking; lower is better)", "",
                   "| arm | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
@@ -105,7 +164,8 @@ def reproduction_markdown(report: dict) -> list[str]:
     hardware = sorted({json.dumps(run["hardware"], sort_keys=True) for run in runs if run.get("hardware")})
     lines = ["", "## Reproducing this report", "",
              f"- Report: `hbt-tui report {' '.join(report['selection'])}` over the runs below; the same runs give the "
-             "same numbers (bootstrap and permutations are seeded).",
+             "same numbers (bootstrap and permutations are seeded). `report.json` keeps every run's own values "
+             "(`datasets.<name>.per_run`).",
              f"- Code: commit{'s' if len(provenance['commits']) != 1 else ''} "
              f"{', '.join(f'`{commit}`' for commit in provenance['commits']) or 'unknown'}.",
              "- Libraries: " + ", ".join(f"{package} {'/'.join(sorted(found))}" for package, found in sorted(versions.items())),
@@ -151,8 +211,19 @@ def csv_tables(report: dict) -> str:
 
 
 def latex_tables(report: dict) -> str:
-    parts = [f"% {report['title']}: every delta is the arm minus {report['reference']}; "
-             "$^{*}$ significant after correction (see each table's note)"]
+    found = report["hypotheses"]
+    parts = [f"% {report['title']}: confirmatory hypotheses ({found['source']}), {found['correction']} over them; "
+             "delta = reference - baseline, 95 % CI with questions x seeds",
+             r"\begin{tabular}{llrrrl}", r"\toprule",
+             r"id & claim & $\Delta$ & 95 \% CI & corrected $p$ & verdict \\", r"\midrule"]
+    for item in found["items"]:
+        interval = f"[{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else "--"
+        parts.append(" & ".join([latex_escape(item["id"]), latex_escape(item["claim"]), delta_text(item["delta"]),
+                                 interval, _p_text(item.get("p_adjusted")).replace("<", "$<$"),
+                                 latex_escape(item["verdict"])]) + r" \\")
+    parts += [r"\bottomrule", r"\end{tabular}", "",
+              f"% exploratory tables: every delta is the arm minus {report['reference']}; "
+              "$^{*}$ significant after Benjamini-Hochberg within the table (see each table's note)"]
     for dataset, section in report["datasets"].items():
         rows = rows_of(section)
         for metric in section["metrics"]:
@@ -169,6 +240,3 @@ def latex_tables(report: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def generated_note() -> str:
-    """For the index only (never inside the report, which must not change between runs)."""
-    return time.strftime("%Y-%m-%d %H:%M")

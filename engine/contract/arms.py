@@ -1,0 +1,125 @@
+"""The arms of a study: what a run's spec makes it (X-X, X-Y, hybrid α, multitask, zero-shot),
+named the way every table, verdict and hypothesis names it.
+
+One declaration per strategy (`STRATEGIES`): its spec value, the arm kind the report orders
+and compares by, its label and its place on the α axis (0 = X-Y, 1 = X-X). A hypothesis names
+arms by these labels; `match_arm` accepts the spellings a user types ("hybrid alpha=0.5",
+"monolingual", "multitask full"). Stdlib only: the spec validator checks hypotheses with it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# the spec fields that decide a run's arm (a grid over anything else keeps the arm)
+ARM_FIELDS = ("sampling.strategy", "sampling.alpha", "sampling.cross_batch", "sampling.multitask_batch",
+              "train.steps")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str                                       # sampling.strategy
+    kind: str                                       # xx | xy | hybrid | multitask
+    label: Callable[[dict], str]                    # from the spec's sampling section
+    alpha: Callable[[dict], float | None]           # its place on the α axis
+
+
+STRATEGIES = {strategy.name: strategy for strategy in (
+    Strategy("monolingual", "xx", lambda sampling: "X-X", lambda sampling: 1.0),
+    Strategy("crosslingual", "xy",
+             lambda sampling: "X-Y" if sampling.get("cross_batch", "mixed") == "mixed" else "X-Y (one pair per batch)",
+             lambda sampling: 0.0),
+    Strategy("hybrid", "hybrid", lambda sampling: f"hybrid α={float(sampling.get('alpha', 0.5)):g}",
+             lambda sampling: float(sampling.get("alpha", 0.5))),
+    Strategy("multitask", "multitask", lambda sampling: f"multitask ({sampling.get('multitask_batch', 'full')})",
+             lambda sampling: None),
+)}
+KIND_ORDER = {"xx": 0, "xy": 1, "hybrid": 2, "multitask": 3, "zero-shot": 4, "other": 5}
+
+
+@dataclass(frozen=True)
+class ArmName:
+    label: str
+    kind: str
+    alpha: float | None
+
+
+def arm_name(spec: dict) -> ArmName:
+    """The arm of a run from its (resolved or partial) spec document."""
+    sampling = spec.get("sampling") or {}
+    if (spec.get("train") or {}).get("steps") == 0:
+        return ArmName("zero-shot", "zero-shot", None)
+    strategy = STRATEGIES.get(sampling.get("strategy", "hybrid"))
+    if strategy is None:
+        return ArmName(str(sampling.get("strategy")), "other", None)
+    return ArmName(strategy.label(sampling), strategy.kind, strategy.alpha(sampling))
+
+
+def _normal(text: str) -> str:
+    text = text.strip().lower().replace("alpha", "α").replace("_", " ")
+    text = re.sub(r"\s*=\s*", "=", text)
+    text = re.sub(r"\s+", " ", text)
+    for spelled, label in (("monolingual", "x-x"), ("x-x-mono", "x-x"), ("crosslingual", "x-y"),
+                           ("cross-lingual", "x-y"), ("zero shot", "zero-shot"), ("zeroshot", "zero-shot")):
+        if text == spelled:
+            return label
+    match = re.fullmatch(r"multitask \(?(full|half)\)?", text)
+    if match:
+        return f"multitask ({match[1]})"
+    match = re.fullmatch(r"hybrid(?: ?α=?)?([0-9.]+)", text)
+    if match:
+        return f"hybrid α={float(match[1]):g}"
+    return text
+
+
+def match_arm(wanted: str, labels: list[str]) -> str | None:
+    """The label among `labels` that `wanted` names (exactly, or as its one normalised match)."""
+    if wanted in labels:
+        return wanted
+    normal = _normal(wanted)
+    exact = [label for label in labels if _normal(label) == normal]
+    if len(exact) == 1:
+        return exact[0]
+    prefixed = [label for label in labels if _normal(label).startswith(normal)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def grid_arms(document: dict, grid: dict | list | tuple | None) -> list[str]:
+    """The arm labels a spec document's grid produces (the spec's own arm without a grid)."""
+    grids = [] if not grid else [grid] if isinstance(grid, dict) else list(grid)
+    if not grids:
+        return [arm_name(document).label]
+    labels: list[str] = []
+    for sub_grid in grids:
+        keys = [key for key in sub_grid if key in ARM_FIELDS]
+        for values in itertools.product(*(sub_grid[key] for key in keys)):
+            variant = {section: dict(value) if isinstance(value, dict) else value
+                       for section, value in document.items()}
+            for dotted, value in zip(keys, values):
+                section, name = dotted.split(".")
+                variant.setdefault(section, {})
+                variant[section] = {**(variant[section] or {}), name: value}
+            label = arm_name(variant).label
+            if label not in labels:
+                labels.append(label)
+    return labels
+
+
+def is_arm_label(text: str) -> bool:
+    """Whether `text` names an arm some spec could make."""
+    normal = _normal(text)
+    return normal in ("x-x", "x-y", "x-y (one pair per batch)", "zero-shot", "multitask (full)",
+                      "multitask (half)") or bool(re.fullmatch(r"hybrid α=[0-9.]+", normal))
+
+
+def hypothesis_arms(arms: list[str], references: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(path, message) for every hypothesis arm name that no arm in `arms` answers to."""
+    problems = []
+    for path, wanted in references:
+        if match_arm(wanted, arms) is None:
+            problems.append((path, f"no arm {wanted!r} in this spec's grid (arms: {', '.join(arms)})"))
+    return problems
+
