@@ -36,6 +36,7 @@ def crossed_data(seeds: int = 3, units: int = 30, seed: int = 5) -> tuple[np.nda
     return arms[0], arms[1]
 
 
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")
 def test_crossed_test_equals_statsmodels_mixedlm_on_a_fixed_data_set():
     """The closed form is the REML fit of y ~ arm + (1|question) + (1|arm:question) + (1|run)."""
     import pandas as pd

@@ -11,11 +11,10 @@ Two sources of variance enter every comparison of trained arms:
   arms that each have >= 2 seeds (`crossed_test`) treats questions and seeds as crossed random
   factors: the linear mixed model  y[arm, seed, question] = arm + question + arm:question +
   seed(arm) + residual,  whose REML estimates in this balanced design are the ANOVA (moment)
-  estimators below, tested with a t statistic on Satterthwaite's degrees of freedom; with
-  fewer than 3 seeds in an arm the degrees of freedom are those of the runs alone (the
-  small-sample correction: Satterthwaite's approximation is too liberal there). The suite
-  checks its false-positive rate by simulation and its estimate and standard error against
-  statsmodels' MixedLM.
+  estimators below, tested with a t statistic whose degrees of freedom are the geometric mean
+  of Satterthwaite's and the run means' own (the small-sample correction: `MeanSquares.df`).
+  The suite checks its false-positive rate by simulation and its estimate and standard error
+  against statsmodels' MixedLM.
 
 A zero-shot arm (the untrained encoder) is one deterministic model: it has no seed variance.
 A trained arm with a single run cannot stand for its method: such comparisons are of *these
@@ -40,8 +39,7 @@ TESTS = {"t": "paired t-test", "permutation": "paired randomisation test"}
 CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
 MIN_PERMUTATIONS = 1000
 CROSSED = ("a mixed model with questions and training seeds as crossed random factors "
-           "(t on Satterthwaite degrees of freedom)")
-MIN_SEEDS_FOR_SATTERTHWAITE = 3
+           "(t on small-sample degrees of freedom)")
 
 
 @dataclass(frozen=True)
@@ -187,7 +185,6 @@ class MeanSquares:
     units: int
     k: float
     seeds: tuple[int, ...]
-    satterthwaite_from: int = MIN_SEEDS_FOR_SATTERTHWAITE
 
     @property
     def seed_variance(self) -> float:
@@ -212,17 +209,26 @@ class MeanSquares:
     def variance(self) -> float:
         return max(sum(coefficient * square for coefficient, square, _ in self.terms()), 0.0)
 
-    def df(self) -> float:
-        """Satterthwaite's degrees of freedom of `variance`; with fewer than 3 seeds in an arm,
-        those of the run means alone (Satterthwaite is too liberal there: see the module)."""
+    def satterthwaite_df(self) -> float:
         terms = self.terms()
-        if self.runs_df and min(self.seeds) < self.satterthwaite_from:
-            return float(self.runs_df)
         denominator = sum((coefficient * square) ** 2 / df for coefficient, square, df in terms if df)
         return float(self.variance() ** 2 / denominator) if denominator > 0 else float(self.units - 1)
 
+    def df(self, rule: str = "shrunk") -> float:
+        """The test's degrees of freedom: the geometric mean of Satterthwaite's and the run
+        means' own (`shrunk`, the default). Satterthwaite alone is too liberal with few seeds
+        when the arm × question variance is large; the run means' df alone too conservative
+        (engine.parent.calibration shows both); the mean between keeps the level in each case
+        simulated. `satterthwaite` and `runs` are the two ends, for that comparison."""
+        satterthwaite = self.satterthwaite_df()
+        if not self.runs_df or rule == "satterthwaite":
+            return satterthwaite
+        if rule == "runs":
+            return float(self.runs_df)
+        return float(np.sqrt(satterthwaite * self.runs_df)) if satterthwaite > self.runs_df else satterthwaite
 
-def mean_squares(first: Arm, second: Arm, satterthwaite_from: int = MIN_SEEDS_FOR_SATTERTHWAITE) -> MeanSquares:
+
+def mean_squares(first: Arm, second: Arm) -> MeanSquares:
     units = first.scores.shape[1]
     random = [arm.scores for arm in (first, second) if arm.random]
     run_sum = sum(float(np.sum((scores.mean(1) - scores.mean()) ** 2)) for scores in random)
@@ -235,7 +241,7 @@ def mean_squares(first: Arm, second: Arm, satterthwaite_from: int = MIN_SEEDS_FO
                        differences=float(np.var(differences, ddof=1)) if units > 1 else 0.0,
                        residual=residual_sum / residual_df if residual_df else 0.0, residual_df=residual_df,
                        units=units, k=sum(1 / scores.shape[0] for scores in random),
-                       seeds=tuple(scores.shape[0] for scores in random), satterthwaite_from=satterthwaite_from)
+                       seeds=tuple(scores.shape[0] for scores in random))
 
 
 @dataclass(frozen=True)
@@ -256,12 +262,10 @@ class CrossedTest:
         return self.squares.k * self.squares.seed_variance / variance if variance > 0 else 0.0
 
 
-def crossed_test(first: Arm, second: Arm, confidence: float = 0.95,
-                 satterthwaite_from: int = MIN_SEEDS_FOR_SATTERTHWAITE) -> CrossedTest | None:
+def crossed_test(first: Arm, second: Arm, confidence: float = 0.95, df_rule: str = "shrunk") -> CrossedTest | None:
     """The test of two arms with questions and seeds as crossed random factors (None with
     fewer than 2 units). Every arm must have >= 2 runs or be fixed; two fixed arms reduce to
-    the paired t-test over units. `satterthwaite_from` is the fewest seeds per arm at which
-    Satterthwaite's degrees of freedom are used (a parameter only to show why it is 3)."""
+    the paired t-test over units. `df_rule` exists to compare the ends (MeanSquares.df)."""
     from scipy import stats
 
     for arm in (first, second):
@@ -269,9 +273,9 @@ def crossed_test(first: Arm, second: Arm, confidence: float = 0.95,
             raise ValueError("a trained arm needs at least 2 seeds for the crossed test")
     if first.scores.shape[1] < 2 or first.scores.shape[1] != second.scores.shape[1]:
         return None
-    squares = mean_squares(first, second, satterthwaite_from)
+    squares = mean_squares(first, second)
     delta = float(second.scores.mean() - first.scores.mean())
-    variance, df = squares.variance(), squares.df()
+    variance, df = squares.variance(), squares.df(df_rule)
     if variance <= 0:
         p = 1.0 if delta == 0 else 0.0
         return CrossedTest(delta, 0.0, df, p, (delta, delta), squares)

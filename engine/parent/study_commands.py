@@ -135,19 +135,18 @@ def check_effect(effect: float) -> None:
 
 
 def print_family(console: Console, family: dict) -> None:
-    """The hypothesis table: what `report` answers first."""
-    table = Table(title=f"{len(family['items'])} {family['source']} hypotheses · {family['correction']} over them · "
-                        f"power at Δ = ±{family['effect']:g}", title_justify="left")
-    for column in ("id", "claim", "Δ [95 % CI]", "seeds × questions", "p (corr.)", "power", "verdict"):
-        table.add_column(column, justify="right" if column in ("Δ [95 % CI]", "p (corr.)", "power") else "left")
+    """The hypothesis table, one plain line per hypothesis (readable at any width): what `report`
+    answers first."""
+    console.print(Text(f"{len(family['items'])} {family['source']} hypotheses · {family['correction']} over them · "
+                       f"power at Δ = ±{family['effect']:g}", style="bold"), soft_wrap=True)
     for item in family["items"]:
         interval = f" [{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else ""
-        seeds = " vs ".join("0-shot" if fixed else str(count) for count, fixed in zip(item["seeds"], item["fixed"]))
         delta = "–" if item["delta"] is None else f"{item['delta']:+.3f}"
-        table.add_row(item["id"], Text(item["claim"]), f"{delta}{interval}", f"{seeds} × {item['units']}",
-                      "–" if item["p_adjusted"] is None else f"{item['p_adjusted']:.2g}",
-                      "–" if item["power"] is None else f"{item['power']:.2f}", item["verdict"])
-    console.print(table)
+        seeds = " vs ".join("0-shot" if fixed else str(count) for count, fixed in zip(item["seeds"], item["fixed"]))
+        p_text = "–" if item["p_adjusted"] is None else f"{item['p_adjusted']:.2g}"
+        power = "–" if item["power"] is None else f"{item['power']:.2f}"
+        console.print(Text(f"{item['id']:<4} {item['verdict']:<16} Δ {delta}{interval}  p {p_text}  power {power}  "
+                           f"{seeds} seeds × {item['units']} questions  {item['claim']}"), soft_wrap=True)
 
 
 def plan_command(args: argparse.Namespace, console: Console) -> int:
@@ -183,7 +182,7 @@ def plan_command(args: argparse.Namespace, console: Console) -> int:
                         f"{found['level']:.2g} (Bonferroni over the family) · up to {available} question ids",
                   title_justify="left")
     for column in ("id", "Δ wanted", "now: seeds×q", "power now", "detectable now", "seeds needed", "seeds (all ids)",
-                   "ids needed", "seed sd", "question sd"):
+                   "ids needed", "seed sd", "arm × question sd"):
         table.add_column(column, justify="left" if column == "id" else "right")
     for row in found["rows"]:
         parts = row["components"]
