@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 from engine.contract.events import parse_event
@@ -75,3 +78,17 @@ def wait_for(predicate, timeout: float = 300, what: str = "condition", every: fl
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def small_filesystem(mount: Path, size: str):
+    """A tmpfs of `size` mounted at `mount` for a test (a real ENOSPC, a real read-only remount)."""
+    mount.mkdir(parents=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        pytest.fail(f"this test needs a small file system: `mount -t tmpfs` failed ({made.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

@@ -199,12 +199,13 @@ def test_a_corrupt_entry_is_recomputed_never_used_and_an_unwritable_cache_is_sai
 def test_least_recently_used_entries_go_beyond_the_limit_and_clear_empties_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HBT_EMBEDDING_CACHE_MB", str(3.5 * 4300 / 2**20))   # room for three ~4.3 kB entries
     cache = EmbeddingCache(tmp_path)
-    for number in range(5):
-        cache.get_or_compute(f"key{number}", lambda: np.full((10, 100), number, dtype=np.float32))
-        os.utime(tmp_path / f"key{number}.npy", (number + 1, number + 1))     # a clear order of use
+    keys = [f"{number}" * 40 for number in range(5)]                       # keys are 40 hex digits
+    for number, key in enumerate(keys):
+        cache.get_or_compute(key, lambda: np.full((10, 100), number, dtype=np.float32))
+        os.utime(tmp_path / f"{key}.npy", (number + 1, number + 1))     # a clear order of use
     kept = sorted(path.stem for path in tmp_path.glob("*.npy"))
-    assert kept == ["key2", "key3", "key4"]
-    assert cache.get_or_compute("key3", lambda: pytest.fail("recomputed")).sum() == 3 * 1000
+    assert kept == keys[2:]
+    assert cache.get_or_compute(keys[3], lambda: pytest.fail("recomputed")).sum() == 3 * 1000
     result = cli("cache", "clear", extra_env={"HBT_EMBEDDING_CACHE_DIR": str(tmp_path)})
     assert result.returncode == 0 and "removed 3 cached embedding entries" in result.stdout
     assert list(tmp_path.glob("*.npy")) == [] and list(tmp_path.glob("*.json")) == []

@@ -19,7 +19,7 @@ import pytest
 from engine.contract.events import parse_event, read_events
 from engine.contract.layout import RunFolder
 from engine.parent.store import RunStore
-from runs_helpers import env, events_of, run_train, started, tiny_spec, wait_for, write
+from runs_helpers import env, events_of, run_train, small_filesystem, started, tiny_spec, wait_for, write
 from tui_helpers import FIXTURES, recorded_store
 
 pytestmark = pytest.mark.slow
@@ -277,16 +277,8 @@ async def test_an_index_write_failure_never_changes_a_runs_outcome(tmp_path, mon
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"this test needs a small filesystem: `mount -t tmpfs` failed ({result.stderr.strip()})")
-    try:
+    with small_filesystem(tmp_path / "small-disk", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_fails_the_run_cleanly(tmp_path, tiny_model, small_disk):
@@ -376,7 +368,7 @@ def test_an_unreachable_hub_fails_within_seconds(tmp_path, tiny_model):
 def test_jobs_and_grid_limits(tmp_path, tiny_model):
     spec = write(tmp_path / "spec.json", quick(tiny_model))
     result = hbt("--run", spec, "--jobs", "0", "--runs-dir", tmp_path / "runs")
-    assert result.returncode == 2 and "--jobs must be at least 1, got 0" in result.stderr
+    assert result.returncode == 2 and "argument --jobs: must be in [1, 1024], got 0" in result.stderr
     huge = quick(tiny_model)
     huge["grid"] = {"train.seed": list(range(100)), "train.lr": [1e-4 * (i + 1) for i in range(100)]}
     result = hbt("--run", write(tmp_path / "huge.json", huge), "--runs-dir", tmp_path / "runs")
@@ -427,6 +419,6 @@ def test_plain_lines_when_not_a_terminal_and_pure_json_with_json(tmp_path, tiny_
     assert all("loss" in line and "samples/s" in line and "ETA" in line for line in steps)
     assert any(line.startswith("tiny: eval xquad-r at step 4: map mono") for line in lines)
     assert lines.index("tiny: finished") > lines.index("tiny: running")
-    as_json = hbt("--run", spec, "--runs-dir", tmp_path / "runs", "--json")
+    as_json = hbt("--run", spec, "--runs-dir", tmp_path / "runs-json", "--json")
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)[0]["status"] == "finished"     # stdout is one JSON document

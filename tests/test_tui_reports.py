@@ -35,7 +35,7 @@ async def test_reports_are_listed_and_one_opens_with_its_text_and_plots(tmp_path
         table = app.screen.query_one("#reports-table", DataTable)
         rows = {str(key.value): table.get_row(key) for key in table.rows}
         assert len(rows) == 2
-        report_id = next(key for key, row in rows.items() if row[1] == "report")
+        report_id = next(key for key, row in rows.items() if str(row[1]) == "report")
         assert str(rows[report_id][3]).startswith("hybrid α=0.5 vs X-X: xquad-r multi map")
         table.move_cursor(row=table.get_row_index(report_id))
         await pilot.press("enter")
@@ -45,7 +45,7 @@ async def test_reports_are_listed_and_one_opens_with_its_text_and_plots(tmp_path
         assert "hybrid α=0.5 beats X-X in multilingual retrieval on xquad-r" in screen.query_one(Markdown).source
         assert screen.query_one("#report-gains").display
         await pilot.press("escape")
-        compare_id = next(key for key, row in rows.items() if row[1] == "compare")
+        compare_id = next(key for key, row in rows.items() if str(row[1]) == "compare")
         table = app.screen.query_one("#reports-table", DataTable)
         table.move_cursor(row=table.get_row_index(compare_id))
         await pilot.press("enter")

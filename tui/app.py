@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.contract.errors import UserError
 from engine.contract.events import Event
+from engine.contract.text import printable
 from engine.parent.runner import Runner
 from engine.parent.store import RunStore
 from tui.messages import RunEventReceived, RunsPrepared, RunStatusChanged, RunView, StepReceived
@@ -72,6 +73,13 @@ class HbtApp(App):
         runner.on_event = self._runner_event
         runner.on_status = self._runner_status
         runner.spawn = lambda coroutine: self.run_worker(coroutine, group="runs", exit_on_error=False)
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Notifications quote run ids, paths and errors: shown as text (never markup), control
+        characters escaped."""
+        super().notify(printable(message, newlines=True), title=printable(title), severity=severity, timeout=timeout,
+                       markup=markup)
 
     def on_mount(self) -> None:
         from tui.screens.runs import RunsScreen
@@ -200,7 +208,19 @@ class HbtApp(App):
             self.pop_screen()
 
     def submit_prepared(self, prepared) -> list[str]:
-        return [self.runner.submit(spec, group=prepared.group) for spec in prepared.specs]
+        """Queue what the grid still needs (engine.parent.continuation): finished runs are
+        skipped, interrupted ones resumed, failed ones kept; new ones started."""
+        from engine.parent.continuation import plan
+
+        continuation = plan(prepared.specs, self.store)
+        queued = [self.runner.submit(spec, group=prepared.group) for spec in continuation.start]
+        for _, summary in continuation.resume:
+            self.runner.resume(summary["id"])
+            queued.append(summary["id"])
+        if continuation.is_continuation:
+            self.notify(f"{len(continuation.finished)} already finished, {len(continuation.resume)} resumed, "
+                        f"{len(continuation.failed)} failed kept (the CLI's --retry-failed re-runs them).")
+        return queued
 
     def compose_screen_for(self, path: Path):
         """Compose with a spec file loaded; a spec that fails validation opens with its errors."""

@@ -96,17 +96,18 @@ class EmbeddingCache:
         self.misses = 0
 
     # --- the one entry point -------------------------------------------------------------------
-    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """The entry for `key` if present and intact; otherwise `compute()`, stored."""
+    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray], rows: int | None = None) -> np.ndarray:
+        """The entry for `key` if present, intact and of `rows` rows (one per text); otherwise
+        `compute()`, stored."""
         if not self.enabled or not self._writable():
             self.misses += 1
             return compute()
-        found = self._read(key)
+        found = self._read(key, rows)
         if found is not None:
             self.hits += 1
             return found
         with self._locked(key):
-            found = self._read(key)      # another run may have computed it while this one waited
+            found = self._read(key, rows)      # another run may have computed it while this one waited
             if found is not None:
                 self.hits += 1
                 return found
@@ -120,7 +121,7 @@ class EmbeddingCache:
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.npy", self.root / f"{key}.json"
 
-    def _read(self, key: str) -> np.ndarray | None:
+    def _read(self, key: str, rows: int | None = None) -> np.ndarray | None:
         array_path, meta_path = self._paths(key)
         if not array_path.exists() and not meta_path.exists():
             return None
@@ -132,6 +133,8 @@ class EmbeddingCache:
             array = np.load(io.BytesIO(data), allow_pickle=False)
             if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]:
                 raise ValueError("shape or dtype mismatch")
+            if array.ndim != 2 or (rows is not None and array.shape[0] != rows):   # intact, but not these texts
+                raise ValueError(f"shape {tuple(array.shape)} does not fit {rows} texts")
         except (OSError, ValueError, KeyError, TypeError) as error:
             self.warn(f"embedding cache entry {key[:12]} was corrupt ({error}); recomputing it")
             for path in (array_path, meta_path):

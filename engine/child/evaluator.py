@@ -80,7 +80,7 @@ class Evaluator:
                 return compute()
             from engine.child.embedding_cache import texts_key
 
-            embeddings = self.cache.get_or_compute(texts_key(fingerprint, texts, is_query), compute)
+            embeddings = self.cache.get_or_compute(texts_key(fingerprint, texts, is_query), compute, rows=len(texts))
             checked(len(texts), len(texts))
             return embeddings
 

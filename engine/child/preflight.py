@@ -67,6 +67,34 @@ def check_datasets(spec: ExperimentSpec, train: bool = True) -> None:
                                  spec.eval.slice_seed)
         elif dataset == "miracl":
             dataset_dir(dataset, spec.data_dir)
+        elif dataset.startswith(catalog.HF_PREFIX):          # hf:miracl streams its corpus: always the hub
+            check_hub_dataset(f"eval.datasets: {dataset}", "miracl/miracl", streaming=True)
+    if train and spec.train.steps != 0 and spec.train.dataset.startswith(catalog.HF_PREFIX) and spec.train.hf:
+        check_hub_dataset(f"train.dataset: {spec.train.dataset}", spec.train.hf.path, streaming=False)
+
+
+def datasets_cached(path: str) -> bool:
+    """Whether `datasets` has a copy of the hub dataset `path` in its cache."""
+    root = Path(os.environ.get("HF_DATASETS_CACHE") or Path(os.environ.get("HF_HOME") or
+                                                             Path.home() / ".cache" / "huggingface") / "datasets")
+    return (root / path.replace("/", "___")).is_dir()
+
+
+def check_hub_dataset(what: str, path: str, streaming: bool) -> None:
+    """A Hugging Face dataset the run will load: a local folder, a cached copy (unless it is
+    streamed), or a reachable hub — refused in seconds, not after the run has trained."""
+    if Path(path).expanduser().is_dir():
+        return
+    if not streaming and datasets_cached(path):
+        return
+    offline = [name for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+               if os.environ.get(name, "").lower() in ("1", "true", "yes")]
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    reason = f"{offline[0]} is set" if offline else hub_unreachable(endpoint)
+    if reason:
+        copy = "it is streamed from the hub" if streaming else "it is not in the local datasets cache"
+        raise DataError(f"{what}: needs the Hugging Face hub ({endpoint}), which cannot be used here ({reason}), "
+                        f"and {copy}")
 
 
 @lru_cache(maxsize=8)
@@ -115,6 +143,12 @@ def check_model(spec: ExperimentSpec) -> dict:
     config = model_config(name)
     if config.get("auto_map"):
         raise ModelError(f"encoder.name: {name!r} needs custom code (trust_remote_code), which hbt-tui never runs")
+    if "auto_map" in config:
+        raise ModelError(f"encoder.name: {name!r}: config.json has an empty auto_map ({json.dumps(config['auto_map'])}); "
+                         "remove the entry")
+    positions_value = config.get("max_position_embeddings")
+    if positions_value is not None and (not isinstance(positions_value, int) or isinstance(positions_value, bool)):
+        raise ModelError(f"encoder.name: {name!r}: config.json's max_position_embeddings is not an integer")
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int):
         usable = positions - POSITION_OFFSETS.get(config.get("model_type", ""), 0)

@@ -93,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             writer.emit(Failed(error=str(error)))
             return EXIT_USER_ERROR
-        except Exception as error:  # the run failed: say why, then exit non-zero
+        except Exception as error:  # the run failed: say why (the event first: the log may be on a full disk)
             tail = "".join(traceback.format_exc().splitlines(keepends=True)[-20:])
-            print(tail, file=sys.stderr)
             if isinstance(error, DiskFull) or is_disk_full(error, folder.path):
                 message = str(error) if isinstance(error, DiskFull) else "no space left on device"
             else:
                 message = f"{type(error).__name__}: {error}"
-            log.error("run failed: %s", message)
             writer.emit(Failed(error=message, traceback=tail))
+            with contextlib.suppress(OSError):
+                print(tail, file=sys.stderr)
+                log.error("run failed: %s", message)
             return 1
     return stop.exit_code if stop.requested else 0

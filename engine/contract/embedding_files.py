@@ -3,18 +3,24 @@ the management `hbt-tui cache` does (the training side reads and writes entries 
 `engine.child.embedding_cache`). Standard library only.
 
 An entry is `KEY.npy` with `KEY.json` beside it ({sha256, shape, dtype}); `KEY.lock` files
-serialise its computation between processes.
+serialise its computation between processes. KEY is 40 lower-case hex digits. Only files of
+that shape — whose metadata says what an entry's says — are ever listed, evicted or cleared:
+a cache directory pointed at a folder of the user's loses nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 from engine.contract import catalog
 from engine.contract.errors import UserError
 
 DEFAULT_LIMIT_MB = 4096
+ENTRY_KEY = re.compile(r"^[0-9a-f]{40}$")
+TEMPORARY = re.compile(r"^[0-9a-f]{40}\.(npy|json)\.tmp-[0-9]+$")
 
 
 def cache_root() -> Path:
@@ -35,18 +41,29 @@ def limit_bytes() -> int:
     return int(megabytes * 2**20)
 
 
+def is_entry(array_path: Path) -> bool:
+    """Whether `KEY.npy` is an entry the cache wrote: its name, and metadata that says so."""
+    if array_path.suffix != ".npy" or not ENTRY_KEY.match(array_path.stem) or not array_path.is_file():
+        return False
+    try:
+        meta = json.loads(array_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("sha256"), str) and isinstance(meta.get("shape"), list) \
+        and isinstance(meta.get("dtype"), str)
+
+
 def entries(root: Path) -> list[tuple[Path, int, float]]:
     """(array path, bytes with its metadata, last use) of every entry, oldest use first."""
     found = []
     for array_path in root.glob("*.npy"):
-        try:
-            stat = array_path.stat()
-        except OSError:
+        if not is_entry(array_path):
             continue
         try:
+            stat = array_path.stat()
             meta_size = array_path.with_suffix(".json").stat().st_size
         except OSError:
-            meta_size = 0
+            continue
         found.append((array_path, stat.st_size + meta_size, stat.st_mtime))
     return sorted(found, key=lambda entry: entry[2])
 
@@ -72,8 +89,9 @@ def clear(root: Path | None = None) -> tuple[int, int]:
     for array_path, _, _ in listed:
         array_path.unlink(missing_ok=True)
         array_path.with_suffix(".json").unlink(missing_ok=True)
-    for leftover in ([*root.glob("*.tmp-*"), *root.glob("*.lock")] if root.exists() else []):
-        leftover.unlink(missing_ok=True)
+    for leftover in (root.iterdir() if root.exists() else []):    # temp files and locks of ours, by name
+        if TEMPORARY.match(leftover.name) or (leftover.suffix == ".lock" and ENTRY_KEY.match(leftover.stem)):
+            leftover.unlink(missing_ok=True)
     return len(listed), sum(size for _, size, _ in listed)
 
 

@@ -7,6 +7,8 @@ Bugs stay ordinary exceptions with tracebacks.
 
 from __future__ import annotations
 
+from engine.contract.text import printable
+
 EXIT_USER_ERROR = 2
 
 
@@ -14,7 +16,8 @@ class UserError(Exception):
     """A problem with the user's input, reported as one line."""
 
     def __str__(self) -> str:
-        return " ".join(str(self.args[0]).split()) if self.args else self.__class__.__name__
+        """One line, whatever the message quotes: whitespace runs collapsed, control characters escaped."""
+        return printable(" ".join(str(self.args[0]).split())) if self.args else self.__class__.__name__
 
 
 class SpecError(UserError):
@@ -29,7 +32,7 @@ class SpecError(UserError):
         super().__init__(f"{where}{first_path}: {first_reason}{more}")
 
     def lines(self) -> list[str]:
-        return [f"{path}: {reason}" for path, reason in self.problems]
+        return [printable(f"{path}: {reason}") for path, reason in self.problems]
 
 
 class DataError(UserError):

@@ -9,8 +9,11 @@ Stdlib only: the UI reads these.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -158,20 +161,55 @@ EVENT_TYPES: dict[str, type[Event]] = {
 TERMINAL_EVENTS = ("finished", "stopped", "failed")
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a decoded JSON value has the shape a field's type hint asks for: scalars exactly,
+    mappings by their keys (and their values where those are numbers)."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, option) for option in arguments)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is dict:     # a mapping of numbers is checked through; deeper ones hold more than their hint says
+        scalar = arguments[1] in (int, float, str)
+        return isinstance(value, dict) and all(isinstance(key, str) and (not scalar or value_fits(item, arguments[1]))
+                                               for key, item in value.items())
+    return True
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """A number in a mapping of numbers may also be null (a metric that could not be computed)."""
+    return value is None or _fits(value, hint)
+
+
+@functools.cache
+def _hints(cls: type[Event]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def parse_event(line: str | bytes) -> Event | None:
-    """The event on one line, or None for garbage (never raises)."""
+    """The event on one line, or None for garbage — a stray print, a torn line, or fields of
+    the wrong type (a hand-edited file) — never raises."""
     try:
         payload = json.loads(line)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     if not isinstance(payload, dict) or payload.get("v") != PROTOCOL_VERSION:
         return None
-    cls = EVENT_TYPES.get(payload.get("event"))  # type: ignore[arg-type]
+    cls = EVENT_TYPES.get(payload.get("event")) if isinstance(payload.get("event"), str) else None
     if cls is None:
         return None
-    names = {item.name for item in fields(cls)}
+    hints = _hints(cls)
+    values = {item.name: payload[item.name] for item in fields(cls) if item.name in payload}
+    if not all(_fits(value, hints[name]) for name, value in values.items()):
+        return None
     try:
-        return cls(**{key: value for key, value in payload.items() if key in names})
+        return cls(**values)
     except TypeError:
         return None
 

@@ -14,13 +14,20 @@ reported with its path.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
+import re
 from typing import Any
 
 from engine.contract.errors import SpecError
 from engine.contract.spec import ExperimentSpec, set_dotted
 from engine.contract.validation import parse_spec
+
+
+_UNNAMEABLE = re.compile(r"[^A-Za-z0-9_.,=+@-]")
+MAX_NAME = 120                     # what the spec's name accepts
 
 
 def _format_value(value: Any) -> str:
@@ -32,8 +39,15 @@ def _format_value(value: Any) -> str:
 
 
 def run_name(base: str, assignment: dict[str, Any]) -> str:
+    """`<name>-<field>=<value>-…`, in the characters a name may hold (a path, a `bundled:` name or
+    a prefix with a space is spelled with `_`); a name past the length limit ends in a hash of the
+    whole assignment, so runs stay apart."""
     parts = [f"{dotted.rsplit('.', 1)[-1]}={_format_value(value)}" for dotted, value in assignment.items()]
-    return "-".join([base, *parts])
+    name = _UNNAMEABLE.sub("_", "-".join([base, *parts]))
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(json.dumps(assignment, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        name = f"{name[:MAX_NAME - 9]}-{digest}"
+    return name
 
 
 def sub_grids(grid: dict | tuple) -> list[dict]:

@@ -23,6 +23,7 @@ from a file can never reach outside the runs directory. Stdlib only.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -39,6 +40,8 @@ REPORT_DATA_FILE = "report.json"
 REPORT_CSV_FILE = "tables.csv"
 REPORT_LATEX_FILE = "tables.tex"
 FIGURES_DIR = "figures"
+REPORT_MARKER = ".hbt-report"           # in every report folder: what `report --out DIR --force` may replace
+REPORT_README = "README.md"
 SPEC_FILE = "spec.json"
 RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
@@ -195,6 +198,23 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_record(path: Path, value: Any) -> None:
+    """A run's record, atomically; on a full disk, where no temporary copy fits, rewritten in
+    place instead (its blocks are already allocated): the final state of a run must be written
+    even when the run failed because the disk filled."""
+    data = json.dumps(value, indent=1).encode("utf-8")
+    try:
+        write_atomic(path, data)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.exists():
+            raise
+        with open(path, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def write_json_atomic(path: Path, value: Any, indent: int | None = 1) -> None:

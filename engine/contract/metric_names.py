@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 FULL_RANKING = ("map", "mrr")
+MAX_CUTOFF = 10_000                 # rankings are kept this deep at most (trec_depth's bound too)
 AT_K = ("map", "map_cut", "ndcg", "recall", "mrr", "success")
 _PATTERN = re.compile(r"^(?P<family>[a-z_]+)(?:@(?P<k>[1-9][0-9]*))?$")
 
@@ -28,6 +29,8 @@ def parse_metric(name: str) -> tuple[str, int | None]:
         raise ValueError(f"metric {name!r} needs a cut-off, e.g. {family}@10")
     if k is not None and family not in AT_K:
         raise ValueError(f"unknown metric {name!r} (known: {', '.join(AT_K)})")
+    if k is not None and (len(k) > 6 or int(k) > MAX_CUTOFF):
+        raise ValueError(f"metric {name[:40]!r}: the cut-off must be at most {MAX_CUTOFF:,}")
     return family, int(k) if k else None
 
 

@@ -14,6 +14,8 @@ from engine.contract.errors import ModelError
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = ("multilingual-e5-small",)
 BUNDLED_CHOICES = tuple(BUNDLED_PREFIX + name for name in BUNDLED_MODELS)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 HUB_SUGGESTIONS = ("xlm-roberta-base", "xlm-roberta-large", "sentence-transformers/LaBSE",
                    "intfloat/multilingual-e5-small", "intfloat/multilingual-e5-base")
 
@@ -28,6 +30,9 @@ def check_model_folder(name: str) -> Path:
         raise ModelError(f"encoder path {name!r} does not exist or is not a folder")
     if not (path / "config.json").is_file():
         raise ModelError(f"encoder path {name!r} has no config.json (not a Hugging Face model folder)")
+    if not any((path / weights).is_file() for weights in WEIGHT_FILES):
+        raise ModelError(f"encoder path {name!r} has no weights ({', '.join(WEIGHT_FILES[:2])}, …): a tokenizer and a "
+                         "config alone are not a model")
     return path
 
 

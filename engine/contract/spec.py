@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 BUNDLED_ENCODER = "bundled:multilingual-e5-small"
 STRATEGIES = ("monolingual", "crosslingual", "hybrid", "multitask")
+MAX_STEPS = 10**9                   # every count of steps is bounded: a billion steps is no run anyone waits for
 
 
 def _range(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> dict:
@@ -40,8 +41,8 @@ class EncoderSpec:
 class SamplingSpec:
     strategy: Literal["monolingual", "crosslingual", "hybrid", "multitask"] = "hybrid"
     alpha: float = field(default=0.5, metadata=_range(0, 1))
-    mono_weight: float = field(default=0.5, metadata=_range(0, None))
-    cross_weight: float = field(default=0.5, metadata=_range(0, None))
+    mono_weight: float = field(default=0.5, metadata=_range(0, 1000))
+    cross_weight: float = field(default=0.5, metadata=_range(0, 1000))
     multitask_batch: Literal["full", "half"] = "full"     # full: the same in-batch negatives as the others
     language_weighting: Literal["uniform", "by_size"] = "uniform"
     cross_batch: Literal["mixed", "single"] = "mixed"     # mixed: each item its own (X, Y), the paper's X-Y
@@ -52,7 +53,7 @@ class LossSpec:
     temperature: float = field(default=0.05, metadata=_range(0, 10, low_open=True))
     symmetric: bool = False
     hard_negatives: int = field(default=0, metadata=_range(0, 16))
-    chunk_size: int | None = field(default=None, metadata=_range(1, None))   # GradCache: embed in chunks
+    chunk_size: int | None = field(default=None, metadata=_range(1, 65536))   # GradCache: embed in chunks
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class HFSourceSpec:
     positive_field: str = "positive"
     negative_field: str | None = None
     id_field: str | None = None
-    max_rows: int | None = field(default=None, metadata=_range(1, None))
+    max_rows: int | None = field(default=None, metadata=_range(1, 10**10))
 
 
 @dataclass(frozen=True)
@@ -74,26 +75,26 @@ class TrainSpec:
     dataset: str = "mlqa-r"
     languages: tuple[str, ...] | None = None
     passage: Literal["sentence", "sentence+paragraph"] = "sentence"
-    max_questions: int | None = field(default=None, metadata=_range(1, None))   # a representative slice
-    slice_seed: int = 0
+    max_questions: int | None = field(default=None, metadata=_range(1, 10**7))   # a representative slice
+    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))
     hf: HFSourceSpec | None = None
     batch_size: int = field(default=16, metadata=_range(2, 65536))
     lr: float = field(default=2e-5, metadata=_range(0, 1, low_open=True))
     weight_decay: float = field(default=0.01, metadata=_range(0, 1))
-    warmup_steps: int = field(default=0, metadata=_range(0, None))
-    steps: int | None = field(default=None, metadata=_range(0, None))  # 0: evaluate only
+    warmup_steps: int = field(default=0, metadata=_range(0, MAX_STEPS))
+    steps: int | None = field(default=None, metadata=_range(0, MAX_STEPS))  # 0: evaluate only
     epochs: float | None = field(default=None, metadata=_range(0, 1000, low_open=True))
     grad_accumulation: int = field(default=1, metadata=_range(1, 1024))
-    max_grad_norm: float = field(default=1.0, metadata=_range(0, None))
-    seed: int = 42
+    max_grad_norm: float = field(default=1.0, metadata=_range(0, 10**6))
+    seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     devices: int = field(default=1, metadata=_range(1, 1024))     # > 1: one run over N processes (torchrun)
     num_threads: int | None = field(default=None, metadata=_range(1, 1024))
-    log_every: int = field(default=1, metadata=_range(1, None))
-    eval_every: int = field(default=0, metadata=_range(0, None))
-    checkpoint_every: int = field(default=0, metadata=_range(0, None))
-    keep_checkpoints: int = field(default=2, metadata=_range(1, None))
+    log_every: int = field(default=1, metadata=_range(1, MAX_STEPS))
+    eval_every: int = field(default=0, metadata=_range(0, MAX_STEPS))
+    checkpoint_every: int = field(default=0, metadata=_range(0, MAX_STEPS))
+    keep_checkpoints: int = field(default=2, metadata=_range(1, 10000))
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ class EvalSpec:
     primary_metric: str = "map"
     groups: dict[str, tuple[str, ...]] | None = None
     passage: Literal["sentence", "sentence+paragraph"] = "sentence"
-    max_queries: int | None = field(default=None, metadata=_range(1, None))     # a representative slice
-    slice_seed: int = 0
+    max_queries: int | None = field(default=None, metadata=_range(1, 10**7))     # a representative slice
+    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))
     allow_train_overlap: bool = False                     # evaluate on the training dataset (marked seen)
     batch_size: int = field(default=64, metadata=_range(1, 65536))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 where the hardware runs it fast

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import re
+import stat
 import types
 import typing
 from pathlib import Path
@@ -24,10 +25,12 @@ from engine.contract import arms, catalog
 from engine.contract.errors import SpecError
 from engine.contract.metric_names import parse_metric
 from engine.contract.spec import ExperimentSpec, HypothesisSpec
+from engine.contract.text import unsafe_character
 
 Problems = list[tuple[str, str]]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,=+@-]{0,119}$")
 _MISSING = object()
+MAX_SPEC_BYTES = 1024 * 1024       # a spec with a large grid is a few kB
 MAX_DEPTH = 16                      # a spec is 3-4 levels deep; anything far deeper is a mistake
 INT64 = (-2**63, 2**63 - 1)         # what the index (orjson) and torch can store
 
@@ -96,9 +99,19 @@ def read_document(path: str | Path) -> Any:
     """The decoded JSON of a spec file (not yet validated), or a SpecError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        status = path.stat()
     except FileNotFoundError:
         raise SpecError([("(file)", "no such spec file")], str(path)) from None
+    except OSError as error:
+        raise SpecError([("(file)", f"cannot read: {error.strerror or error}")], str(path)) from None
+    if not stat.S_ISREG(status.st_mode):     # a FIFO or a device would block or never end
+        kind = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a FIFO, a device or a socket)"
+        raise SpecError([("(file)", f"is {kind}")], str(path))
+    if status.st_size > MAX_SPEC_BYTES:
+        raise SpecError([("(file)", f"is {status.st_size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}")], str(path))
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_SPEC_BYTES + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError([("(file)", f"cannot read: {error}")], str(path)) from None
     return loads_document(text, str(path))
@@ -119,10 +132,24 @@ def _check_structure(value: Any, path: str, depth: int, problems: Problems) -> N
         for key in getattr(value, "duplicates", ()):
             problems.append((_join(path, key), "duplicate key (given twice in one object)"))
         for key, item in value.items():
+            if isinstance(key, str):
+                _check_text(key, _join(path, key), "", problems, "its name")
             _check_structure(item, _join(path, key), depth + 1, problems)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_structure(item, _join(path, index), depth + 1, problems)
+    elif isinstance(value, str):
+        _check_text(value, path, "\n\t" if path in ("description", "hypotheses") or path.endswith(".claim") else "",
+                    problems)
+
+
+def _check_text(text: str, path: str, allow: str, problems: Problems, what: str = "") -> None:
+    """Text a terminal will show: no control characters (escape sequences), no lone surrogates."""
+    found = unsafe_character(text, allow)
+    if found:
+        kind = "a lone surrogate" if found.startswith("\\u") and 0xD800 <= int(found[2:], 16) <= 0xDFFF \
+            else "a control character"
+        problems.append((path or "(top level)", f"{what + ' ' if what else ''}must not hold {kind} ({found})"))
 
 
 # --- pass 1: types and ranges --------------------------------------------------------------------
@@ -162,6 +189,10 @@ def _describe(value: Any) -> str:
         return "null"
     if isinstance(value, (dict, list)):
         return type(value).__name__.replace("dict", "an object").replace("list", "a list")
+    if isinstance(value, int) and abs(value) >= 10 ** 20:
+        return f"an integer of {len(str(abs(value)))} digits"
+    if isinstance(value, str) and len(value) > 80:
+        return repr(value[:77] + "…")
     return repr(value)
 
 
@@ -203,15 +234,16 @@ def _convert_scalar(value: Any, hint: type, path: str, problems: Problems) -> An
     ok = isinstance(value, hint) and not (hint is not bool and isinstance(value, bool))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         if not INT64[0] <= value <= INT64[1]:
-            problems.append((path, f"must be a finite number, got {value}"))
-            return value
+            problems.append((path, f"must be a finite number, got {_describe(value)}"))
+            return 0.0
         return float(value)
     if not ok:
         problems.append((path, f"must be {_type_name(hint)}, got {_describe(value)}"))
     elif hint is float and not math.isfinite(value):
         problems.append((path, f"must be a finite number, got {_describe(value)}"))
     elif hint is int and not INT64[0] <= value <= INT64[1]:
-        problems.append((path, f"must be a 64-bit integer, got {value}"))
+        problems.append((path, f"must be a 64-bit integer, got {_describe(value)}"))
+        return 0
     return value
 
 
@@ -270,13 +302,20 @@ def _check_range(value: Any, spec_field: dataclasses.Field, path: str, problems:
     too_high = high is not None and value > high
     if too_low or too_high:
         left = "(" if low_open else "["
-        low_text = "-inf" if low is None else f"{low:g}"
-        high_text = "inf" if high is None else f"{high:g}"
+        low_text = "-inf" if low is None else _bound(low)
+        high_text = "inf" if high is None else _bound(high)
         if high is None:
             relation = f"must be > {low_text}" if low_open else f"must be >= {low_text}"
         else:
             relation = f"must be in {left}{low_text}, {high_text}]"
-        problems.append((path, f"{relation}, got {value:g}"))
+        problems.append((path, f"{relation}, got {_bound(value)}"))
+
+
+def _bound(number: float) -> str:
+    """A bound or a value as people read it: 1.5, 100, 1,000,000,000."""
+    if isinstance(number, int) or (isinstance(number, float) and number.is_integer() and abs(number) < 1e18):
+        return f"{int(number):,}" if abs(number) >= 1_000_000 else str(int(number))
+    return f"{number:g}"
 
 
 # --- pass 2: what spans fields -------------------------------------------------------------------

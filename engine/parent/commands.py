@@ -27,9 +27,12 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
+from engine.contract.text import printable
 from engine.parent.headless import open_store, runs_dir_of
+from engine.parent.terminal import guard_streams
 from engine.parent.study_commands import (
     add_family_options,
     add_test_options,
@@ -45,12 +48,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     return run_spec_file(args.run_spec, args.jobs, runs_dir_of(args), console, as_json=args.json,
                          priority=args.priority, dry_run=args.dry_run, yes=args.yes, log_every=args.log_every,
-                         nproc=args.nproc, executor=args.executor, partition=args.partition)
+                         nproc=args.nproc, executor=args.executor, partition=args.partition,
+                         retry_failed=args.retry_failed)
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.records import RunFilter, primary_results, where_label
-    from engine.parent.tables import fmt
+    from engine.parent.tables import fmt, plain
 
     run_filter = RunFilter.parse(args.filter or "")
     run_filter = RunFilter(status=args.status or run_filter.status, strategy=args.strategy or run_filter.strategy,
@@ -73,10 +77,11 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
         metric = result.get("primary", "map")
         macro = result.get("macro", {})
         alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
-        table.add_row(run["id"], run.get("status", "?"), run.get("strategy") or "", alpha,
-                      f"{run.get('step') or 0}/{run.get('total_steps') or '?'}", f"{dataset}:{metric}" if dataset else "",
-                      *(fmt(macro.get(s)) for s in ("mono", "cross", "multi")),
-                      fmt(result.get("bias"), 1), *([where_label(run)] if clustered else []))
+        table.add_row(*(plain(value) for value in (
+            run["id"], run.get("status", "?"), run.get("strategy") or "", alpha,
+            f"{run.get('step') or 0}/{run.get('total_steps') or '?'}", f"{dataset}:{metric}" if dataset else "",
+            *(fmt(macro.get(s)) for s in ("mono", "cross", "multi")), fmt(result.get("bias"), 1),
+            *([where_label(run)] if clustered else []))))
     console.print(table)
     return 0
 
@@ -84,7 +89,7 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
 def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.compare import load_run, value_cis
     from engine.parent.records import MISSING
-    from engine.parent.tables import results_table
+    from engine.parent.tables import plain, results_table
 
     store = open_store(runs_dir_of(args))
     summary = store.resolve(args.run)
@@ -93,24 +98,25 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps({"summary": summary, "results": results}, indent=1))
         return 0
-    console.print(f"[bold]{summary['name']}[/]  {summary['id']}  [bold]{summary['status']}[/]", highlight=False)
+    console.print(Text.assemble(plain(summary["name"], "bold"), "  ", plain(summary["id"]), "  ",
+                                plain(summary["status"], "bold")))
     if summary["status"] == MISSING:
-        console.print(f"  its folder {folder.path} is gone: no results to show "
-                      "(`hbt-tui delete` removes it from the index)", highlight=False, soft_wrap=True)
+        console.print(plain(f"  its folder {folder.path} is gone: no results to show "
+                            "(`hbt-tui delete` removes it from the index)"), soft_wrap=True)
         return 0
     for key in ("encoder", "strategy", "alpha", "train_dataset", "seed", "device", "host", "git_commit",
                 "spec_hash", "step", "total_steps", "loss", "error"):
         if summary.get(key) not in (None, ""):
-            console.print(f"  {key:<14} {summary[key]}", highlight=False, soft_wrap=True)
-    console.print(f"  {'folder':<14} {folder.path}", highlight=False, soft_wrap=True)
+            console.print(plain(f"  {key:<14} {summary[key]}"), soft_wrap=True)
+    console.print(plain(f"  {'folder':<14} {folder.path}"), soft_wrap=True)
     run = load_run(folder) if args.ci else None
     for dataset, dataset_results in results.items():
         metric = args.metric or dataset_results.get("primary_metric", "map")
         cis = value_cis(run, dataset, metric) if args.ci else None
         console.print(results_table(dataset_results, args.metric, cis))
     if summary.get("status") == "failed" and summary.get("stderr_tail"):
-        console.print("[red]stderr (tail):[/]")
-        console.print(summary["stderr_tail"], highlight=False, markup=False)
+        console.print(Text("stderr (tail):", style="red"))
+        console.print(plain(summary["stderr_tail"], newlines=True))
     return 0
 
 
@@ -121,17 +127,18 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     store = open_store(runs_dir_of(args))
     summary = store.resolve(args.run)
 
-    async def resume() -> None:
+    async def resume() -> dict:
         view = ProgressView(console, enabled=True) if console.is_terminal else PlainView(sys.stdout, 10)
         runner = Runner(store, cpu_slots=1, on_event=view.on_event, on_status=view.on_status)
-        runner.reconcile()
+        for message in runner.reconcile():
+            print(f"note: {message}", file=sys.stderr)
         with view:
             runner.resume(summary["id"])
             view.add(summary["id"], summary["name"])
             await runner.wait([summary["id"]])
+        return runner.final_summary(summary["id"]) or summary
 
-    asyncio.run(resume())
-    final = store.get(summary["id"])
+    final = asyncio.run(resume())
     print_summaries([final], store, console)
     return 0 if final["status"] == "finished" else 1
 
@@ -150,20 +157,14 @@ def _cmd_cancel(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
-    import shutil
-
-    from engine.parent.records import ACTIVE
+    from engine.parent.run_service import delete_run
 
     store = open_store(runs_dir_of(args))
     summary = store.resolve(args.run)
-    folder = store.folder(summary["id"])   # a plain folder name inside the runs directory, or refused
-    if summary["status"] in ACTIVE:
-        raise RunError(f"run {summary['id']} is {summary['status']}; cancel it first")
+    store.folder(summary["id"])                  # a plain folder name inside the runs directory, or refused
     if not args.yes:
         raise RunError(f"deleting {summary['id']} removes its folder; add --yes to confirm")
-    shutil.rmtree(folder.path, ignore_errors=True)
-    store.remove(summary["id"])
-    print(f"deleted {summary['id']}", file=sys.stderr)
+    print(delete_run(store, summary["id"]), file=sys.stderr)
     return 0
 
 
@@ -210,30 +211,54 @@ def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with bad arguments said in one line (`error: ...`, exit 2) like every other input."""
+
+    def error(self, message: str) -> None:
+        print(f"error: {printable(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def bounded(low: float, high: float, kind: type = int):
+    """An argparse type: a number of `kind` in [low, high], named when out of range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text[:40]!r}") from None
+        if not low <= value <= high:      # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}], got {text[:40]}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hbt-tui", description="Hybrid batch training experiments. "
-                                     "Without arguments: the terminal UI.")
+    parser = Parser(prog="hbt-tui", description="Hybrid batch training experiments. Without arguments: the terminal UI.")
     parser.add_argument("--run", dest="run_spec", metavar="SPEC",
                         help="run an experiment spec (grids expand) headless")
-    parser.add_argument("--jobs", type=int, default=1, help="concurrent runs on CPU (GPUs: one per GPU)")
-    parser.add_argument("--priority", type=int, default=0, help="queue priority of these runs (higher first)")
+    parser.add_argument("--jobs", type=bounded(1, 1024), default=1, help="concurrent runs on CPU (GPUs: one per GPU)")
+    parser.add_argument("--priority", type=bounded(-10**6, 10**6), default=0, help="queue priority of these runs (higher first)")
     parser.add_argument("--dry-run", action="store_true", help="check everything and list the runs; start nothing")
     parser.add_argument("--yes", action="store_true", help="queue grids of more than 200 runs")
-    parser.add_argument("--log-every", type=int, default=10, help="when not on a terminal: a line every N steps")
-    parser.add_argument("--nproc", type=int, help="run each run over N processes/GPUs (sets train.devices)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="re-run (from their checkpoints) the grid's runs that failed; finished ones are skipped "
+                        "and interrupted ones resumed either way")
+    parser.add_argument("--log-every", type=bounded(1, 10**9), default=10, help="when not on a terminal: a line every N steps")
+    parser.add_argument("--nproc", type=bounded(1, 1024), help="run each run over N processes/GPUs (sets train.devices)")
     parser.add_argument("--executor", help="local (default), ray://HOST:PORT (a Ray dashboard), slurm, "
                         "submitit-local; or set it in ./hbt-tui.json or $HBT_EXECUTOR")
     parser.add_argument("--partition", help="the Slurm partition (with --executor slurm)")
     parser.add_argument("--runs-dir", help="where runs live (default: $HBT_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     # the same options after a command (`hbt-tui runs --runs-dir D`); SUPPRESS keeps the earlier value
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    common.add_argument("--jobs", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--jobs", type=bounded(1, 1024), default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     def with_common(**kwargs) -> argparse.ArgumentParser:
-        return argparse.ArgumentParser(parents=[common], **kwargs)
+        return Parser(parents=[common], **kwargs)
 
     commands = parser.add_subparsers(dest="command", parser_class=with_common)
     runs = commands.add_parser("runs", help="list runs")
@@ -242,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--tag")
     runs.add_argument("--strategy")
     runs.add_argument("--filter", help="the Runs screen's filter: 'status:failed strategy:hyb text'")
-    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--limit", type=bounded(1, 10**7), default=50)
     runs.set_defaults(handler=_cmd_runs)
     show = commands.add_parser("show", help="one run")
     show.add_argument("run")
@@ -284,9 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=report_command)
     plan = commands.add_parser("plan", help="seeds and question ids a wanted effect needs, sized from pilot runs")
     plan.add_argument("references", nargs="+", metavar="RUNS|NAME|GRID", help="the pilot: runs, names or a grid")
-    plan.add_argument("--power", type=float, default=0.8, help="the power wanted for every hypothesis (default 0.8)")
-    plan.add_argument("--max-questions", type=int, help="question ids available (default: all the dataset has)")
-    plan.add_argument("--budget-hours", type=float, help="also: the design that fits this many hours of runs")
+    plan.add_argument("--power", type=bounded(0.5, 0.999, float), default=0.8, help="the power wanted for every hypothesis (default 0.8)")
+    plan.add_argument("--max-questions", type=bounded(2, 10**7), help="question ids available (default: all the dataset has)")
+    plan.add_argument("--budget-hours", type=bounded(0.01, 10**5, float), help="also: the design that fits this many hours of runs")
     plan.add_argument("--allow-mixed", action="store_true", help="runs of different encoders in one pilot")
     add_family_options(plan)
     add_test_options(plan, "the hypotheses")
@@ -300,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "folder: its trained model), a hub model name, a model folder or bundled:multilingual-e5-small")
     evaluate.add_argument("--datasets", nargs="+", help="evaluation datasets (default: the spec's, xquad-r)")
     evaluate.add_argument("--languages", nargs="+", help="languages (default: all the dataset has)")
-    evaluate.add_argument("--max-queries", type=int, help="questions per language (a representative slice)")
+    evaluate.add_argument("--max-queries", type=bounded(1, 10**7), help="questions per language (a representative slice)")
     evaluate.add_argument("--data-dir", help="data directory (default: spec, $HBT_DATA_DIR, user cache)")
     evaluate.add_argument("--name", help="the run's name (default: zero-shot-<model>)")
     evaluate.set_defaults(handler=_cmd_evaluate)
@@ -321,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = Console()
+    real_stdout = guard_streams()            # what `print` writes is shown as text, control characters escaped
+    console = Console(file=real_stdout, markup=False, emoji=False, highlight=False)   # never markup either
     try:
         if args.run_spec:
             return _cmd_run(args, console)
@@ -332,3 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:       # Ctrl-C before any run started (the checks, a report): no traceback
+        print("error: interrupted; nothing was started or written", file=sys.stderr)
+        return 130

@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.contract.errors import RunError
 from engine.contract.layout import RunFolder, read_json
-from engine.contract.validation import read_document
+from engine.contract.validation import parse_spec, read_document
 
 
 def _slug(text: str) -> str:
@@ -40,10 +40,13 @@ def zero_shot_document(target: str, *, store=None, datasets: list[str] | None = 
         if not run.model.is_dir():
             raise RunError(f"run {run.id} has no trained model yet ({run.model} is missing)")
         document = dict(read_json(run.spec) or {})
+        parse_spec(document, str(run.spec))
         document["name"] = f"{document.get('name', run.id)}-eval"
         document["encoder"] = {**document.get("encoder", {}), "name": str(run.model.resolve())}
     elif target.endswith(".json") or Path(target).is_file():
-        document = dict(read_document(target))
+        document = read_document(target)
+        parse_spec(document, target)      # refused with the same line `--run` gives
+        document = dict(document)
     else:
         document = {"name": f"zero-shot-{_slug(target.split(':')[-1].split('/')[-1])}", "encoder": {"name": target}}
     document["train"] = {**document.get("train", {}), "steps": 0}

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,6 +33,7 @@ from rich.progress import (
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.events import Event
 from engine.contract.spec import spec_diff
+from engine.contract.text import printable
 from engine.parent.preflight import Prepared
 from engine.parent.store import RunStore
 
@@ -43,8 +45,9 @@ class ProgressView:
     """One rich progress bar per run, fed by runner events (on a terminal)."""
 
     def __init__(self, console: Console, enabled: bool) -> None:
-        self.progress = Progress(TextColumn("{task.fields[name]}", style="bold"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+        self.progress = Progress(TextColumn("{task.fields[name]}", style="bold", markup=False), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[detail]}", markup=False),
+                                 TimeRemainingColumn(),
                                  console=console, disable=not enabled, transient=False)
         self.tasks: dict[str, int] = {}
 
@@ -56,30 +59,35 @@ class ProgressView:
         self.progress.__exit__(*exc)
 
     def add(self, run_id: str, name: str) -> None:
-        self.tasks[run_id] = self.progress.add_task(name, name=name[:40], detail="queued", total=None)
+        self.tasks[run_id] = self.progress.add_task(name, name=printable(name[:40]), detail="queued", total=None)
+
+    def _update(self, task: int, detail: str | None = None, **fields) -> None:
+        if detail is not None:
+            fields["detail"] = printable(detail)       # a notice or a status may quote a path or a name
+        self.progress.update(task, **fields)
 
     def on_status(self, run_id: str, summary: dict) -> None:
         if run_id in self.tasks and summary.get("status") not in ("running", None):
-            self.progress.update(self.tasks[run_id], detail=summary["status"])
+            self._update(self.tasks[run_id], detail=summary["status"])
 
     def on_event(self, run_id: str, event: Event) -> None:
         task = self.tasks.get(run_id)
         if task is None:
             return
         if event.kind == "started":
-            self.progress.update(task, total=max(event.total_steps, 1), completed=event.resumed_from_step,
-                                 detail=f"{event.device}")
+            self._update(task, total=max(event.total_steps, 1), completed=event.resumed_from_step,
+                         detail=f"{event.device}")
         elif event.kind == "notice":
-            self.progress.update(task, detail=event.message)
+            self._update(task, detail=event.message)
         elif event.kind == "step":
-            self.progress.update(task, completed=event.step, detail=f"loss {event.loss:.3f} · "
-                                 f"{event.samples_per_s:.1f} samples/s · {event.batch_kind}")
+            self._update(task, completed=event.step, detail=f"loss {event.loss:.3f} · "
+                         f"{event.samples_per_s:.1f} samples/s · {event.batch_kind}")
         elif event.kind == "eval_progress":
-            self.progress.update(task, detail=f"eval {event.dataset} {event.stage} ({event.done} texts)")
+            self._update(task, detail=f"eval {event.dataset} {event.stage} ({event.done} texts)")
         elif event.kind == "eval_done":
-            self.progress.update(task, detail=f"eval {event.dataset} done")
+            self._update(task, detail=f"eval {event.dataset} done")
         elif event.kind in ("finished", "failed", "stopped"):
-            self.progress.update(task, detail=event.kind)
+            self._update(task, detail=event.kind)
 
 
 class PlainView:
@@ -152,17 +160,37 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def print_plan(prepared: Prepared, source: str) -> None:
-    """--dry-run: the runs that would be created, the fields that differ, what was checked
-    (plain lines: a plan is read by people and by scripts alike)."""
-    specs = prepared.specs
-    differing = spec_diff([run.to_dict() for run in specs]) if len(specs) > 1 else []
+def print_plan(prepared: Prepared, source: str, continuation=None, jobs: int = 1) -> None:
+    """--dry-run: the runs that would be created (and, on a runs directory holding some of them,
+    those skipped, resumed or left), the fields that differ, what was checked, the time the rest
+    should take (plain lines: a plan is read by people and by scripts alike)."""
+    from engine.parent.continuation import estimate
+
+    specs = prepared.specs if continuation is None else continuation.start
+    differing = spec_diff([run.to_dict() for run in prepared.specs]) if len(prepared.specs) > 1 else []
+    index_of = {run.name: index for index, run in enumerate(prepared.specs)}
     print(f"{source}: {len(specs)} run{'s' if len(specs) != 1 else ''} would be created "
           "(dry run: nothing was started)")
-    width = max(len(run.name) for run in specs)
-    for index, run in enumerate(specs):
-        fields = "  ".join(f"{key}={json.dumps(values[index])}" for key, values in differing)
+    width = max((len(run.name) for run in prepared.specs), default=0)
+    for run in specs:
+        fields = "  ".join(f"{key}={json.dumps(values[index_of[run.name]])}" for key, values in differing)
         print(f"  {run.name:<{width}}  {fields}".rstrip())
+    if continuation is not None:
+        for title, items in (("would be resumed from their checkpoints", continuation.resume),
+                             ("already finished: skipped", continuation.finished),
+                             ("failed: kept as they are (--retry-failed re-runs them)", continuation.failed),
+                             ("queued or running in another process: left to it", continuation.elsewhere)):
+            if items:
+                print(f"{len(items)} {title}:")
+                for spec, summary in items:
+                    progress = f" (step {summary.get('step') or 0}/{summary.get('total_steps') or '?'})" \
+                        if title.startswith("would be resumed") else ""
+                    print(f"  {spec.name:<{width}}  {summary['id']}{progress}")
+        seconds = estimate(continuation, jobs)
+        if continuation.start or continuation.resume:
+            print(f"estimated time of what remains: {format_seconds(seconds)} with --jobs {jobs} (the mean of "
+                  f"{len(continuation.finished)} finished runs)" if seconds is not None
+                  else "estimated time of what remains: unknown (no finished run of this grid to time)")
     checks = sorted({describe_checks(facts) for facts in prepared.facts})
     for text in checks:
         print(f"checked{' for every run' if len(checks) == 1 else ''}: {text}")
@@ -179,7 +207,7 @@ def describe_checks(facts: dict) -> str:
 
 async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: Console, *, as_json: bool,
                        priority: int = 0, log_every: int = 10, executor: str | None = None,
-                       partition: str | None = None) -> int:
+                       partition: str | None = None, retry_failed: bool = False) -> int:
     from engine.parent.runner import Runner
 
     specs = prepared.specs
@@ -201,13 +229,26 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
     loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+    from engine.parent.continuation import plan
+
+    continuation = plan(specs, store, retry_failed)
+    for title, items in (("already finished: skipped", continuation.finished),
+                         ("failed: kept as it is (--retry-failed re-runs it)", continuation.failed),
+                         ("queued or running in another process: left to it", continuation.elsewhere)):
+        for spec, summary in items:
+            print(f"note: {spec.name} ({summary['id']}) {title}", file=sys.stderr)
     run_ids, failure = [], None
     with view:
-        for spec in specs:
+        work = [(spec, None) for spec in continuation.start] + [(spec, summary) for spec, summary in continuation.resume]
+        for spec, summary in work:
             if interrupted:
                 break
             try:
-                run_id = runner.submit(spec, priority=priority, group=prepared.group)
+                if summary is None:
+                    run_id = runner.submit(spec, priority=priority, group=prepared.group)
+                else:
+                    run_id = summary["id"]
+                    runner.resume(run_id, priority=priority)
             except UserError as error:  # e.g. the disk filled up: keep what was queued, stop cleanly
                 failure = error
                 break
@@ -217,9 +258,12 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
         if interrupted or failure is not None:
             await runner.cancel_all()
         await runner.wait(run_ids)
-    summaries = [store.get(run_id) or {"id": run_id, "name": run_id, "status": "missing"} for run_id in run_ids]
-    if as_json:
-        print(json.dumps([_json_summary(summary, store) for summary in summaries], indent=2))
+    summaries = [runner.final_summary(run_id) or {"id": run_id, "name": run_id, "status": "missing"}
+                 for run_id in run_ids]
+    if as_json:      # the whole grid: what ran now, and what was left as it was (marked)
+        kept = [{**_json_summary(store.get(summary["id"]) or summary, store), "skipped": True}
+                for _, summary in continuation.finished + continuation.failed + continuation.elsewhere]
+        print(json.dumps([_json_summary(summary, store) for summary in summaries] + kept, indent=2))
     else:
         print_summaries(summaries, store, console)
     if failure is not None:
@@ -227,12 +271,18 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
         return EXIT_USER_ERROR
     if interrupted:
         return EXIT_INTERRUPTED
-    return 0 if summaries and all(summary["status"] == "finished" for summary in summaries) else 1
+    if not work:
+        print(f"nothing to do: {len(continuation.finished)} of the {len(specs)} runs already finished"
+              + (f", {len(continuation.failed)} failed (--retry-failed)" if continuation.failed else "")
+              + (f", {len(continuation.elsewhere)} running elsewhere" if continuation.elsewhere else ""),
+              file=sys.stderr)
+    complete = all(summary["status"] == "finished" for summary in summaries) and not continuation.failed
+    return 0 if complete and (summaries or continuation.finished) else 1
 
 
 def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *, as_json: bool, priority: int = 0,
                   dry_run: bool = False, yes: bool = False, log_every: int = 10, nproc: int | None = None,
-                  executor: str | None = None, partition: str | None = None) -> int:
+                  executor: str | None = None, partition: str | None = None, retry_failed: bool = False) -> int:
     from engine.contract.validation import read_document
     from engine.parent.executors import from_spec
     from engine.parent.preflight import check_baseline, prepare
@@ -247,10 +297,13 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
     store = open_store(runs_dir)
     check_baseline(prepared.specs, store)
     if dry_run:
-        print_plan(prepared, spec_path)
+        from engine.parent.continuation import plan
+
+        print_plan(prepared, spec_path, plan(prepared.specs, store, retry_failed), jobs)
         return 0
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
-                                    log_every=log_every, executor=executor, partition=partition))
+                                    log_every=log_every, executor=executor, partition=partition,
+                                    retry_failed=retry_failed))
 
 
 def runs_dir_of(args) -> Path:
@@ -272,13 +325,14 @@ def _json_summary(summary: dict, store: RunStore) -> dict:
 
 
 def print_summaries(summaries: list[dict], store: RunStore, console: Console) -> None:
-    from engine.parent.tables import print_run_results
+    from engine.parent.tables import plain, print_run_results
 
     for summary in summaries:
         style = {"finished": "green", "failed": "red"}.get(summary["status"], "yellow")
-        line = f"[bold]{summary['name']}[/] ({summary['id']}): [{style}]{summary['status']}[/]"
+        line = Text.assemble(plain(summary["name"], "bold"), plain(f" ({summary['id']}): "),
+                             plain(summary["status"], style))
         if summary.get("error"):
-            line += f" — {summary['error']}"
+            line.append_text(plain(f" — {summary['error']}"))
         console.print(line, soft_wrap=True)
         if summary["status"] == "finished":
             print_run_results(store, summary, console)

@@ -5,20 +5,21 @@ their folder says) and a cancel asked of a run another parent owns (through
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 
 from engine.contract.errors import RunError
 from engine.contract.events import read_events
-from engine.contract.layout import read_json, write_json_atomic
-from engine.parent.executors import from_spec, terminate_group
+from engine.contract.layout import read_json, write_json_atomic, write_record
+from engine.parent.executors import from_spec
+from engine.parent.process_groups import recorded_group, terminate
 from engine.parent.records import (
     ACTIVE,
     RESUMABLE,
     current_owner,
     owner_alive,
     owner_of,
-    pid_alive,
     status_from_events,
 )
 from engine.parent.store import RunStore
@@ -32,9 +33,10 @@ def reconcile_run(store: RunStore, run_id: str, index: Callable[[Callable[[], No
     record = read_json(folder.record) or {}
     if record.get("status") in ACTIVE and owner_alive(owner_of(record)):
         return None
+    note = None
     if record.get("status") in ACTIVE:  # an orphan still training: it checkpoints and stops
         try:
-            from_spec(record.get("executor") or "local").stop_orphan(record)
+            note = from_spec(record.get("executor") or "local").stop_orphan(record)
         except RunError:
             pass
     with store.lock():  # look again: another parent may have claimed it meanwhile
@@ -43,19 +45,22 @@ def reconcile_run(store: RunStore, run_id: str, index: Callable[[Callable[[], No
         if record.get("status") in ACTIVE and owner_alive(owner):
             return None
         previous = record.get("status")
-        status = previous if previous in RESUMABLE + ("finished",) else status_from_events(
-            read_events(folder.events), record)
+        events = read_events(folder.events)
+        status = previous if previous in RESUMABLE + ("finished",) else status_from_events(events, record)
         error = record.get("error")
+        if status == "failed" and not error:        # the run said why; its parent could not record it
+            error = next((event.error for event in reversed(events) if event.kind == "failed"), None)
         if status == "interrupted" and previous in ACTIVE:
             error = f"its parent process {owner['pid'] if owner else '?'} ended"
         try:
-            write_json_atomic(folder.record, {**record, "status": status, "error": error})
+            write_record(folder.record, {**record, "status": status, "error": error})
         except OSError:
             pass
     index(lambda: store.update(run_id, status=status, error=error))
+    suffix = f" ({note})" if note else ""
     if previous in ACTIVE:
-        return f"{run_id}: was {previous} when its parent ended; now {status}"
-    return f"{run_id}: the index said it was active; its folder says {status}"
+        return f"{run_id}: was {previous} when its parent ended; now {status}{suffix}"
+    return f"{run_id}: the index said it was active; its folder says {status}{suffix}"
 
 
 async def cancel_elsewhere(store: RunStore, run_id: str, grace_seconds: float = 20.0,
@@ -82,8 +87,14 @@ async def cancel_elsewhere(store: RunStore, run_id: str, grace_seconds: float = 
     with store.lock():
         record = read_json(folder.record) or {}
         write_json_atomic(folder.record, {**record, "cancel_requested": True})
-    if pid_alive(record.get("pid")):
-        await terminate_group(record["pid"], grace_seconds, lambda: not pid_alive(record["pid"]))
+    group, note = recorded_group(record)
+    if note:
+        print(f"note: {run_id}: {note}", file=sys.stderr)
+    if group is not None:
+        try:
+            await terminate(group, grace_seconds)
+        finally:
+            group.close()
     with store.lock():
         record = read_json(folder.record) or {}
         if record.get("status") in ACTIVE:

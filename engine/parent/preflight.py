@@ -24,6 +24,7 @@ from engine.contract.spec import ExperimentSpec
 from engine.contract.validation import parse_spec
 
 MAX_GRID_RUNS = 200
+MAX_GRID_RUNS_EVER = 10_000          # even with --yes: more is a mistake in the grid, not a study
 CHECK_TIMEOUT_SECONDS = 300
 
 
@@ -39,7 +40,10 @@ class Prepared:
 def prepare(document: Any, source: str | None = None, *, store=None, allow_large: bool = False,
             check: bool = True) -> Prepared:
     spec = parse_spec(document, source)
-    size = grid_size(spec)
+    size = grid_size(spec)               # counted, never built, before any limit is applied
+    if size > MAX_GRID_RUNS_EVER:
+        raise RunError(f"{source or spec.name}: the grid expands to {size:,} runs; at most {MAX_GRID_RUNS_EVER:,} "
+                       "can be queued at once (split it)")
     if size > MAX_GRID_RUNS and not allow_large:
         raise RunError(f"{source or spec.name}: the grid expands to {size} runs (more than {MAX_GRID_RUNS}); "
                        "add --yes to queue them all")

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.contract.events import read_events
 from engine.contract.layout import RunFolder, is_run_id, read_json
@@ -25,6 +26,16 @@ STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")
 MISSING = "missing"          # shown for an indexed run whose folder is gone; never stored
+DAMAGED = "damaged"          # a run folder whose files cannot be read as a run: listed with the reason
+# what each field of a run record may hold; a field of another type (a hand-edited file) is dropped
+RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "status": (str,), "created": (int, float), "started": (int, float), "ended": (int, float),
+    "priority": (int,), "spec_hash": (str,), "git_commit": (str,), "host": (str,), "group": (str,),
+    "owner": (dict,), "pid": (int,), "pgid": (int,), "pid_start": (int,), "parent_pid": (int,), "slot": (str,),
+    "executor": (str,), "where": (str,), "job_id": (str, int), "device": (str,), "total_steps": (int,),
+    "step": (int,), "loss": (int, float), "samples_per_s": (int, float), "precision": (str,),
+    "exit_code": (int,), "error": (str,), "stderr_tail": (str,), "cancel_requested": (bool,), "versions": (dict,),
+    "hardware": (dict,), "partial": (bool,)}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,13 +130,35 @@ def where_label(run: dict, with_job: bool = False) -> str:
     return executor
 
 
+def _section(spec: dict, name: str) -> dict:
+    value = spec.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _scalar(value: Any, kinds: tuple[type, ...] = (str,)) -> Any:
+    return value if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds) else None
+
+
+def _strings(value: Any) -> list[str] | None:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else None
+
+
 def spec_summary(spec: dict) -> dict:
-    """The spec fields the index keeps for listing and filtering."""
-    sampling, train = spec.get("sampling", {}), spec.get("train", {})
-    return {"name": spec.get("name", ""), "tags": list(spec.get("tags", [])), "encoder": spec.get("encoder", {}).get("name"),
-            "strategy": sampling.get("strategy"), "alpha": sampling.get("alpha"), "seed": train.get("seed"),
-            "train_dataset": train.get("dataset"), "train_languages": train.get("languages"),
-            "eval_datasets": list(spec.get("eval", {}).get("datasets", [])), "baseline": spec.get("baseline")}
+    """The spec fields the index keeps for listing and filtering (a field of the wrong type: none)."""
+    sampling, train, evaluation = _section(spec, "sampling"), _section(spec, "train"), _section(spec, "eval")
+    strings = _strings
+    return {"name": _scalar(spec.get("name")) or "", "tags": strings(spec.get("tags")) or [],
+            "encoder": _scalar(_section(spec, "encoder").get("name")), "strategy": _scalar(sampling.get("strategy")),
+            "alpha": _scalar(sampling.get("alpha"), (int, float)), "seed": _scalar(train.get("seed"), (int,)),
+            "train_dataset": _scalar(train.get("dataset")), "train_languages": strings(train.get("languages")),
+            "eval_datasets": strings(evaluation.get("datasets")) or [], "baseline": _scalar(spec.get("baseline"))}
+
+
+def clean_record(record: dict) -> dict:
+    """The fields of a run record that have the type they should (others dropped)."""
+    return {key: value for key, value in record.items()
+            if key not in RECORD_TYPES or value is None or (isinstance(value, RECORD_TYPES[key])
+                                                             and not (isinstance(value, bool) and bool not in RECORD_TYPES[key]))}
 
 
 def _rounded(value: float | None) -> float | None:
@@ -161,9 +194,13 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
     if not is_run_id(folder.id):
         return None
     spec = read_json(folder.spec)
-    record = read_json(folder.record) or {}
-    if spec is None or not (folder.events.exists() or record):
-        return None
+    record = clean_record(read_json(folder.record) or {})
+    if not (folder.events.exists() or record or folder.record.exists()):
+        return None                                  # not a run folder (never was)
+    if spec is None:
+        return damaged_summary(folder, record, f"{folder.spec.name} is missing or not a JSON object")
+    if folder.record.exists() and read_json(folder.record) is None:
+        return damaged_summary(folder, record, f"{folder.record.name} is not a JSON object")
     events = read_events(folder.events)
     summary = {"id": folder.id, **spec_summary(spec), "results": {}, "step": 0, "total_steps": None, "loss": None}
     summary.update({key: value for key, value in record.items() if key != "id"})
@@ -187,6 +224,20 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
     if status == "failed" and last_failure and not summary.get("error"):
         summary["error"] = last_failure.error
     return summary
+
+
+def damaged_summary(folder: RunFolder, record: dict, reason: str) -> dict:
+    """The index row of a folder that cannot be read as a run: listed, with the reason, so the
+    rest of the runs directory keeps working and nothing is dropped silently."""
+    created = record.get("created")
+    if created is None:
+        try:
+            created = folder.path.stat().st_mtime
+        except OSError:
+            created = 0.0
+    return {"id": folder.id, "name": record.get("name") or folder.id, "status": DAMAGED, "error": reason,
+            "created": created, "results": {}, "step": 0, "total_steps": None, "loss": None, "tags": [],
+            "eval_datasets": []}
 
 
 def status_from_events(events: list, record: dict) -> str:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from engine.contract.errors import RunError
 from engine.contract.events import Event, parse_event, read_events
-from engine.contract.layout import RunFolder, read_json, write_json_atomic
+from engine.contract.layout import RunFolder, read_json, write_json_atomic, write_record
 from engine.parent.executors import Executor, Handle, from_spec
 from engine.parent.launch import (
     detect_gpus,
@@ -49,6 +49,7 @@ from engine.parent.records import (
     owner_alive,
     owner_of,
     primary_metric,
+    process_start,
     results_summary,
     spec_summary,
     status_from_events,
@@ -79,6 +80,7 @@ class LiveRun:
     cancel_requested: bool = False
     terminal: Event | None = None
     progress: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)           # what this parent last recorded (if a write failed)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -222,7 +224,8 @@ class Runner:
         env = {**os.environ, **slot, "PYTHONUNBUFFERED": "1", "HBT_PARENT_PID": str(os.getpid())}
         run.handle = await self.executor.launch(self.command(run.folder, run.resume), env, run.folder,
                                                 run_devices(run.folder))
-        self._transition(run.id, "running", pid=run.handle.pid, pgid=run.handle.pid, parent_pid=os.getpid(),
+        self._transition(run.id, "running", pid=run.handle.pid, pgid=run.handle.pid,
+                         pid_start=process_start(run.handle.pid) if run.handle.pid else None, parent_pid=os.getpid(),
                          started=time.time(), slot=slot.get("CUDA_VISIBLE_DEVICES") or ("cpu" if slot else "cluster"),
                          executor=self.executor_spec, where=run.handle.where, job_id=run.handle.job_id)
 
@@ -275,8 +278,10 @@ class Runner:
         folder = self.store.folder(run_id)
         record = read_json(folder.record) or {"id": run_id}
         record_fields = {key: value for key, value in fields.items() if key not in ("results",)}
+        if run is not None:
+            run.summary = {**run.summary, **record, **fields, "status": status}
         try:
-            write_json_atomic(folder.record, {**record, **record_fields, "status": status})
+            write_record(folder.record, {**record, **record_fields, "status": status})
         except OSError as error:
             self.on_message(f"{run_id}: could not record status {status} in {folder.record.name}: "
                             f"{error.strerror or error}")
@@ -353,6 +358,16 @@ class Runner:
         self._catch_up()
 
     # --- crash recovery ----------------------------------------------------------------------------
+    def final_summary(self, run_id: str) -> dict | None:
+        """The run as this parent last recorded it: the index, or what it could not write there
+        (a full disk), so the final lines never show a stale state."""
+        indexed = self.store.get(run_id)
+        run = self.runs.get(run_id)
+        if run is None or not run.summary:
+            return indexed
+        return {**(indexed or {}), **{key: run.summary[key] for key in ("status", "error", "ended", "exit_code")
+                                      if key in run.summary}}
+
     def reconcile(self) -> list[str]:
         """Runs left queued or running by a parent that is gone: interrupted (or what their
         own events say). Runs whose owner is alive are never touched."""

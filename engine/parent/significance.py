@@ -38,6 +38,7 @@ from engine.contract.errors import RunError
 TESTS = {"t": "paired t-test", "permutation": "paired randomisation test"}
 CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
 MIN_PERMUTATIONS = 1000
+MAX_PERMUTATIONS = 10_000_000
 CROSSED = ("a mixed model with questions and training seeds as crossed random factors "
            "(t on small-sample degrees of freedom)")
 
@@ -62,6 +63,10 @@ class Significance:
             raise RunError(f"--correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
         if self.permutations < MIN_PERMUTATIONS:
             raise RunError(f"--permutations must be at least {MIN_PERMUTATIONS:,}, got {self.permutations}")
+        if self.permutations > MAX_PERMUTATIONS:
+            raise RunError(f"--permutations must be at most {MAX_PERMUTATIONS:,}, got {self.permutations:,}")
+        if not 0 <= self.seed < 2**32:
+            raise RunError(f"--seed must be in [0, 2^32), got {self.seed}")
 
     def model_test_name(self) -> str:
         resamples = f" ({self.permutations:,} permutations, seed {self.seed})" if self.test == "permutation" else ""

@@ -28,7 +28,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
 from engine.contract.errors import RunError
-from engine.contract.layout import INDEX_FILE, INDEX_LOCK, RunFolder, is_run_id, report_folder, write_atomic
+from engine.contract.layout import INDEX_FILE, INDEX_LOCK, RunFolder, is_run_id, read_json, report_folder, write_atomic
 from engine.parent.records import MISSING, RunFilter
 
 TABLE = "runs"
@@ -115,6 +115,7 @@ class RunStore:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = Path(runs_dir)
         self.messages: list[str] = []
+        self.read_only = False
         self._ensure_dir()
         self.path = self.runs_dir / INDEX_FILE
         self._db = TinyDB(str(self.path), storage=AtomicJSONStorage)
@@ -122,9 +123,14 @@ class RunStore:
         try:
             rows = self._rows()
         except CorruptIndex as error:
+            if self.read_only:
+                raise RunError(f"index {self.path} is corrupt ({error}) and the runs directory is read-only: "
+                               "it cannot be rebuilt here") from None
             self._recover(str(error))
         else:
-            self._catch_up(rows)
+            if not self.read_only:
+                self._catch_up(rows)
+                self._settle(rows)
 
     def _ensure_dir(self) -> None:
         try:
@@ -133,8 +139,16 @@ class RunStore:
             raise RunError(f"runs directory {self.runs_dir}: {error.strerror or error}") from None
         if not self.runs_dir.is_dir():
             raise RunError(f"runs directory {self.runs_dir} is not a directory")
-        if not os.access(self.runs_dir, os.W_OK | os.X_OK):
-            raise RunError(f"runs directory {self.runs_dir} is not writable")
+        if not os.access(self.runs_dir, os.R_OK | os.X_OK):
+            raise RunError(f"runs directory {self.runs_dir} cannot be read")
+        if not os.access(self.runs_dir, os.W_OK):     # runs can be listed and shown; nothing is written
+            self.read_only = True
+            self.messages.append(f"runs directory {self.runs_dir} is read-only: showing it as it is")
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise RunError(f"runs directory {self.runs_dir} is read-only; nothing can be queued, changed or "
+                           "deleted there")
 
     def stamp(self) -> tuple[int, int, int] | None:
         """Changes whenever any process writes the index (for views that follow it)."""
@@ -172,6 +186,27 @@ class RunStore:
             self.upsert(summary)
         self.messages.append(f"index {self.path} lacked {len(summaries)} run folders; added them")
 
+    def _settle(self, rows: list[dict]) -> None:
+        """Rows the index still shows active whose parent is gone, brought in line with their
+        run.json (the truth): a parent that could not write the index — a full disk — leaves
+        the final state only there."""
+        from engine.parent.records import ACTIVE, clean_record, owner_alive, owner_of
+
+        changes = []
+        for row in rows:
+            if row.get("status") not in ACTIVE or owner_alive(owner_of(row)):
+                continue
+            record = clean_record(read_json(self.folder(row["id"]).record) or {})
+            if record.get("status") not in (None, *ACTIVE) and record.get("status") != row.get("status"):
+                changes.append((row["id"], {key: record[key] for key in ("status", "error", "ended", "exit_code")
+                                            if key in record}))
+        if changes:
+            try:
+                self.update_many(changes)
+            except IndexWriteError:
+                return
+            self.messages.append(f"index {self.path}: {len(changes)} run(s) brought in line with their folders")
+
     def folder_names(self) -> set[str]:
         """Names of the run folders on disk (one directory listing, no stats)."""
         try:
@@ -184,6 +219,7 @@ class RunStore:
     def lock(self) -> Iterator[None]:
         """Serialise against every other writer, then read the file as it is now. Not
         re-entrant: nothing inside may write the index again."""
+        self.check_writable()
         with open(self.runs_dir / INDEX_LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -196,9 +232,13 @@ class RunStore:
     # --- reads: straight from the cached document (TinyDB's Document objects cost ~10 µs a run)
     def _rows(self) -> list[dict]:
         document = self._db.storage.read() or {}
+        if not isinstance(document, dict):
+            raise CorruptIndex("the index is not a JSON object")
         table = document.get(TABLE, {})
         if not isinstance(table, dict) or not all(isinstance(row, dict) and "id" in row for row in table.values()):
             raise CorruptIndex(f"table {TABLE!r} is not a mapping of run summaries")
+        if not all(isinstance(key, str) and key.isdigit() for key in table):   # TinyDB's document ids
+            raise CorruptIndex(f"table {TABLE!r} has keys that are not document numbers")
         bad = next((row["id"] for row in table.values() if not is_run_id(row["id"])), None)
         if bad is not None:
             raise CorruptIndex(f"run id {str(bad)[:60]!r} is not a plain folder name")
@@ -266,15 +306,28 @@ class RunStore:
     # --- saved reports and comparisons (their files live in runs/.reports/<id>/) ----------------------
     def reports(self) -> list[dict]:
         """Saved reports and comparisons, newest first (those whose folder is gone are left out)."""
-        document = self._db.storage.read() or {}
-        rows = [dict(row) for row in (document.get(REPORTS_TABLE) or {}).values()
+        try:
+            document = self._db.storage.read() or {}
+        except CorruptIndex:
+            return []
+        table = document.get(REPORTS_TABLE) if isinstance(document, dict) else None
+        rows = [dict(row) for row in (table.values() if isinstance(table, dict) else ())
                 if isinstance(row, dict) and is_run_id(row.get("id"))]
         present = [row for row in rows if report_folder(self.runs_dir, row["id"]).is_dir()]
         return sorted(present, key=lambda row: row.get("created", 0), reverse=True)
 
     def save_report(self, record: dict) -> None:
         with self.lock():
-            self._db.table(REPORTS_TABLE, cache_size=0).upsert(record, Query().id == record["id"])
+            document = self._db.storage.read() or {}
+            table = document.get(REPORTS_TABLE)
+            if table is not None and not (isinstance(table, dict) and all(
+                    isinstance(key, str) and key.isdigit() and isinstance(row, dict) for key, row in table.items())):
+                self._db.storage.write({**document, REPORTS_TABLE: {}})   # damaged: its folders stay, listed again
+                self.messages.append(f"the index's {REPORTS_TABLE} table was damaged; it was started afresh "
+                                     "(the report folders under .reports are kept)")
+            reports = self._db.table(REPORTS_TABLE, cache_size=0)
+            reports._next_id = None
+            reports.upsert(record, Query().id == record["id"])
 
     def rebuild(self) -> int:
         """Re-create the index from the run folders in one atomic write (the old index stands

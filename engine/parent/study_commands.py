@@ -15,6 +15,7 @@ from rich.text import Text
 
 from engine.contract.errors import RunError
 from engine.parent.headless import open_store, runs_dir_of
+from engine.parent.tables import plain
 
 
 def significance_of(args: argparse.Namespace):
@@ -93,9 +94,9 @@ def compare_command(args: argparse.Namespace, console: Console) -> int:
             table = Table(title="config fields that differ", title_justify="left")
             table.add_column("field")
             for system in comparison.runs:
-                table.add_column(system.name)
+                table.add_column(plain(system.name))
             for key, values in diff:
-                table.add_row(key, *(json.dumps(value) for value in values))
+                table.add_row(plain(key), *(plain(json.dumps(value, ensure_ascii=False)) for value in values))
             console.print(table)
         return 0
     text = "\n".join(outputs)
@@ -114,7 +115,7 @@ def report_command(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.report.hypotheses import answer_lines
 
     out = Path(args.out) if args.out else None
-    check_out_dir(out, args.force)
+    check_out_dir(out, args.force, runs_dir_of(args))
     test = significance_of(args)
     check_effect(args.effect)
     declared = hypotheses_of(args)
@@ -145,8 +146,8 @@ def print_family(console: Console, family: dict) -> None:
         seeds = " vs ".join("0-shot" if fixed else str(count) for count, fixed in zip(item["seeds"], item["fixed"]))
         p_text = "–" if item["p_adjusted"] is None else f"{item['p_adjusted']:.2g}"
         power = "–" if item["power"] is None else f"{item['power']:.2f}"
-        console.print(Text(f"{item['id']:<4} {item['verdict']:<16} Δ {delta}{interval}  p {p_text}  power {power}  "
-                           f"{seeds} seeds × {item['units']} questions  {item['claim']}"), soft_wrap=True)
+        console.print(plain(f"{item['id']:<4} {item['verdict']:<16} Δ {delta}{interval}  p {p_text}  power {power}  "
+                            f"{seeds} seeds × {item['units']} questions  {item['claim']}"), soft_wrap=True)
 
 
 def plan_command(args: argparse.Namespace, console: Console) -> int:
@@ -186,7 +187,7 @@ def plan_command(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, justify="left" if column == "id" else "right")
     for row in found["rows"]:
         parts = row["components"]
-        table.add_row(row["id"], f"{row['effect']:g}", f"{row['seeds']}×{row['units']}", f"{row['power']:.2f}",
+        table.add_row(plain(row["id"]), f"{row['effect']:g}", f"{row['seeds']}×{row['units']}", f"{row['power']:.2f}",
                       "∞" if row["detectable"] == float("inf") else f"{row['detectable']:.4f}",
                       str(row["seeds_needed"] or "> 200"), str(row["seeds_needed_all_ids"] or "> 200"),
                       str(row["units_needed"] or f"> {available}"), f"{parts.seed ** 0.5:.4f}",
@@ -225,7 +226,8 @@ def reports_command(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, overflow="fold")
     for record in saved:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))
-        table.add_row(record["id"], record["kind"], when, record.get("headline") or record.get("title", ""))
+        table.add_row(*(plain(value) for value in (record["id"], record["kind"], when,
+                                                    record.get("headline") or record.get("title", ""))))
     console.print(table)
     return 0
 

@@ -10,8 +10,22 @@ import math
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.contract.layout import SETTINGS
+from engine.contract.text import printable
+
+
+def plain(value: object, style: str | None = None, newlines: bool = False) -> Text:
+    """Text from a spec or a file, for rich: never read as markup, control characters escaped."""
+    return Text(printable(value, newlines), style=style or "")
+
+
+def markup_safe(value: object, newlines: bool = False) -> str:
+    """The same, to place inside a markup string of our own (`f"[b]{markup_safe(name)}[/b]"`)."""
+    from rich.markup import escape
+
+    return escape(printable(value, newlines))
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -50,23 +64,24 @@ def results_table(results: dict, metric: str | None = None, cis: dict | None = N
     seen = " · seen in training" if results.get("seen_in_training") else ""
     ci = " · 95 % CI: bootstrap over questions" if cis else ""
     precision = f" · encoded in {results['precision']}" if results.get("precision") else ""
-    table = Table(title=f"{results['dataset']} · {metric}{seen}", title_justify="left",
-                  caption=f"{results.get('run', '')} · step {results.get('step', 0)}{precision}{ci}",
+    table = Table(title=plain(f"{results['dataset']} · {metric}{seen}"), title_justify="left",
+                  caption=plain(f"{results.get('run', '')} · step {results.get('step', 0)}{precision}{ci}"),
                   caption_justify="left")
     table.add_column("language")
     for setting in SETTINGS:
         table.add_column(setting, justify="right")
     table.add_column("bias ↓", justify="right")
     for label, cells, summary in results_rows(results, metric, cis):
-        table.add_row(label, *cells, style="bold" if summary else None, end_section=label == results["languages"][-1])
+        table.add_row(plain(label), *cells, style="bold" if summary else None,
+                      end_section=label == results["languages"][-1])
     return table
 
 
-def _delta_text(cell) -> str:
+def _delta_text(cell) -> Text:
     if cell.delta is None:
-        return ""
+        return Text("")
     colour = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
-    return f"[{colour}]{cell.delta:+.3f}{'*' if cell.significant else ''}[/]"
+    return Text(f"{cell.delta:+.3f}{'*' if cell.significant else ''}", style=colour)
 
 
 def _value_text(cell) -> str:
@@ -79,7 +94,7 @@ def comparison_table(comparison, title: str | None = None) -> Table:
     (test, unit, family, correction) is printed under it by `print_comparison`."""
     runs = comparison.runs
     base = runs[comparison.baseline].name
-    table = Table(title=title or f"{comparison.dataset} · {comparison.metric} · Δ vs {base}", title_justify="left")
+    table = Table(title=plain(title or f"{comparison.dataset} · {comparison.metric} · Δ vs {base}"), title_justify="left")
     table.add_column("language")
     compact = len(runs) == 2
     for setting in comparison.settings:
@@ -88,7 +103,7 @@ def comparison_table(comparison, title: str | None = None) -> Table:
             table.add_column("Δ", justify="right")
         else:
             for run in runs:
-                table.add_column(f"{setting}\n{run.name[:24]}", justify="right")
+                table.add_column(plain(f"{setting}\n{run.name[:24]}"), justify="right")
     last_language = max((i for i, (_, summary, _) in enumerate(comparison.rows) if not summary), default=-1)
     for position, (label, summary, cells) in enumerate(comparison.rows):
         rendered = []
@@ -99,14 +114,14 @@ def comparison_table(comparison, title: str | None = None) -> Table:
                 continue
             for index in range(len(runs)):
                 cell = cells[(setting, index)]
-                rendered.append(f"{_value_text(cell)} {_delta_text(cell)}".strip())
-        table.add_row(label, *rendered, style="bold" if summary else None, end_section=position == last_language)
+                rendered.append(Text.assemble(_value_text(cell), " ", _delta_text(cell)))
+        table.add_row(plain(label), *rendered, style="bold" if summary else None, end_section=position == last_language)
     return table
 
 
 def print_comparison(console: Console, comparison, title: str | None = None) -> None:
     console.print(comparison_table(comparison, title))
-    console.print(comparison.footnote, style="dim", soft_wrap=True, highlight=False)
+    console.print(plain(comparison.footnote, style="dim"), soft_wrap=True)
 
 
 def print_run_results(store, summary: dict, console: Console) -> None:

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.parent.compare import FORMATS, Comparison, compare, load_run
+from engine.parent.tables import markup_safe, plain
 from engine.contract.layout import SETTINGS, write_atomic
 
 
@@ -135,26 +136,26 @@ class CompareScreen(Screen):
         title = self.query_one("#compare-title", Static)
         self.runs, self.datasets = message.runs, message.datasets
         if message.comparison is None:
-            title.update(f"[red]{message.error}[/]")
+            title.update(f"[red]{markup_safe(message.error)}[/]")
             return
         self.comparison = comparison = message.comparison
         self.metrics = message.metrics
         self.set_reactive(CompareScreen.dataset, comparison.dataset)   # what was computed: no new load
         self.set_reactive(CompareScreen.metric, comparison.metric)
-        legend = "   ".join(f"[b]{LETTERS[i]}[/b] {run.name}" + (" [i](baseline)[/i]" if i == self.baseline else "")
-                           for i, run in enumerate(comparison.runs))
-        title.update(f"[b]{comparison.dataset}[/b] · {comparison.metric} · Δ vs {LETTERS[self.baseline]}   "
-                     f"[dim]green better · red worse[/]\n{legend}")
-        self.query_one("#compare-footnote", Static).update(comparison.footnote)
+        legend = "   ".join(f"[b]{LETTERS[i]}[/b] {markup_safe(run.name)}" +
+                           (" [i](baseline)[/i]" if i == self.baseline else "") for i, run in enumerate(comparison.runs))
+        title.update(f"[b]{markup_safe(comparison.dataset)}[/b] · {markup_safe(comparison.metric)} · Δ vs "
+                     f"{LETTERS[self.baseline]}   [dim]green better · red worse[/]\n{legend}")
+        self.query_one("#compare-footnote", Static).update(plain(comparison.footnote))
         columns = [("language", "language")] + [(f"{setting}:{index}", f"{setting} {LETTERS[index]}")
                                                 for setting in comparison.settings
                                                 for index in range(len(comparison.runs))]
-        rows = [(label, [Text(label, style="bold" if summary else "")]
+        rows = [(label, [plain(label, "bold" if summary else "")]
                  + [cell_text(cells[(setting, index)]) for setting in comparison.settings
                     for index in range(len(comparison.runs))])
                 for label, summary, cells in comparison.rows]
         fill_table(self.query_one("#compare-table", DataTable), columns, rows)
-        diff_rows = [(key, [Text(key)] + [Text(str(value)) for value in values]) for key, values in comparison.diff]
+        diff_rows = [(key, [plain(key)] + [plain(value) for value in values]) for key, values in comparison.diff]
         fill_table(self.query_one("#compare-diff", DataTable),
                    [("field", "field")] + [(str(index), LETTERS[index]) for index in range(len(comparison.runs))],
                    diff_rows or [("same", [Text("(identical configurations)")] + [Text("")] * len(comparison.runs))])
@@ -198,4 +199,5 @@ class CompareScreen(Screen):
             path = folder / f"{stem}.{extension}"
             write_atomic(path, render(comparison).encode("utf-8"))
             written.append(path)
-        self.app.call_from_thread(self.notify, "Exported " + ", ".join(str(path) for path in written), timeout=8)
+        self.app.call_from_thread(self.notify, "Exported " + markup_safe(", ".join(str(path) for path in written)),
+                                  timeout=8)

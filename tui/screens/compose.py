@@ -41,6 +41,7 @@ from engine.contract.spec import (
     set_dotted,
 )
 from engine.contract.validation import parse_spec
+from engine.parent.tables import markup_safe, plain
 from tui.compose_form import (
     DEFAULT_DOCUMENT,
     FIELDS,
@@ -194,11 +195,11 @@ class ComposeScreen(Screen):
             self.query_one("#" + field.widget_id).set_class(field.path in bad, "-invalid")
         errors = self.query_one("#compose-errors", Static)
         if self.problems:
-            errors.update("[b red]✘ not valid[/]\n" + "\n".join(f"[red]{path}[/]: {reason}"
+            errors.update("[b red]✘ not valid[/]\n" + "\n".join(f"[red]{markup_safe(path)}[/]: {markup_safe(reason)}"
                                                                  for path, reason in self.problems[:6]))
         else:
             names = ", ".join(run.name for run in runs[:4]) + (" …" if len(runs) > 4 else "")
-            errors.update(f"[b green]✔ valid[/] — {len(runs)} run{'s' if len(runs) != 1 else ''}: {names}")
+            errors.update(f"[b green]✔ valid[/] — {len(runs)} run{'s' if len(runs) != 1 else ''}: {markup_safe(names)}")
         return not self.problems
 
     @staticmethod
@@ -261,7 +262,7 @@ class ComposeScreen(Screen):
             text = f"a union of {len(self.grid)} grids (from the spec file; the builder starts a new one)"
         else:
             text = "  ".join(f"{path} = {values}" for path, values in self.grid.items()) or "(no grid: one run)"
-        self.query_one("#grid-summary", Static).update(text)
+        self.query_one("#grid-summary", Static).update(plain(text))
 
     # --- save / queue / open -------------------------------------------------------------------------
     @on(Button.Pressed, "#save")

@@ -11,6 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from engine.parent.tables import plain
+
 
 class OpenSpecScreen(ModalScreen[Path | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
@@ -21,10 +23,10 @@ class OpenSpecScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box"):
-            yield Static(f"Open a spec from {self.folder}/ (or type a path and press enter)")
+            yield Static(plain(f"Open a spec from {self.folder}/ (or type a path and press enter)"))
             yield Input(placeholder="path/to/spec.json", id="open-path")
             paths = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
-            yield OptionList(*(Option(path.name, id=str(path)) for path in paths), id="open-list")
+            yield OptionList(*(Option(plain(path.name), id=str(path)) for path in paths), id="open-list")
 
     def on_mount(self) -> None:
         self.query_one("#open-list", OptionList).focus()

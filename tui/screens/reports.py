@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +15,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
 from engine.contract.layout import REPORT_DATA_FILE, REPORT_FILE, report_folder
+from engine.contract.text import printable
+from engine.parent.tables import plain
 from tui.messages import ReportLoaded
 
 SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
@@ -39,8 +40,8 @@ class ReportsScreen(Screen):
         records = self.app.store.reports()
         for record in records:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))
-            table.add_row(when, record["kind"], record.get("title", ""),
-                          Text(record.get("headline") or "", style="bold"), key=record["id"])
+            table.add_row(when, plain(record.get("kind", "")), plain(record.get("title", "")),
+                          plain(record.get("headline") or "", "bold"), key=record["id"])
         self.query_one("#reports-title", Static).update(
             f" {len(records)} saved reports and comparisons · enter opens one · `hbt-tui report` makes one")
         table.focus()
@@ -90,7 +91,7 @@ class ReportScreen(Screen):
     async def on_report_loaded(self, message: ReportLoaded) -> None:
         self.data = message.data
         self.dataset = next(iter(message.data["datasets"]), None)
-        await self.query_one("#report-text", Markdown).update(message.text)
+        await self.query_one("#report-text", Markdown).update(printable(message.text, newlines=True))
         self.draw()
 
     def action_next_dataset(self) -> None:
@@ -125,7 +126,7 @@ class ReportScreen(Screen):
                 plot.plt.plot([p[0] for p in points], [p[1] for p in points], label=SETTING_NAMES[setting],
                               marker=marker)
                 drawn = True
-        plot.plt.title(f"{self.dataset} · {metric} against α (0 = X-Y, 1 = X-X)")
+        plot.plt.title(printable(f"{self.dataset} · {metric} against α (0 = X-Y, 1 = X-X)"))
         plot.plt.xlabel("α")
         return drawn
 
@@ -140,9 +141,10 @@ class ReportScreen(Screen):
         if baseline is None:
             return
         values = gains[baseline]
-        plot.plt.bar([f"{language}{'*' if significant else ''}" for language, _, significant in values],
+        plot.plt.bar([printable(f"{language}{'*' if significant else ''}") for language, _, significant in values],
                      [gain for _, gain, _ in values])
-        plot.plt.title(f"{self.data['reference']} minus {baseline}, {SETTING_NAMES[setting]} {metric} (* significant)")
+        plot.plt.title(printable(f"{self.data['reference']} minus {baseline}, {SETTING_NAMES[setting]} {metric} "
+                                 "(* significant)"))
 
     def draw_comparison(self, plot) -> None:
         section = self.data["datasets"][self.dataset]
@@ -151,7 +153,7 @@ class ReportScreen(Screen):
         if setting is None:
             return
         system, values = next(iter(deltas[setting].items()))
-        plot.plt.bar([f"{language}{'*' if cell['significant'] else ''}" for language, cell in values.items()],
+        plot.plt.bar([printable(f"{language}{'*' if cell['significant'] else ''}") for language, cell in values.items()],
                      [cell["delta"] for cell in values.values()])
-        plot.plt.title(f"{system} minus {section['baseline']}, {SETTING_NAMES[setting]} {section['metric']} "
-                       "(* significant)")
+        plot.plt.title(printable(f"{system} minus {section['baseline']}, {SETTING_NAMES[setting]} {section['metric']} "
+                                 "(* significant)"))

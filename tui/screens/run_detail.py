@@ -18,7 +18,9 @@ from textual.widgets import Footer, Header, Log, Static
 
 from engine.contract import catalog
 from engine.contract.layout import read_json
+from engine.contract.text import printable
 from engine.parent.records import where_label
+from engine.parent.tables import markup_safe
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
 from tui.screens.runs import status_text
 from tui.state import EvalCells
@@ -99,7 +101,8 @@ class RunDetailScreen(RunView, Screen):
         folder = self.app.store.folder(self.run_id)
         if not folder.exists():
             self.query_one("#detail-header", Static).update(
-                f"[b]{summary.get('name')}[/b]  {self.run_id}\n[red]The run folder is missing: {folder.path}[/]")
+                f"[b]{markup_safe(summary.get('name'))}[/b]  {markup_safe(self.run_id)}\n"
+                f"[red]The run folder is missing: {markup_safe(folder.path)}[/]")
             return
         self.folder = folder
         self.spec = read_json(folder.spec) or {}
@@ -145,7 +148,7 @@ class RunDetailScreen(RunView, Screen):
         self.update_loss_title()
         log = self.query_one("#detail-log", Log)
         log.clear()
-        log.write_lines(list(live.log))
+        log.write_lines([printable(line) for line in live.log])
         self.log_length = len(live.log)
         self.update_stderr(summary)
 
@@ -159,12 +162,13 @@ class RunDetailScreen(RunView, Screen):
         header = self.query_one("#detail-header", Static)
         text = Text()
         text.append_text(status_text(summary.get("status", "?")))
-        text.append(f"  {summary.get('name', '')}  ", style="bold")
-        text.append(f"{self.run_id}\n", style="dim")
-        text.append(f"{self.spec.get('encoder', {}).get('name', '?')} · {strategy} · train {train.get('dataset')} · "
-                    f"{progress} · {summary.get('device') or ''} · {where_label(summary, with_job=True)}")
+        text.append(f"  {printable(summary.get('name', ''))}  ", style="bold")
+        text.append(f"{printable(self.run_id)}\n", style="dim")
+        text.append(printable(f"{self.spec.get('encoder', {}).get('name', '?')} · {strategy} · train "
+                              f"{train.get('dataset')} · {progress} · {summary.get('device') or ''} · "
+                              f"{where_label(summary, with_job=True)}"))
         if live.preparing and summary.get("status") in ("queued", "running"):
-            text.append(f" · {live.preparing}", style="italic")
+            text.append(f" · {printable(live.preparing)}", style="italic")
         header.update(text, layout=False)  # fixed height (app.tcss): no layout pass per update
 
     def update_table(self) -> None:
@@ -190,10 +194,10 @@ class RunDetailScreen(RunView, Screen):
         if results and results.get("precision") and cells.done:
             step += f" · {results['precision']}"
         state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
-        title.update(f"[b]{self.dataset}[/b] · {self.metric}{step}{state}   "
-                     f"[dim](m metric, t dataset: {', '.join(self.datasets)})[/]", layout=False)
+        title.update(f"[b]{markup_safe(self.dataset)}[/b] · {markup_safe(self.metric)}{step}{state}   "
+                     f"[dim](m metric, t dataset: {markup_safe(', '.join(self.datasets))})[/]", layout=False)
         self.query_one("#detail-eval-progress", Static).update(
-            f"[dim]encoding {cells.progress}[/]" if cells.progress else "", layout=False)
+            f"[dim]encoding {markup_safe(cells.progress)}[/]" if cells.progress else "", layout=False)
 
     def update_loss_title(self) -> None:
         live = self.app.ensure_live(self.run_id)
@@ -211,7 +215,8 @@ class RunDetailScreen(RunView, Screen):
         if not tail and self.folder is not None and self.folder.stderr.exists():
             tail = "\n".join(self.folder.stderr.read_text(errors="replace").splitlines()[-15:])
         widget.display = True
-        widget.update(f"[b red]failed:[/] {summary.get('error') or ''}\n[dim]{_escape(tail)}[/]")
+        widget.update(f"[b red]failed:[/] {markup_safe(summary.get('error') or '')}\n"
+                      f"[dim]{markup_safe(tail, newlines=True)}[/]")
 
     # --- live updates (called by the app) ----------------------------------------------------------
     def run_event(self, message: RunEventReceived) -> None:
@@ -230,7 +235,7 @@ class RunDetailScreen(RunView, Screen):
             self.update_header(self.app.store.get(self.run_id) or {})
         new_lines = list(live.log)[self.log_length:] if len(live.log) >= self.log_length else list(live.log)
         if new_lines:
-            self.query_one("#detail-log", Log).write_lines(new_lines)
+            self.query_one("#detail-log", Log).write_lines([printable(line) for line in new_lines])
         self.log_length = len(live.log)
 
     def flush_steps(self) -> None:
@@ -263,8 +268,3 @@ class RunDetailScreen(RunView, Screen):
 
     def action_resume(self) -> None:
         self.app.resume_run(self.run_id)
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
-

@@ -7,8 +7,6 @@ order (reactive: `watch_filter_text`, `watch_sort_key`) rebuilds the table. The 
 
 from __future__ import annotations
 
-import shutil
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -18,7 +16,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from engine.contract.errors import UserError
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
+from engine.parent.tables import markup_safe, plain
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.cells import number
@@ -36,7 +36,7 @@ STATUS_ICON = {"queued": "◌", "running": "▶", "finished": "✔", "failed": "
 
 
 def status_text(status: str) -> Text:
-    return Text(f"{STATUS_ICON.get(status, ' ')} {status}", style=STATUS_STYLE.get(status, ""))
+    return plain(f"{STATUS_ICON.get(status, ' ')} {status}", STATUS_STYLE.get(status, ""))
 
 
 def progress_text(step: int | None, total: int | None) -> Text:
@@ -148,9 +148,9 @@ class RunsScreen(RunView, Screen):
         loss = live.loss if live and live.loss is not None else run.get("loss")
         alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
         return [Text("●" if run["id"] in self.marked else " ", style="bold cyan"), status_text(run.get("status", "?")),
-                run.get("name", ""), progress_text(step, total), number(macro.get("mono")), number(macro.get("cross")),
-                number(macro.get("multi")), number(results.get("bias"), 1), number(loss), run.get("strategy") or "",
-                alpha, where_label(run), Text(run["id"], style="dim")]
+                plain(run.get("name", "")), progress_text(step, total), number(macro.get("mono")),
+                number(macro.get("cross")), number(macro.get("multi")), number(results.get("bias"), 1), number(loss),
+                plain(run.get("strategy") or ""), plain(alpha), plain(where_label(run)), plain(run["id"], "dim")]
 
     def refresh_row(self, run_id: str) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -272,17 +272,22 @@ class RunsScreen(RunView, Screen):
         if summary is None:
             return
         if summary.get("status") in ACTIVE:
-            self.notify(f"{run_id} is {summary['status']}: cancel it first.", severity="warning")
+            self.notify(f"{run_id} is {markup_safe(summary['status'])}: cancel it first.", severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                shutil.rmtree(self.app.store.folder(run_id).path, ignore_errors=True)
-                self.app.store.remove(run_id)
+                from engine.parent.run_service import delete_run
+
+                try:
+                    done = delete_run(self.app.store, run_id)
+                except UserError as error:
+                    self.notify(str(error), severity="error")
+                    return
                 if run_id in self.marked:
                     self.marked.remove(run_id)
                 self.rebuild()
-                self.notify(f"Deleted {run_id}.")
+                self.notify(done[0].upper() + done[1:] + ".")
 
         self.app.push_screen(ConfirmScreen(f"Delete run {summary.get('name')} and its folder?\n{run_id}"), confirmed)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.parent.tables import plain
 from tui.state import EvalCells
 from tui.widgets.cells import number
 
@@ -40,10 +41,10 @@ class LanguageTable(DataTable):
         self.clear()
         self.languages, self.groups = list(languages), {k: list(v) for k, v in groups.items()}
         for language in languages:
-            self.add_row(language, *([PENDING] * 4), key=language)
+            self.add_row(plain(language), *([PENDING] * 4), key=language)
         for name, members in groups.items():
             label = f"{name} · {len(members)} lang{'s' if len(members) != 1 else ''}"
-            self.add_row(Text(label, style="bold"), *([PENDING] * 4), key=f"group:{name}")
+            self.add_row(plain(label, "bold"), *([PENDING] * 4), key=f"group:{name}")
         self.add_row(Text("macro avg", style="bold"), *([PENDING] * 4), key="macro")
 
     def clear_values(self) -> None:

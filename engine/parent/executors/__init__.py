@@ -20,12 +20,12 @@ from pathlib import Path
 
 from engine.contract.errors import RunError
 from engine.parent.executors.base import Executor, Handle, Outcome
-from engine.parent.executors.local import LocalExecutor, kill_group_now, terminate_group
+from engine.parent.executors.local import LocalExecutor
 from engine.parent.executors.ray_jobs import RayExecutor
 from engine.parent.executors.slurm import SlurmExecutor, load_submitit, slurm_status
 
 __all__ = ["Executor", "Handle", "LocalExecutor", "Outcome", "RayExecutor", "SlurmExecutor", "config", "from_spec",
-           "kill_group_now", "load_submitit", "slurm_status", "terminate_group"]
+           "load_submitit", "slurm_status"]
 
 
 def from_spec(spec: str | None, partition: str | None = None, grace_seconds: float = 60.0) -> Executor:
@@ -59,4 +59,19 @@ def config() -> dict:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise RunError(f"{path}: not a JSON config ({error})") from None
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        raise RunError(f"{path}: must be a JSON object")
+    for key, (kinds, low, high) in CONFIG_FIELDS.items():
+        if key in value and value[key] is not None:
+            item = value[key]
+            if not isinstance(item, kinds) or (isinstance(item, bool) and bool not in kinds):
+                raise RunError(f"{path}: {key} must be {' or '.join(kind.__name__ for kind in kinds)}, got {item!r:.40}")
+            if low is not None and not low <= item <= high:
+                raise RunError(f"{path}: {key} must be in [{low}, {high}], got {item}")
+    return value
+
+
+# what ./hbt-tui.json may set: (types, low, high)
+CONFIG_FIELDS = {"executor": ((str,), None, None), "partition": ((str,), None, None), "ray_python": ((str,), None, None),
+                 "gpus": ((bool,), None, None), "cpus_per_task": ((int,), 1, 4096),
+                 "time_limit_min": ((int,), 1, 60 * 24 * 365), "trackers": ((list,), None, None)}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from engine.contract.layout import RunFolder
+from engine.parent.records import PROJECT_ROOT   # what a cluster job runs (Ray uploads it; Slurm's cwd)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]   # what a cluster job runs (Ray uploads it; Slurm's cwd)
+__all__ = ["PROJECT_ROOT", "Executor", "Handle", "Outcome", "remote_env"]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Executor(Protocol):
     def check(self) -> None: ...                       # reachable, or a RunError (before any folder exists)
     async def launch(self, command: list[str], env: dict[str, str], folder: RunFolder,
                      devices: int = 1) -> Handle: ...           # devices: GPUs the run asks for (train.devices)
-    def stop_orphan(self, record: dict) -> None: ...    # a run whose parent died: stop its job
+    def stop_orphan(self, record: dict) -> str | None: ...  # a run whose parent died: stop its job (or say why not)
 
 
 def remote_env(env: dict[str, str]) -> dict[str, str]:

@@ -1,17 +1,16 @@
 """Local runs: a subprocess of this parent in its own process group, stopped by signalling the
-group (SIGTERM first, so the run checkpoints; SIGKILL after the grace period)."""
+group (SIGTERM first, so the run checkpoints; SIGKILL after the grace period). A run of a parent
+that is gone is stopped only while its recorded pid is provably still it
+(engine.parent.process_groups)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from engine.contract.layout import RunFolder
 from engine.parent.executors.base import Outcome
-from engine.parent.records import pid_alive
+from engine.parent.process_groups import ProcessGroup, recorded_group, terminate, terminate_now
 
 STREAM_LIMIT = 16 * 1024 * 1024     # the longest event line a local run may print
 
@@ -31,7 +30,8 @@ class LocalHandle:
         return Outcome(await self.process.wait())
 
     async def terminate(self, grace_seconds: float) -> None:
-        await terminate_group(self.pid, grace_seconds, lambda: self.process.returncode is not None)
+        # our own child: until we reap it, its pid (and group) cannot belong to anyone else
+        await terminate(ProcessGroup(self.pid), grace_seconds, lambda: self.process.returncode is not None)
 
 
 class LocalExecutor:
@@ -48,37 +48,12 @@ class LocalExecutor:
                                                            start_new_session=True, env=env, limit=STREAM_LIMIT)
         return LocalHandle(process)
 
-    def stop_orphan(self, record: dict) -> None:
-        if pid_alive(record.get("pid")):
-            kill_group_now(record["pid"])
-
-
-async def terminate_group(pgid: int, grace_seconds: float, exited: Callable[[], bool]) -> None:
-    """SIGTERM to the process group, then SIGKILL if it is still there after the grace period."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_seconds
-    while not exited() and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    if not exited():
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def kill_group_now(pgid: int, grace_seconds: float = 10.0) -> None:
-    """For orphans found at start-up: SIGTERM, wait, SIGKILL (blocking, no event loop yet)."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_seconds
-    while pid_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    def stop_orphan(self, record: dict) -> str | None:
+        """Stop the recorded process group if it is provably the run's; else say why not."""
+        group, note = recorded_group(record)
+        if group is not None:
+            try:
+                terminate_now(group)
+            finally:
+                group.close()
+        return note

@@ -100,9 +100,15 @@ class RayExecutor:
                                          runtime_env=runtime_env, entrypoint_num_gpus=devices if self.gpus else 0)
         return RayHandle(self.client(), job_id, folder, self.address)
 
-    def stop_orphan(self, record: dict) -> None:
-        if record.get("job_id"):
-            try:
-                self.client().stop_job(record["job_id"])
-            except Exception:   # the job may be gone already; the record still becomes interrupted
-                pass
+    def stop_orphan(self, record: dict) -> str | None:
+        """Stop the run's job — only one whose submission id is this run's (`hbt-<run id>-…`)."""
+        job_id = record.get("job_id")
+        if not job_id:
+            return None
+        if not str(job_id).startswith(f"hbt-{record.get('id')}-"):
+            return f"Ray job {str(job_id)[:60]!r} is not this run's: left alone"
+        try:
+            self.client().stop_job(job_id)
+        except Exception:   # the job may be gone already; the record still becomes interrupted
+            pass
+        return None

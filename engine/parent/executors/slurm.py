@@ -175,8 +175,21 @@ class SlurmExecutor:
                                       RunCommand(command, remote_env(env), str(folder.stderr)))
         return SlurmHandle(job, folder)
 
-    def stop_orphan(self, record: dict) -> None:
+    def stop_orphan(self, record: dict) -> str | None:
+        """scancel the run's job — only a job whose name is this run's id (a job id in a record can
+        have been edited, or reused by Slurm for someone else's job)."""
         import subprocess
 
-        if record.get("job_id") and self.cluster == "slurm":
-            subprocess.run(["scancel", "--signal=TERM", str(record["job_id"])], capture_output=True)
+        job_id = record.get("job_id")
+        if not job_id or self.cluster != "slurm":
+            return None
+        if not str(job_id).replace("_", "").isdigit():
+            return f"job id {str(job_id)[:40]!r} is not a Slurm job id: left alone"
+        listed = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%j"], capture_output=True, text=True)
+        name = listed.stdout.strip()
+        if listed.returncode != 0 or not name:
+            return None                                   # gone already
+        if name != record.get("id"):
+            return f"Slurm job {job_id} is now {name!r}, not this run's: left alone"
+        subprocess.run(["scancel", "--signal=TERM", str(job_id)], capture_output=True)
+        return None

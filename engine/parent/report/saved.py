@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.contract.errors import RunError
 from engine.contract.layout import (FIGURES_DIR, REPORT_CSV_FILE, REPORT_DATA_FILE, REPORT_FILE, REPORT_LATEX_FILE,
-                                    report_folder, write_atomic)
+                                    REPORT_MARKER, REPORT_README, report_folder, write_atomic)
 
 
 def report_id(kind: str, title: str, key: dict) -> str:
@@ -25,14 +25,59 @@ def report_id(kind: str, title: str, key: dict) -> str:
     return f"{kind}-{slug}-{digest}"
 
 
-def check_out_dir(out: Path | None, force: bool) -> None:
-    """Refuse an output folder that exists (unless --force) before any work is done."""
+REPORT_ENTRIES = (REPORT_FILE, REPORT_DATA_FILE, REPORT_CSV_FILE, REPORT_LATEX_FILE, FIGURES_DIR, REPORT_MARKER,
+                  REPORT_README)
+
+
+def is_report_folder(path: Path) -> bool:
+    """A folder a report of this tool wrote: its marker file, or (a report from before the marker)
+    nothing but a report's files, with report.md among them."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if (path / REPORT_MARKER).is_file():
+        return True
+    entries = {entry.name for entry in path.iterdir()}
+    figures = path / FIGURES_DIR
+    return REPORT_FILE in entries and entries <= set(REPORT_ENTRIES) and (
+        not figures.exists() or all(item.suffix == ".png" and item.is_file() for item in figures.iterdir()))
+
+
+def protected(path: Path, runs_dir: Path | None) -> str | None:
+    """Why `path` must never be replaced (or None): the runs directory, a run folder, a parent of
+    either, the home directory, the project."""
+    from engine.parent.records import PROJECT_ROOT
+
+    resolved = path.resolve()
+    guarded = [(Path.home().resolve(), "the home directory"), (PROJECT_ROOT.resolve(), "the project")]
+    if runs_dir is not None:
+        guarded.append((runs_dir.resolve(), "the runs directory"))
+    for place, name in guarded:
+        if resolved == place or resolved in place.parents:
+            return name if resolved == place else f"a parent of {name}"
+    if runs_dir is not None and runs_dir.resolve() in resolved.parents:
+        inside = resolved.relative_to(runs_dir.resolve()).parts[0]
+        if not inside.startswith("."):
+            return "a run folder (inside the runs directory)"
+    return None
+
+
+def check_out_dir(out: Path | None, force: bool, runs_dir: Path | None = None) -> None:
+    """Refuse an output folder that exists (unless --force, and then only one holding a report
+    this tool wrote), and never one that holds runs or the project, before any work is done."""
     if out is None:
         return
-    if out.exists() and not force:
-        raise RunError(f"--out {out}: exists; add --force to replace it")
+    reason = protected(out, runs_dir)
+    if reason:
+        raise RunError(f"--out {out}: is {reason}; give a new folder for the report")
+    if out.is_symlink():
+        raise RunError(f"--out {out}: is a symbolic link; give a real folder")
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out}: is a file")
+    if out.exists() and not force:
+        raise RunError(f"--out {out}: exists; add --force to replace it")
+    if out.exists() and not is_report_folder(out) and any(out.iterdir()):
+        raise RunError(f"--out {out}: holds files that are not a report of hbt-tui (no {REPORT_MARKER}); "
+                       "--force replaces only a report folder — give a new folder")
     for parent in out.parents:       # missing parents are made when the report is published
         if parent.exists():
             if not parent.is_dir():
@@ -40,14 +85,23 @@ def check_out_dir(out: Path | None, force: bool) -> None:
             break
 
 
+def _scratch(beside: Path) -> Path:
+    """A new, empty folder of our own next to `beside` (never a name that exists already)."""
+    import tempfile
+
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{beside.name}.", dir=beside.parent))
+
+
 def _publish(staging: Path, target: Path) -> None:
-    """Put a finished folder in place of `target` (replacing an older one)."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    """Put a finished folder in place of `target` (replacing an older one of ours)."""
+    old = None
     if target.exists():
-        os.replace(target, old)
+        old = _scratch(target)
+        os.replace(target, old / target.name)
     os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_report_files(report: dict, folder: Path) -> None:
@@ -58,6 +112,7 @@ def write_report_files(report: dict, folder: Path) -> None:
     write_atomic(folder / REPORT_FILE, writers.markdown(report, drawn).encode())
     write_atomic(folder / REPORT_CSV_FILE, writers.csv_tables(report).encode())
     write_atomic(folder / REPORT_LATEX_FILE, writers.latex_tables(report).encode())
+    write_atomic(folder / REPORT_MARKER, b"written by hbt-tui report: `report --out DIR --force` may replace this folder\n")
 
 
 def headline(report: dict) -> str:
@@ -85,21 +140,20 @@ def save(store, kind: str, title: str, key: dict, write, record: dict, out: Path
     """Write a report or comparison into runs/.reports/<id>/ (and a copy into `out`), then index it."""
     identifier = report_id(kind, title, key)
     target = report_folder(store.runs_dir, identifier)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{identifier}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    scratch = _scratch(target)
+    staging = scratch / identifier
     try:
         write(staging)
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out_staging = out.with_name(f".{out.name}.staging")
-            shutil.rmtree(out_staging, ignore_errors=True)
-            shutil.copytree(staging, out_staging)
-            _publish(out_staging, out)
+            out_scratch = _scratch(out)
+            try:
+                shutil.copytree(staging, out_scratch / out.name)
+                _publish(out_scratch / out.name, out)
+            finally:
+                shutil.rmtree(out_scratch, ignore_errors=True)
         _publish(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     store.save_report({"id": identifier, "kind": kind, "title": title, "created": time.time(), **record})
     return target
 
