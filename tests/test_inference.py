@@ -130,20 +130,21 @@ ARMS = {"X-X": ({"strategy": "monolingual"}, 0.0), "X-Y": ({"strategy": "crossli
         "multitask": ({"strategy": "multitask", "multitask_batch": "full"}, 0.0)}
 
 
-def write_study(runs: Path, seeds: int = 3, questions: int = 40, hypotheses: list | None = None) -> None:
+def write_study(runs: Path, seeds: int = 3, questions: int = 40, hypotheses: list | None = None,
+                dataset: str = "xquad-r", train: str = "mlqa-r", group: str = "study", index: bool = True) -> None:
     """Finished runs whose per-query scores are known: every arm alike but hybrid, which is 0.06
     better in the multilingual setting; a seed shifts a run; plus one zero-shot run."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0 if dataset == "xquad-r" else 1)
     base = rng.uniform(0.3, 0.7, questions)
     for arm, (sampling, gain) in [*ARMS.items(), ("zero-shot", ({"strategy": "hybrid"}, -0.1))]:
         for seed in range(1, (1 if arm == "zero-shot" else seeds) + 1):
-            run_id = f"{arm}-seed={seed}"
+            run_id = f"{group}-{arm}-seed={seed}"
             folder = RunFolder(runs / run_id)
             spec = {"name": run_id, "encoder": {"name": "tiny"}, "sampling": sampling,
-                    "train": {"seed": seed, "steps": 0 if arm == "zero-shot" else 10},
-                    "eval": {"datasets": ["xquad-r"], "metrics": ["map", "map@10"]}, "hypotheses": hypotheses or []}
+                    "train": {"seed": seed, "steps": 0 if arm == "zero-shot" else 10, "dataset": train},
+                    "eval": {"datasets": [dataset], "metrics": ["map", "map@10"]}, "hypotheses": hypotheses or []}
             write_json_atomic(folder.spec, spec)
-            write_json_atomic(folder.record, {"id": run_id, "name": run_id, "status": "finished", "group": "study",
+            write_json_atomic(folder.record, {"id": run_id, "name": run_id, "status": "finished", "group": group,
                                               "encoder": "tiny", "created": seed})
             shift = 0.01 * rng.standard_normal()
             rows, per_language = [], {}
@@ -155,13 +156,14 @@ def write_study(runs: Path, seeds: int = 3, questions: int = 40, hypotheses: lis
                     rows += [(language, setting, f"q{i}", [scores[i], scores[i], 5.0]) for i in range(questions)]
                     values[setting] = {"map": float(scores.mean()), "map@10": float(scores.mean())}
                 per_language[language] = {"settings": values, "bias": 5.0}
-            write_per_query(folder.per_query("xquad-r"), ["map", "map@10", "bias"], rows)
+            write_per_query(folder.per_query(dataset), ["map", "map@10", "bias"], rows)
             groups = {name: {"languages": members} for name, members in GROUPS.items()}
-            write_json_atomic(folder.results("xquad-r"), {"dataset": "xquad-r", "languages": list(LANGUAGES),
-                                                          "metrics": ["map", "map@10"], "primary_metric": "map",
-                                                          "per_language": per_language, "groups": groups})
-    subprocess.run([sys.executable, "-m", "engine.cli", "index", "rebuild", "--runs-dir", str(runs)], check=True,
-                   capture_output=True, env=env())
+            write_json_atomic(folder.results(dataset), {"dataset": dataset, "languages": list(LANGUAGES),
+                                                        "metrics": ["map", "map@10"], "primary_metric": "map",
+                                                        "per_language": per_language, "groups": groups})
+    if index:
+        subprocess.run([sys.executable, "-m", "engine.cli", "index", "rebuild", "--runs-dir", str(runs)], check=True,
+                       capture_output=True, env=env())
 
 
 def hbt(*args) -> subprocess.CompletedProcess:
@@ -211,9 +213,10 @@ def test_report_opens_with_the_declared_hypotheses(declared_study, tmp_path):
     assert "questions × training seeds" in section["footnotes"]["map"]
     assert set(section["decomposition"]["map"]["X-X"]) == {"mono", "cross", "multi"}
     per_run = section["per_run"]["hybrid α=0.5"]
-    assert sorted(per_run) == ["hybrid-seed=1", "hybrid-seed=2", "hybrid-seed=3"]
-    one = json.loads((declared_study / "hybrid-seed=1" / "eval" / "xquad-r" / "results.json").read_text())
-    assert per_run["hybrid-seed=1"]["en"]["multi"]["map"] == pytest.approx(one["per_language"]["en"]["settings"]["multi"]["map"])
+    assert sorted(per_run) == ["study-hybrid-seed=1", "study-hybrid-seed=2", "study-hybrid-seed=3"]
+    one = json.loads((declared_study / "study-hybrid-seed=1" / "eval" / "xquad-r" / "results.json").read_text())
+    assert per_run["study-hybrid-seed=1"]["en"]["multi"]["map"] == \
+        pytest.approx(one["per_language"]["en"]["settings"]["multi"]["map"])
     assert "H1" in result.stdout and "supported" in result.stdout
 
 
@@ -287,3 +290,28 @@ def test_an_empty_family_and_a_single_seed_pilot_are_refused(tmp_path):
                for item in family["items"])
     text = (saved / "report.md").read_text()
     assert "compare these models only" in text and "**supported**" not in text
+
+
+def test_a_study_and_its_replication_the_other_way_round_are_answered_side_by_side(tmp_path):
+    runs = tmp_path / "runs"
+    write_study(runs, group="forward", index=False)
+    write_study(runs, group="reverse", dataset="mlqa-r", train="xquad-r")
+    result = hbt("report", "forward", "reverse", "--runs-dir", runs, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [arm["label"] for arm in data["arms"]] == ["X-X", "X-Y", "hybrid α=0.5", "multitask (full)", "zero-shot"]
+    assert all(len(arm["runs"]) == (2 if arm["label"] == "zero-shot" else 6) for arm in data["arms"])
+    family = data["hypotheses"]
+    assert family["datasets"] == ["mlqa-r", "xquad-r"] and len(family["items"]) == 2 * 9
+    for dataset in family["datasets"]:          # Holm within each direction
+        from statsmodels.stats.multitest import multipletests
+
+        items = [item for item in family["items"] if item["dataset"] == dataset]
+        assert all(item["seeds"] == [3, 3] for item in items)
+        assert [item["p_adjusted"] for item in items] == \
+            pytest.approx(list(multipletests([item["p"] for item in items], method="holm")[1]))
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    answer = markdown.split("## Exploratory tables")[0]
+    assert "### Both directions" in answer and "| mlqa-r: Δ [95 % CI] | p | verdict | xquad-r: Δ [95 % CI]" in answer
+    assert "The directions agree on " in answer
+    assert set(data["datasets"]) == {"mlqa-r", "xquad-r"}

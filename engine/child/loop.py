@@ -31,7 +31,7 @@ from engine.child.distributed import start as start_world
 from engine.child.distributed import stop as stop_world
 from engine.child.step import StepContext, backward
 from engine.child.process import DiskFull, StopFlag, is_disk_full
-from engine.child.runtime import (AUTOCAST_DTYPES, describe_device, library_versions, pick_device,
+from engine.child.runtime import (AUTOCAST_DTYPES, describe_device, library_versions, machine, pick_device,
                                   pick_precision, seed_everything, set_threads)
 from engine.child.sampling import BatchSampler
 from engine.contract import catalog
@@ -148,7 +148,7 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
     writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device, world.size),
                         precision=precision, total_steps=total, parameters=parameters, trainable_parameters=trainable,
                         resumed_from_step=state.step, seed=spec.train.seed, versions=library_versions(),
-                        world_size=world.size))
+                        world_size=world.size, machine=machine()))
     clock = time.perf_counter()
     elapsed_before = state.elapsed
 
@@ -253,7 +253,7 @@ def evaluate_only(spec: ExperimentSpec, folder: RunFolder, writer: EventWriter, 
     parameters = sum(p.numel() for p in encoder.parameters())
     writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device), precision=precision,
                         total_steps=0, parameters=parameters, trainable_parameters=0, seed=spec.train.seed,
-                        versions=library_versions()))
+                        versions=library_versions(), machine=machine()))
     clock = time.perf_counter()
     if not Evaluator(spec, folder, writer.emit, lambda: stop.requested).run(encoder, 0):
         writer.emit(Stopped(step=0, signal=stop.reason or ""))

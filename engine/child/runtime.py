@@ -93,6 +93,25 @@ def describe_device(device: torch.device, world_size: int = 1) -> str:
     return f"cpu ({torch.get_num_threads()} threads){ranks}"
 
 
+MATMUL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
+
+
+def machine() -> dict[str, object]:
+    """What a run ran on, for its record and a report's provenance: the CPU model, the flags that
+    decide precision and matmul speed, cores, the threads torch uses, and the GPU if any."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    found: dict[str, object] = {"cpu": model, "flags": sorted(cpu_flags() & set(MATMUL_FLAGS)),
+                                "cores": os.cpu_count(), "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name(0)
+    return found
+
+
 def library_versions() -> dict[str, str]:
     import importlib.metadata
 

@@ -58,6 +58,7 @@ class Started(Event):
     seed: int = 0
     versions: dict[str, str] = field(default_factory=dict)
     world_size: int = 1                 # processes of one data-parallel run
+    machine: dict[str, Any] = field(default_factory=dict)   # cpu model, matmul flags, cores, threads, gpu
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,12 @@ class System:
         return all(run.step == 0 or run.spec.get("train", {}).get("steps") == 0 for run in self.runs)
 
     def has(self, dataset: str) -> bool:
-        return all(dataset in run.results for run in self.runs)
+        """Some run of it was evaluated on `dataset` (an arm of a replication study holds runs of
+        both directions, each evaluated on its own dataset)."""
+        return any(dataset in run.results for run in self.runs)
+
+    def evaluated(self, dataset: str) -> list[RunResults]:
+        return [run for run in self.runs if dataset in run.results]
 
     def run_scores(self, dataset: str, language: str, setting: str, metric: str) -> list[dict[str, float]]:
         """{question id: score} of each run evaluated on `dataset` (NaN scores left out)."""
@@ -258,16 +263,16 @@ def test_units(base: System, first: np.ndarray, other: System, second: np.ndarra
 
 def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
             settings: tuple[str, ...] = SETTINGS, baseline: int = 0, test: Significance | None = None,
-            with_ci: bool = False, family: str = "comparison") -> Comparison:
-    """Every row x setting x system against the baseline system. The family the correction runs
-    over is the whole comparison, or (`family="setting"`, a report's exploratory tables) each
-    setting's table on its own."""
+            with_ci: bool = False, family: str = "comparison", systems: list[System] | None = None) -> Comparison:
+    """Every row x setting x system against the baseline system (the runs grouped by their seeds,
+    or `systems` as given: a report's arms). The family the correction runs over is the whole
+    comparison, or (`family="setting"`, a report's exploratory tables) each setting's table on its own."""
     test = test or Significance()
-    systems = [system for system in group_seeds(runs)]
+    systems = systems if systems is not None else group_seeds(runs)
     with_data = [system for system in systems if system.has(dataset)]
     if not with_data:
         raise ValueError(f"none of the runs has results on {dataset}")
-    metric = metric or with_data[0].runs[0].results[dataset].get("primary_metric", "map")
+    metric = metric or with_data[0].evaluated(dataset)[0].results[dataset].get("primary_metric", "map")
     base = systems[baseline]
     rows, tested = [], []
     for label, summary, members in _plan(systems, dataset):

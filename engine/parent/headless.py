@@ -245,7 +245,7 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
                 break
             try:
                 if summary is None:
-                    run_id = runner.submit(spec, priority=priority, group=prepared.group)
+                    run_id = runner.submit(spec, priority=priority, group=prepared.group, source=prepared.source)
                 else:
                     run_id = summary["id"]
                     runner.resume(run_id, priority=priority)

@@ -35,6 +35,7 @@ class Prepared:
     specs: list[ExperimentSpec]
     facts: list[dict] = field(default_factory=list)
     group: str | None = None
+    source: str | None = None           # the spec file, when there is one (a report says how to re-run it)
 
 
 def prepare(document: Any, source: str | None = None, *, store=None, allow_large: bool = False,
@@ -53,7 +54,7 @@ def prepare(document: Any, source: str | None = None, *, store=None, allow_large
     if store is not None:
         check_baseline(specs, store)
     facts = child_check(specs) if check else [{} for _ in specs]
-    return Prepared(specs, facts, spec.name if len(specs) > 1 else None)
+    return Prepared(specs, facts, spec.name if len(specs) > 1 else None, source)
 
 
 def check_baseline(specs: list[ExperimentSpec], store) -> None:

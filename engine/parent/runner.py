@@ -124,7 +124,8 @@ class Runner:
         self._git_commit: str | None | bool = False    # looked up at the first submission, not at start-up
 
     # --- submitting ----------------------------------------------------------------------------
-    def submit(self, spec: ExperimentSpec, priority: int = 0, group: str | None = None) -> str:
+    def submit(self, spec: ExperimentSpec, priority: int = 0, group: str | None = None,
+               source: str | None = None) -> str:
         """Create the run folder and queue the run; returns its id."""
         run_id = new_run_id(spec.name)
         folder = self.store.folder(run_id)
@@ -135,7 +136,7 @@ class Runner:
             write_json_atomic(folder.spec, spec.to_dict(), indent=2)
             record = {"id": run_id, "name": spec.name, "status": "queued", "created": time.time(),
                       "priority": priority, "spec_hash": spec.config_hash(), "git_commit": self._git_commit,
-                      "host": host(), "group": group, "owner": self.owner}
+                      "host": host(), "group": group, "owner": self.owner, "source": source}
             write_json_atomic(folder.record, record)
         except OSError as error:
             shutil.rmtree(folder.path, ignore_errors=True)  # no half-made folder
@@ -250,7 +251,7 @@ class Runner:
         elif event.kind == "started":
             run.progress.update(total_steps=event.total_steps, step=event.resumed_from_step)
             self._transition(run.id, "running", device=event.device, total_steps=event.total_steps,
-                             versions=event.versions, precision=event.precision)
+                             versions=event.versions, precision=event.precision, hardware=event.machine or None)
         elif event.kind == "eval_done":
             summary = self.store.get(run.id) or {}
             results = dict(summary.get("results") or {})

@@ -20,7 +20,7 @@ from engine.contract.errors import RunError
 from engine.contract.layout import SETTINGS, read_json
 from engine.contract.spec import spec_diff
 from engine.parent.compare import Cell, Comparison, System, compare, group_seeds, language_value, load_run, \
-    test_units, unit_matrices
+    seed_key, test_units, unit_matrices
 from engine.parent.report import hypotheses as family
 from engine.parent.significance import Significance, correct, decompose
 
@@ -63,11 +63,41 @@ def check_selection(runs: list[dict], partial: bool, allow_mixed: bool) -> None:
         raise RunError(f"the runs use different encoders ({', '.join(encoders)}); add --allow-mixed to report them together")
 
 
+def direction_of(spec: dict) -> tuple[str, tuple[str, ...]]:
+    """(training dataset, evaluation datasets) of a run."""
+    train, evaluation = spec.get("train") or {}, spec.get("eval") or {}
+    return str(train.get("dataset")), tuple(evaluation.get("datasets") or ())
+
+
+def replication_key(spec: dict) -> str:
+    """A configuration with its direction left out: the same arm trained on one dataset and
+    evaluated on the other, and the other way round."""
+    document = {key: value for key, value in spec.items() if key not in ("eval", "data_dir")}
+    train = {key: value for key, value in (document.get("train") or {}).items()
+             if key not in ("dataset", "languages", "seed")}
+    return seed_key({**document, "train": train})
+
+
+def systems_of(loaded: list) -> list[System]:
+    """The runs as arms. Runs of several directions whose evaluation datasets do not overlap (a
+    study and its replication the other way round) make one arm per configuration, each dataset
+    answered by the runs that evaluated it; otherwise runs group by their seeds."""
+    directions = {direction_of(run.spec) for run in loaded}
+    evaluated = [set(datasets) for _, datasets in directions]
+    disjoint = len(directions) > 1 and sum(map(len, evaluated)) == len(set().union(*evaluated))
+    if not disjoint:
+        return group_seeds(loaded)
+    systems: dict[str, System] = {}
+    for run in loaded:
+        systems.setdefault(replication_key(run.spec), System([])).runs.append(run)
+    return list(systems.values())
+
+
 def arms_of(runs: list[dict], store) -> list[Arm]:
     loaded = [load_run(store.folder(run["id"])) for run in runs]
     status = {run["id"]: run.get("status") for run in runs}
     arms = []
-    for system in group_seeds(loaded):
+    for system in systems_of(loaded):
         name = arm_name(system.spec)
         arms.append(Arm(name.label, name.kind, name.alpha, system,
                         any(status[run.id] != "finished" for run in system.runs)))
@@ -105,16 +135,18 @@ def cell_json(cell: Cell, seeds: int) -> dict:
 
 
 def common_datasets(arms: list[Arm]) -> list[str]:
-    complete = [run for arm in arms if not arm.partial for run in arm.system.runs] or \
-        [run for arm in arms for run in arm.system.runs]
-    datasets = set.intersection(*(set(run.results) for run in complete)) if complete else set()
+    """The datasets every arm was evaluated on (by some of its runs: a replication's arm answers
+    each direction's dataset with that direction's runs)."""
+    complete = [arm for arm in arms if not arm.partial] or arms
+    datasets = set.intersection(*({name for run in arm.system.runs for name in run.results} for arm in complete)) \
+        if complete else set()
     if not datasets:
         raise RunError("the runs share no evaluation dataset: nothing to report")
     return sorted(datasets)
 
 
 def dataset_metrics(arms: list[Arm], dataset: str, wanted: list[str] | None) -> list[str]:
-    results = next(run.results[dataset] for arm in arms for run in arm.system.runs if dataset in run.results)
+    results = next(run.results[dataset] for arm in arms for run in arm.system.evaluated(dataset))
     available = list(results.get("metrics", []))
     if wanted:
         unknown = [metric for metric in wanted if metric not in available and metric != "bias"]
@@ -145,11 +177,11 @@ def cross_matrix(arms: list[Arm], reference: Arm, dataset: str, metric: str, tab
     if "cross" not in table or not baselines:
         return None
     best = max(baselines, key=lambda arm: table["cross"][arm.label]["all"]["value"])
-    languages = next(run.results[dataset]["languages"] for run in reference.system.runs)
+    languages = next(run.results[dataset]["languages"] for run in reference.system.evaluated(dataset))
 
     def value(arm: Arm, source: str, target: str) -> float | None:
         values = [run.results[dataset]["per_language"].get(source, {}).get("cross_by_target", {})
-                  .get(target, {}).get(metric) for run in arm.system.runs]
+                  .get(target, {}).get(metric) for run in arm.system.evaluated(dataset)]
         values = [value for value in values if value is not None and not math.isnan(value)]
         return sum(values) / len(values) if values else None
 
@@ -256,8 +288,10 @@ def dataset_section(arms: list[Arm], reference: Arm, dataset: str, metrics: list
     exploratory = replace(test, correction="bh")
     section: dict = {**section_frame(arms, dataset), "metrics": metrics, "tables": {}, "footnotes": {}, "family": {},
                      "cross_matrix": None, "interactions": {}, "bias": None, "decomposition": {}}
+    systems = [arm.system for arm in arms]
     for metric in metrics:
-        comparison = compare(runs, dataset, metric, SETTINGS, baseline, exploratory, with_ci=True, family="setting")
+        comparison = compare(runs, dataset, metric, SETTINGS, baseline, exploratory, with_ci=True, family="setting",
+                             systems=systems)
         section["tables"][metric] = table_of(comparison, arms)
         section["footnotes"][metric] = comparison.footnote
         section["family"][metric] = comparison.family
@@ -267,7 +301,8 @@ def dataset_section(arms: list[Arm], reference: Arm, dataset: str, metrics: list
             section["cross_matrix"] = cross_matrix(arms, reference, dataset, metric, section["tables"][metric])
     if any(run.results[dataset]["per_language"].get(lang, {}).get("bias") is not None
            for run in runs if dataset in run.results for lang in section["languages"]):
-        comparison = compare(runs, dataset, "bias", ("multi",), baseline, exploratory, with_ci=True, family="setting")
+        comparison = compare(runs, dataset, "bias", ("multi",), baseline, exploratory, with_ci=True, family="setting",
+                             systems=systems)
         section["bias"] = table_of(comparison, arms).get("multi")
         section["footnotes"]["bias"] = comparison.footnote
     section["per_run"] = per_run(arms, dataset, metrics, section["groups"], section["languages"])
@@ -286,6 +321,8 @@ def provenance(arms: list[Arm], store) -> dict:
                          "git_commit": record.get("git_commit"), "host": record.get("host"),
                          "device": record.get("device"), "versions": record.get("versions") or {},
                          "hardware": record.get("hardware"), "started": record.get("started"),
+                         "source": record.get("source"), "group": record.get("group"),
+                         "precision": record.get("precision"),
                          "ended": record.get("ended")})
     starts = [run["started"] for run in runs if run["started"]]
     ends = [run["ended"] for run in runs if run["ended"]]

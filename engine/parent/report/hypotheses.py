@@ -33,11 +33,11 @@ SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "mult
 
 def declared(arms: list) -> list[HypothesisSpec]:
     """The hypotheses the runs' specs declare (one family: runs that disagree are refused)."""
-    found: dict[str, HypothesisSpec] = {}
+    found: dict[tuple[str, str], HypothesisSpec] = {}      # an id per dataset: a replication repeats its ids
     for arm in arms:
         for run in arm.system.runs:
             for hypothesis in read_hypotheses(run.spec.get("hypotheses") or [], f"{run.id}/spec.json"):
-                if found.setdefault(hypothesis.id, hypothesis) != hypothesis:
+                if found.setdefault((hypothesis.id, hypothesis.dataset), hypothesis) != hypothesis:
                     raise RunError(f"the runs declare hypothesis {hypothesis.id} differently ({run.id}); "
                                    "report runs of one study, or give --hypotheses FILE")
     return list(found.values())
@@ -158,17 +158,21 @@ def evaluate(arms: list, sections: dict, reference: str, test: Significance, hyp
     """The family's table: every hypothesis tested, corrected over the family, its power and verdict."""
     source = "declared" if hypotheses else "default"
     if not hypotheses:
-        dataset = next((name for name in sections if not name.endswith("miracl")), next(iter(sections)))
-        section = sections[dataset]
-        hypotheses = default_family(arms, reference, dataset, section["evaluated"], section["groups"])
+        chosen = [name for name in sections if not name.endswith("miracl")] or list(sections)[:1]
+        hypotheses = [hypothesis for dataset in chosen for hypothesis in
+                      default_family(arms, reference, dataset, sections[dataset]["evaluated"],
+                                     sections[dataset]["groups"])]
     if not hypotheses:
         raise RunError("no hypothesis can be tested: the family is empty (declare `hypotheses` in the spec, or "
                        "report runs that include a multitask, X-X or X-Y arm)")
     items = [test_hypothesis(hypothesis, arms, check(hypothesis, sections), test) for hypothesis in hypotheses]
-    tested = [item for item in items if item["p"] is not None]
-    for item, adjusted in zip(tested, correct([item["p"] for item in tested], test)):
-        item["p_adjusted"] = adjusted
-    level = test.level / max(len(items), 1)       # Bonferroni: a floor on the power Holm has
+    datasets = list(dict.fromkeys(item["dataset"] for item in items))
+    for dataset in datasets:        # one family per dataset: a replication is a study of its own
+        tested = [item for item in items if item["p"] is not None and item["dataset"] == dataset]
+        for item, adjusted in zip(tested, correct([item["p"] for item in tested], test)):
+            item["p_adjusted"] = adjusted
+    size = max(sum(item["dataset"] == dataset for item in items) for dataset in datasets)
+    level = test.level / max(size, 1)       # Bonferroni: a floor on the power Holm has
     for item in items:
         item.setdefault("p_adjusted", None)
         item["verdict"] = verdict_of(item, test.level)
@@ -181,7 +185,7 @@ def evaluate(arms: list, sections: dict, reference: str, test: Significance, hyp
             item["power"] = power(components, seeds, item["units"], wanted, level)
             item["detectable"] = detectable_effect(components, seeds, item["units"], level)
     return {"source": source, "effect": effect, "correction": test.correction, "level": test.level,
-            "power_level": level, "items": items}
+            "power_level": level, "items": items, "datasets": datasets}
 
 
 def span(values: list[float], digits: int) -> str:
@@ -193,31 +197,56 @@ def _interval(item: dict) -> str:
     return f"[{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else ""
 
 
+DECIDED = ("supported", "contradicted", "differs", "models differ (one seed per arm)")
+
+
+def agreement(family: dict) -> dict[str, list[str]]:
+    """With two directions or more: the ids whose verdict is the same in every direction, and those
+    where it is not."""
+    verdicts: dict[str, dict[str, str]] = {}
+    for item in family["items"]:
+        verdicts.setdefault(item["id"], {})[item["dataset"]] = item["verdict"]
+    found: dict[str, list[str]] = {"agree": [], "differ": []}
+    for identifier, by_dataset in verdicts.items():
+        if len(by_dataset) > 1:
+            found["agree" if len(set(by_dataset.values())) == 1 else "differ"].append(identifier)
+    return found
+
+
 def answer_lines(family: dict) -> list[str]:
-    """At most ten lines: the design, what is supported or contradicted, and what could not be told."""
+    """At most ten lines: the design, what is supported or contradicted (in which direction), what
+    could not be told, and where the directions agree."""
     items = family["items"]
+    several = len(family.get("datasets") or ()) > 1
     methods = [item for item in items if item["kind"] == "methods"]
     seeds = sorted({count for item in methods for count, fixed in zip(item["seeds"], item["fixed"]) if not fixed})
     units = sorted({item["units"] for item in items})
-    lines = [f"{len(items)} {family['source']} hypotheses, {family['correction'].upper() if family['correction'] == 'bh' else family['correction'].capitalize()} "
-             f"over them alone; {'/'.join(map(str, seeds)) or 'one'} seed(s) per trained arm × "
-             f"{'/'.join(map(str, units))} question ids; questions and seeds both enter every test."]
-    decided = [item for item in items if item["verdict"] in ("supported", "contradicted", "differs",
-                                                             "models differ (one seed per arm)")]
-    for item in decided[:7]:
-        lines.append(f"{item['id']} {item['verdict']}: {item['claim']} — {item['metric']} Δ {item['delta']:+.3f} "
+    correction = family["correction"].upper() if family["correction"] == "bh" else family["correction"].capitalize()
+    per = f" within each of {len(family['datasets'])} directions ({', '.join(family['datasets'])})" if several else " over them alone"
+    lines = [f"{len(items)} {family['source']} hypotheses, {correction}{per}; {'/'.join(map(str, seeds)) or 'one'} "
+             f"seed(s) per trained arm × {'/'.join(map(str, units))} question ids; questions and seeds both enter every "
+             "test."]
+    decided = [item for item in items if item["verdict"] in DECIDED]
+    for item in decided[:6]:
+        where = f" on {item['dataset']}" if several else ""
+        lines.append(f"{item['id']}{where} {item['verdict']}: {item['claim']} — {item['metric']} Δ {item['delta']:+.3f} "
                      f"{_interval(item)}, corrected p = {item['p_adjusted']:.2g}.")
-    if len(decided) > 7:
-        lines.append(f"… and {len(decided) - 7} more decided (the table above).")
+    if len(decided) > 6:
+        lines.append(f"… and {len(decided) - 6} more decided (the table above).")
     undecided = [item for item in items if item not in decided]
     if undecided:
         detectable = [item["detectable"] for item in undecided if item.get("detectable") not in (None, float("inf"))]
         powers = [item["power"] for item in undecided if item.get("power") is not None]
-        text = f"Not told apart from noise: {', '.join(item['id'] for item in undecided)}"
+        names = list(dict.fromkeys(item["id"] for item in undecided))
+        text = f"Not told apart from noise: {', '.join(names)}" + (" (in some direction)" if several else "")
         if powers and detectable:
             text += (f" (power to detect ±{family['effect']:g}: {span(powers, 2)}; smallest effect detectable at "
                      f"80 %: {span(detectable, 3)})")
         lines.append(text + ".")
+    if several:
+        found = agreement(family)
+        lines.append(f"The directions agree on {len(found['agree'])} of {len(found['agree']) + len(found['differ'])} "
+                     "hypotheses" + (f"; they differ on {', '.join(found['differ'])}." if found["differ"] else "."))
     if any(item["kind"] == "models" for item in items):
         lines.append("Arms with a single trained run compare these models only: no claim about a method is made "
                      "from one seed.")

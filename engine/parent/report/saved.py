@@ -112,6 +112,7 @@ def write_report_files(report: dict, folder: Path) -> None:
     write_atomic(folder / REPORT_FILE, writers.markdown(report, drawn).encode())
     write_atomic(folder / REPORT_CSV_FILE, writers.csv_tables(report).encode())
     write_atomic(folder / REPORT_LATEX_FILE, writers.latex_tables(report).encode())
+    write_atomic(folder / REPORT_README, writers.study_readme(report).encode())
     write_atomic(folder / REPORT_MARKER, b"written by hbt-tui report: `report --out DIR --force` may replace this folder\n")
 
 

@@ -59,6 +59,8 @@ def hypothesis_markdown(report: dict) -> list[str]:
              "| id | claim | data · metric · setting · group | Δ [95 % CI] | seeds × questions | seed share | "
              "corrected p | power | detectable | verdict |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    if len(found.get("datasets") or ()) > 1:
+        lines[-2:] = replication_markdown(found) + ["Each direction in full:", "", *lines[-2:]]
     for item in found["items"]:
         interval = f" [{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else ""
         seeds = " vs ".join(str(count) if not fixed else "0-shot" for count, fixed in zip(item["seeds"], item["fixed"]))
@@ -72,6 +74,31 @@ def hypothesis_markdown(report: dict) -> list[str]:
     lines += ["", "### Verdict", ""]
     lines += [f"- {line}" for line in answer_lines(found)]
     return lines
+
+
+def replication_markdown(found: dict) -> list[str]:
+    """Both directions side by side: each hypothesis's effect, corrected p and verdict per direction."""
+    datasets = found["datasets"]
+    by_id: dict[str, dict[str, dict]] = {}
+    for item in found["items"]:
+        by_id.setdefault(item["id"], {})[item["dataset"]] = item
+    header = "| id | claim | metric · setting · group | " + " | ".join(
+        f"{dataset}: Δ [95 % CI] | p | verdict" for dataset in datasets) + " | same verdict |"
+    lines = ["### Both directions", "", header, "|---|---|---|" + "---:|---:|---|" * len(datasets) + "---|"]
+    for identifier, items in by_id.items():
+        first = next(iter(items.values()))
+        cells = []
+        for dataset in datasets:
+            item = items.get(dataset)
+            if item is None:
+                cells += ["–", "–", "–"]
+                continue
+            interval = f" [{item['ci'][0]:+.3f}, {item['ci'][1]:+.3f}]" if item.get("ci") else ""
+            cells += [f"{delta_text(item['delta'])}{interval}", _p_text(item.get("p_adjusted")), item["verdict"]]
+        same = "yes" if len({item["verdict"] for item in items.values()}) == 1 and len(items) > 1 else "no"
+        lines.append(f"| {identifier} | {first['claim']} | {first['metric']} · {first['setting']} · {first['group']} | "
+                     + " | ".join(cells) + f" | {same} |")
+    return lines + [""]
 
 
 def markdown(report: dict, figures: dict[str, list[str]]) -> str:
@@ -161,8 +188,12 @@ def reproduction_markdown(report: dict) -> list[str]:
             versions.setdefault(package, set()).add(version)
     devices = sorted({run["device"] for run in runs if run["device"]})
     hosts = sorted({run["host"] for run in runs if run["host"]})
-    hardware = sorted({json.dumps(run["hardware"], sort_keys=True) for run in runs if run.get("hardware")})
+    machines = sorted({machine_text(run["hardware"]) for run in runs if run.get("hardware")})
+    precisions = sorted({run["precision"] for run in runs if run.get("precision")})
+    sources = sorted({run["source"] for run in runs if run.get("source")})
     lines = ["", "## Reproducing this report", "",
+             *(f"- Runs: `hbt-tui --run {source}` (continues a grid that is partly there: finished runs are skipped, "
+               "interrupted ones resumed)" for source in sources),
              f"- Report: `hbt-tui report {' '.join(report['selection'])}` over the runs below; the same runs give the "
              "same numbers (bootstrap and permutations are seeded). `report.json` keeps every run's own values "
              "(`datasets.<name>.per_run`).",
@@ -170,7 +201,8 @@ def reproduction_markdown(report: dict) -> list[str]:
              f"{', '.join(f'`{commit}`' for commit in provenance['commits']) or 'unknown'}.",
              "- Libraries: " + ", ".join(f"{package} {'/'.join(sorted(found))}" for package, found in sorted(versions.items())),
              f"- Hardware: {', '.join(devices) or 'unknown device'} on {', '.join(hosts) or 'an unknown host'}"
-             + (f" ({'; '.join(hardware)})" if hardware else "") + ".",
+             + (f"; {'; '.join(machines)}" if machines else "")
+             + (f"; training precision {', '.join(precisions)}" if precisions else "") + ".",
              f"- Time: {_clock(provenance['wall_seconds'])} from the first run's start to the last run's end "
              f"({_clock(provenance['run_seconds'])} of runs).", "", "| run | arm | seed | spec hash | commit |",
              "|---|---|---:|---|---|"]
@@ -181,6 +213,48 @@ def reproduction_markdown(report: dict) -> list[str]:
         lines += [f"<details><summary>{label}</summary>", "", "```json", json.dumps(spec, indent=1), "```", "",
                   "</details>", ""]
     return lines
+
+
+def study_readme(report: dict) -> str:
+    """README.md of a report folder: what it holds, the commands that made it, and how to run the
+    same study on a Ray cluster or on Slurm with the executors hbt-tui has."""
+    provenance = report["provenance"]
+    sources = sorted({run["source"] for run in provenance["runs"] if run.get("source")}) or ["SPEC.json"]
+    selection = " ".join(report["selection"])
+    runs = len(provenance["runs"])
+    lines = [f"# {report['title']}", "",
+             "Written by `hbt-tui report` (this folder is replaced as a whole by `--out … --force`; edit nothing "
+             "here by hand).", "",
+             "- `report.md`: the answer first (the confirmatory hypotheses), then the exploratory tables and figures;",
+             "- `report.json`: everything the report shows, with every run's own values (`datasets.<name>.per_run`);",
+             "- `tables.csv`, `tables.tex`: the tables for papers; `figures/`: the PNG figures.", "",
+             "## Making it again", "", "```bash"]
+    lines += [f"hbt-tui --run {source}" for source in sources]
+    lines += [f"hbt-tui report {selection} --out docs/study --force", "```", "",
+              f"{runs} runs took {_clock(provenance['run_seconds'])} of run time on the machine the report's "
+              "*Reproducing* section names. A grid that is interrupted continues where it stopped: run the same "
+              "`--run` again (finished runs are skipped, interrupted ones resumed from their checkpoints).", "",
+              "## On a Ray cluster or Slurm", "",
+              "Put the runs directory, the data (`HBT_DATA_DIR`) and the model cache (`HBT_CACHE_DIR`, `HF_HOME`) on "
+              "storage every node sees, then:", "", "```bash",
+              "# Ray: the dashboard's address; --jobs is how many runs are in the cluster at once"]
+    lines += [f"hbt-tui --run {source} --runs-dir /shared/runs --executor ray://HEAD:8265 --jobs 16" for source in sources]
+    lines += ["# Slurm, from a login node (each run is one sbatch job through submitit)"]
+    lines += [f"hbt-tui --run {source} --runs-dir /shared/runs --executor slurm --partition PARTITION --jobs 32"
+              for source in sources]
+    lines += [f"hbt-tui report {selection} --runs-dir /shared/runs --out docs/study --force", "```", ""]
+    return "\n".join(lines)
+
+
+def machine_text(machine: dict) -> str:
+    """`Intel(R) Xeon(R) Processor, 2 cores (2 threads), avx512_bf16 amx_bf16 …`."""
+    parts = [str(machine.get("cpu") or "an unknown CPU"),
+             f"{machine.get('cores')} cores ({machine.get('threads')} threads)"]
+    if machine.get("flags"):
+        parts.append(" ".join(machine["flags"]))
+    if machine.get("gpu"):
+        parts.append(str(machine["gpu"]))
+    return ", ".join(parts)
 
 
 def csv_tables(report: dict) -> str:
