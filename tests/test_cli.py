@@ -68,3 +68,23 @@ def test_delete_needs_confirmation(tmp_path):
     assert done.returncode == 0 and not (store.runs_dir / "failed-run").exists()
     listed = json.loads(hbt("runs", "--runs-dir", store.runs_dir, "--json").stdout)
     assert "failed-run" not in {run["id"] for run in listed}
+
+
+def test_a_word_is_a_command_only_in_the_command_place(tmp_path, monkeypatch):
+    """`hbt-tui --runs-dir runs` opens the UI on the folder `runs` (it printed the headless usage);
+    `hbt-tui runs` lists runs."""
+    import tui.cli
+
+    opened = []
+    monkeypatch.setattr(tui.cli, "open_tui", lambda args: opened.append((args.runs_dir, args.jobs, args.open_spec)) or 0)
+    for folder in ("runs", "report", "data", "index"):
+        assert tui.cli.main(["--runs-dir", folder]) == 0
+    assert tui.cli.main(["--jobs", "2", "--open", "experiments/quickstart.json"]) == 0
+    assert opened == [("runs", 1, None), ("report", 1, None), ("data", 1, None), ("index", 1, None),
+                      (None, 2, "experiments/quickstart.json")]
+    store = recorded_store(tmp_path)
+    listed = subprocess.run([sys.executable, "-c", "import sys, tui.cli; sys.exit(tui.cli.main())", "runs",
+                             "--runs-dir", str(store.runs_dir), "--json"], capture_output=True, text=True, env=env(),
+                            timeout=120)
+    assert listed.returncode == 0 and {run["id"] for run in json.loads(listed.stdout)} >= {"hybrid-run", "mono-run"}
+    assert opened[-1] == (None, 2, "experiments/quickstart.json")     # the subprocess never opened a UI

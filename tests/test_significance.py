@@ -181,3 +181,20 @@ def test_results_files_keep_their_precision(tmp_path):
     write_per_query(tmp_path / "pq.tsv.gz", ["map"], [("en", "mono", "q", [1 / 3])])
     assert read_per_query(tmp_path / "pq.tsv.gz")[("en", "mono")]["q"]["map"] == pytest.approx(1 / 3, abs=1e-9)
     assert json.loads(json.dumps(1 / 3)) == 1 / 3
+
+
+def test_runs_over_different_languages_are_compared_on_the_common_ones(tmp_path):
+    first, second = translated_effects(20)
+    wider = {**second, "vi": {qid: 0.9 for qid in second["en"]}}              # one more language
+    runs = [load_run(write_run(tmp_path, "a", first, strategy="monolingual")),
+            load_run(write_run(tmp_path, "b", wider, strategy="hybrid"))]
+    comparison = compare(runs, "xquad-r", "map")
+    assert [label for label, summary, _ in comparison.rows if not summary] == list(LANGUAGES)
+    assert comparison.dropped == ["vi"]
+    assert "compared on the 6 languages every run was evaluated on — left out: vi" in comparison.footnote
+    macro = next(cells for label, _, cells in comparison.rows if label == "macro avg")[("mono", 1)]
+    per_language = [np.mean(list(second[lang].values())) - np.mean(list(first[lang].values())) for lang in LANGUAGES]
+    assert macro.delta == pytest.approx(np.mean(per_language))
+    elsewhere = load_run(write_run(tmp_path / "other", "c", {"vi": wider["vi"]}, strategy="hybrid"))
+    with pytest.raises(ValueError, match="share no language evaluated on xquad-r"):
+        compare([runs[0], elsewhere], "xquad-r", "map")

@@ -245,12 +245,18 @@ async def test_deleted_run_folder_shows_missing_not_a_crash(tmp_path):
         assert isinstance(app.screen, CompareScreen)  # the comparison worker finished; the app is still alive
 
 
+async def queued_and_stepping(pilot, app, steps: int = 1) -> str:
+    """Queue the quick document and wait until its replay has made `steps` steps."""
+    await pilot.pause()
+    (run_id,) = app.queue_document(QUICK_DOCUMENT)
+    await wait_until(pilot, lambda: app.ensure_live(run_id).step >= steps)
+    return run_id
+
+
 async def test_resize_mid_run_keeps_the_tables(tmp_path):
     app = replay_app(tmp_path, rate=60)
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause()
-        (run_id,) = app.queue_document(QUICK_DOCUMENT)
-        await wait_until(pilot, lambda: app.ensure_live(run_id).step >= 2)
+        run_id = await queued_and_stepping(pilot, app, 2)
         app.open_run(run_id)
         await pilot.pause()
         await pilot.resize_terminal(80, 24)
@@ -269,14 +275,38 @@ async def test_delete_asks_first(tmp_path):
         await pilot.pause()
         table = runs_table(app)
         table.move_cursor(row=table.get_row_index("failed-run"))
-        await pilot.press("d", "n")
-        await pilot.pause()
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = str(app.screen.query_one("#confirm-question", Static).render())
+        assert "and its folder (" in question and "kB)" in question             # the size, measured first
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
         assert app.store.get("failed-run") is not None
-        await pilot.press("d", "y")
-        await pilot.pause()
-        assert app.store.get("failed-run") is None
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.store.get("failed-run") is None)   # removed in a worker
         assert not (app.store.runs_dir / "failed-run").exists()
-        assert "failed-run" not in {key.value for key in runs_table(app).rows}
+        await wait_until(pilot, lambda: "failed-run" not in {key.value for key in runs_table(app).rows})
+
+
+async def test_quitting_with_runs_going_asks_first(tmp_path):
+    from tui.screens.confirm import ChoiceScreen
+
+    app = replay_app(tmp_path, rate=5)
+    async with app.run_test(size=(120, 30)) as pilot:
+        run_id = await queued_and_stepping(pilot, app)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        assert "1 run is queued or running" in str(app.screen.query_one("#confirm-question", Static).render())
+        await pilot.press("s")                                   # stay: nothing is cancelled
+        await wait_until(pilot, lambda: not isinstance(app.screen, ChoiceScreen))
+        assert app.runner.runs[run_id].status == "running" and app.is_running
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        await pilot.press("c")
+        await wait_until(pilot, lambda: not app.is_running, tries=6000)
+    assert app.store.get(run_id)["status"] == "cancelled"
 
 
 async def test_cancel_then_resume_from_the_keyboard(tmp_path):
@@ -310,6 +340,11 @@ async def test_help_screen_and_command_palette(tmp_path):
         await pilot.press("escape")
         await pilot.press("ctrl+p")
         await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        listed = app.screen.query_one(CommandList)                      # before a key is typed: our actions
+        await wait_until(pilot, lambda: listed.option_count >= 7)
+        prompts = [str(listed.get_option_at_index(index).prompt) for index in range(listed.option_count)]
+        assert any("New experiment (compose)" in prompt for prompt in prompts)
+        assert any("Reports and past comparisons" in prompt for prompt in prompts)
         await pilot.press(*"new experiment")
         options = app.screen.query_one(CommandList)
         await wait_until(pilot, lambda: options.option_count > 0 and options.highlighted is not None)
@@ -357,3 +392,89 @@ async def test_run_detail_says_what_a_preparing_run_is_doing(tmp_path):
                                                               total_steps=12, parameters=1, trainable_parameters=1)))
         await wait_until(pilot, lambda: "loading model" not in str(header.render()))
         assert "loading model bundled:multilingual-e5-small …" in "\n".join(app.screen.query_one(Log).lines)
+
+
+async def test_the_detail_screen_shows_deltas_history_throughput_and_config(tmp_path):
+    """What trackers show: Δ against step 0 per cell (tested), every evaluation so far, the
+    configuration; a loss chart whose ticks are whole steps."""
+    from textual.widgets import Log
+
+    from tui.widgets.loss_chart import step_ticks, value_ticks
+
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await pilot.pause()
+        app.open_run("hybrid-run")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.results.get("xquad-r"))
+        screen = app.screen
+        table = screen.query_one("#detail-table")
+        await wait_until(pilot, lambda: plain(table.get_cell("macro", "multi")) != "·")
+        history = str(screen.query_one("#detail-history", Static).render())
+        assert "evaluations (macro map)" in history and "step      0" in history and "step     12" in history
+        final = plain(table.get_cell("macro", "multi"))
+        await pilot.press("v")
+        await wait_until(pilot, lambda: plain(table.get_cell("macro", "multi")).startswith(("+", "-")))
+        results = json.loads((app.store.runs_dir / "hybrid-run" / "eval" / "xquad-r" / "results.json").read_text())
+        before = json.loads((app.store.runs_dir / "hybrid-run" / "eval" / "xquad-r" / "step-000000" /
+                             "results.json").read_text())
+        delta = results["macro"]["multi"]["map"] - before["macro"]["multi"]["map"]
+        assert plain(table.get_cell("macro", "multi")).rstrip("*") == f"{delta:+.3f}"
+        assert "Δ vs step 0" in str(screen.query_one("#detail-table-title", Static).render())
+        assert "compares these trained models" in str(screen.query_one("#detail-eval-progress", Static).render())
+        await pilot.press("v", "v")                          # step 6, then off again
+        await wait_until(pilot, lambda: plain(table.get_cell("macro", "multi")) == final)
+        await pilot.press("k")
+        config = screen.query_one("#detail-config", Static)
+        assert config.display and not screen.query_one("#detail-log", Log).display
+        assert "sampling.strategy" in str(config.render()) and '"hybrid"' in str(config.render())
+    assert step_ticks(1) == [1] and step_ticks(12) == [1, 4, 7, 10, 12]
+    assert value_ticks(2.0, 2.0) == [1.9, 1.966667, 2.033333, 2.1]
+
+
+async def test_compose_keeps_what_it_loads_and_shows_every_problem(tmp_path):
+    """A loaded spec with an unknown language and strategy is not rewritten silently: the values
+    stay, marked, with the validator's lines — all of them at once."""
+    document = dict(QUICK_DOCUMENT, name="kept", sampling={"strategy": "hybird"},
+                    train={"languages": ["en", "xx"], "steps": 12, "lr": "fast"}, notes_for_me="keep")
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        app.push_screen(ComposeScreen(document))
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.screen.ready)
+        form = app.screen.read_form()
+        assert form["train"]["languages"] == ["en", "xx"] and form["sampling"]["strategy"] == "hybird"
+        assert form["notes_for_me"] == "keep"
+        errors = str(app.screen.query_one("#compose-errors", Static).render())
+        for line in ("sampling.strategy: must be one of", "train.lr: must be a number, got 'fast'",
+                     "notes_for_me: unknown field", "train.languages[1]: mlqa-r has no language 'xx'"):
+            assert line in errors, errors
+
+
+async def test_compose_shows_a_refused_pre_queue_check_and_asks_before_discarding_edits(tmp_path):
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        app.push_screen(ComposeScreen(dict(QUICK_DOCUMENT, name="refused", data_dir=str(tmp_path / "nowhere"))))
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.screen.ready)
+        screen = app.screen
+        assert "✔ valid" in str(screen.query_one("#compose-errors", Static).render())
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: screen.refused is not None, tries=6000)      # the real check, in a worker
+        errors = str(screen.query_one("#compose-errors", Static).render())
+        assert "refused by the pre-queue check" in errors and "nowhere does not exist" in errors
+        assert isinstance(app.screen, ComposeScreen) and app.store.all() and len(app.store.all()) == 3
+        await pilot.press("escape")                               # nothing edited since it opened: back at once
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        app.push_screen(ComposeScreen(dict(QUICK_DOCUMENT, name="edited")))
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen) and app.screen.ready)
+        app.screen.query_one("#f-name", Input).value = "edited-more"
+        await pilot.pause()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        assert app.screen.query_one("#f-name", Input).value == "edited-more"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))

@@ -113,3 +113,55 @@ async def test_cancel_a_run_that_another_process_owns(tmp_path, tiny_model):
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_screen(tmp_path, tiny_model):
+    """The TUI on D; `hbt-tui --run` in another process; the run opened while it trains: when that
+    process ends, the detail screen shows its final step, status and scores (it showed step 4/10
+    and the step-0 scores until the TUI was restarted)."""
+    import json
+    import subprocess
+    import sys
+
+    from textual.widgets import Static
+
+    from runs_helpers import env, tiny_spec, write
+    from tui.screens.runs import RunsScreen
+
+    runs = tmp_path / "runs"
+    spec = write(tmp_path / "spec.json", tiny_spec(tiny_model, **{"train.steps": 24, "train.checkpoint_every": 0,
+                                                                  "eval.at_start": True}))
+    other = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(spec), "--runs-dir", str(runs)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    try:
+        from runs_helpers import wait_for
+
+        wait_for(lambda: runs.exists() and any(path.is_dir() for path in runs.iterdir()), what="the run folder")
+        store = RunStore(runs)
+        app = create_app(store, Runner(store, cpu_slots=1, gpus=[]), experiments_dir=tmp_path / "experiments")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            run_id = next(path.name for path in runs.iterdir() if path.is_dir() and not path.name.startswith("."))
+            await wait_until(pilot, lambda: (app.store.get(run_id) or {}).get("status") == "running", tries=6000)
+            app.open_run(run_id)
+            await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+            await wait_until(pilot, lambda: other.poll() is not None, tries=12000)
+            results = json.loads((runs / run_id / "eval" / "xquad-r" / "results.json").read_text())
+            assert results["step"] == 24
+            screen = app.screen
+            await wait_until(pilot, lambda: app.ensure_live(run_id).step == 24 and
+                             "finished" in str(screen.query_one("#detail-header", Static).render()), tries=6000)
+            header = str(screen.query_one("#detail-header", Static).render())
+            assert "step 24/24" in header
+            await wait_until(pilot, lambda: screen.table_key == ("xquad-r", 24), tries=6000)
+            table = screen.query_one("#detail-table")
+            macro = results["macro"]["multi"][results["primary_metric"]]
+            await wait_until(pilot, lambda: str(table.get_cell("macro", "multi")) == f"{macro:.3f}", tries=6000)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            loss = app.ensure_live(run_id).loss
+            runs_table = app.screen.query_one("#runs-table")
+            assert str(runs_table.get_cell(run_id, "loss")) == f"{loss:.3f}"
+    finally:
+        other.kill()
+        other.wait()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tui.screens.compare import CompareScreen
 from tui.screens.run_detail import RunDetailScreen
-from tui_helpers import replay_app, wait_until
+from tui_helpers import grouped_store, replay_app, wait_until
 
 
 def test_runs_screen_80x24(snap_compare, tmp_path):
@@ -52,3 +54,63 @@ def test_compare_screen(snap_compare, tmp_path):
 
 def test_compose_screen_80x24(snap_compare, tmp_path):
     assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24), press=["n"])
+
+
+# --- a grid's runs grouped, and every screen at 120x36 and 80x24 -------------------------------------
+
+SIZES = [(120, 36), (80, 24)]
+
+
+async def open_grid(pilot) -> None:
+    from tui.screens.runs import RunsScreen
+
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunsScreen))
+    screen = pilot.app.screen
+    table = screen.query_one("#runs-table")
+    table.move_cursor(row=table.get_row_index("group:study"))
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: "config:study:study-strategy=hybrid" in table.rows)
+    table.move_cursor(row=table.get_row_index("config:study:study-strategy=hybrid"))
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: "grid-hybrid-2" in table.rows)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])
+def test_runs_grouped(snap_compare, tmp_path, size):
+    assert snap_compare(replay_app(tmp_path, store=grouped_store(tmp_path)), terminal_size=size, run_before=open_grid)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])
+def test_run_detail_sizes(snap_compare, tmp_path, size):
+    async def open_detail(pilot):
+        pilot.app.open_run("hybrid-run")
+        await wait_until(pilot, lambda: filled(pilot))
+
+    assert snap_compare(replay_app(tmp_path), terminal_size=size, run_before=open_detail)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])
+def test_compare_sizes(snap_compare, tmp_path, size):
+    async def open_compare(pilot):
+        pilot.app.open_compare(["grid-hybrid-1", "grid-hybrid-2", "grid-monolingual-1", "grid-monolingual-2"])
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareScreen)
+                         and pilot.app.screen.rendered is not None)
+
+    assert snap_compare(replay_app(tmp_path, store=grouped_store(tmp_path)), terminal_size=size, run_before=open_compare)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])
+def test_report_sizes(snap_compare, tmp_path, size):
+    from engine.parent.report.build import build
+    from engine.parent.report.saved import save_report
+    from tui.screens.reports import ReportScreen
+
+    store = grouped_store(tmp_path)
+    save_report(store, build(store, ["study"], title="Grouped study"))
+    report_id = store.reports()[0]["id"]
+
+    async def open_report(pilot):
+        pilot.app.push_screen(ReportScreen(report_id))
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ReportScreen) and pilot.app.screen.drawn)
+
+    assert snap_compare(replay_app(tmp_path, store=store), terminal_size=size, run_before=open_report)

@@ -19,7 +19,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.worker import Worker, WorkerState
 
 from engine.contract.errors import UserError
@@ -27,30 +27,41 @@ from engine.contract.events import Event
 from engine.contract.text import printable
 from engine.parent.runner import Runner
 from engine.parent.store import RunStore
-from tui.messages import RunEventReceived, RunsPrepared, RunStatusChanged, RunView, StepReceived
-from tui.state import RunLive, live_from_folder
+from tui.messages import RunEventReceived, RunsPrepared, RunsRefused, RunStatusChanged, RunView, StepReceived
+from engine.parent.run_state import EventTail, RunState, state_of
 
 
 class ActionsProvider(Provider):
-    """Command palette: the main actions, and every run by name."""
+    """Command palette: the main actions (listed before anything is typed), and every run by name."""
+
+    def actions(self) -> list[tuple[str, object, str]]:
+        app = self.app
+        return [("New experiment (compose)", app.action_compose, "compose and queue an experiment"),
+                ("Open spec file…", app.action_open_spec, "edit a saved spec in Compose"),
+                ("Runs", app.action_show_runs, "the list of runs"),
+                ("Compare marked runs", app.action_compare_marked, "side by side per language"),
+                ("Reports and past comparisons", app.action_reports, "open one again"),
+                ("Rebuild index from run folders", app.action_rebuild_index, "hbt-tui index rebuild"),
+                ("Help", app.action_help, "keys and concepts")]
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self.actions():
+            yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         app = self.app
         matcher = self.matcher(query)
-        commands = [("New experiment (compose)", app.action_compose, "compose and queue an experiment"),
-                    ("Open spec file…", app.action_open_spec, "edit a saved spec in Compose"),
-                    ("Runs", app.action_show_runs, "the list of runs"),
-                    ("Compare marked runs", app.action_compare_marked, "side by side per language"),
-                    ("Rebuild index from run folders", app.action_rebuild_index, "hbt-tui index rebuild"),
-                    ("Reports and past comparisons", app.action_reports, "open one again"),
-                    ("Help", app.action_help, "keys and concepts")]
+        commands = self.actions()
         for run in app.store.all()[:500]:
-            commands.append((f"Open run {run.get('name')} ({run.get('status')})", partial(app.open_run, run["id"]),
-                             run["id"]))
+            commands.append((printable(f"Open run {run.get('name')} ({run.get('status')})"),
+                             partial(app.open_run, run["id"]), run["id"]))
         for name, callback, help_text in commands:
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+FOLLOW_SECONDS = 0.5          # how often runs owned elsewhere are read for new events
 
 
 class HbtApp(App):
@@ -69,7 +80,9 @@ class HbtApp(App):
         self.experiments_dir = experiments_dir
         self.exports_dir = exports_dir
         self.open_spec_path = open_spec
-        self.live: dict[str, RunLive] = {}
+        self.live: dict[str, RunState] = {}           # the fold of each shown run's events
+        self.tails: dict[str, EventTail] = {}          # where each one's events.jsonl was read up to
+        self.statuses: dict[str, str | None] = {}      # the index's status of runs followed from their files
         runner.on_event = self._runner_event
         runner.on_status = self._runner_status
         runner.spawn = lambda coroutine: self.run_worker(coroutine, group="runs", exit_on_error=False)
@@ -88,6 +101,7 @@ class HbtApp(App):
         for message in self.store.messages + self.runner.reconcile():
             self.notify(message, severity="warning", timeout=10)
         self.push_screen(RunsScreen())
+        self.set_interval(FOLLOW_SECONDS, self.follow_elsewhere)
         if self.open_spec_path is not None:
             self.push_screen(self.compose_screen_for(self.open_spec_path))
 
@@ -136,11 +150,32 @@ class HbtApp(App):
             text = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
             self.notify(text, severity="error", timeout=10)
 
-    def ensure_live(self, run_id: str) -> RunLive:
-        """The live state of a run, read from its events.jsonl the first time it is needed."""
+    def ensure_live(self, run_id: str) -> RunState:
+        """The state of a run, folded from its events.jsonl the first time it is needed; this
+        runner's runs are kept current by their events, the others by `follow_elsewhere`."""
         if run_id not in self.live:
-            self.live[run_id] = live_from_folder(self.store.folder(run_id))
+            self.live[run_id], self.tails[run_id] = state_of(self.store.folder(run_id).events)
         return self.live[run_id]
+
+    def follow_elsewhere(self) -> None:
+        """Runs another process owns (a `--run` in another shell, another TUI): the new lines of
+        their events.jsonl become events here, exactly as this runner's do, and a change of their
+        status in the index is announced; so a run looks the same whoever started it."""
+        for summary in self.store.all():
+            if summary.get("status") == "running" and summary["id"] not in self.runner.runs:
+                self.ensure_live(summary["id"])
+        for run_id, tail in list(self.tails.items()):
+            if run_id in self.runner.runs:           # its events come from its process: only skip ahead
+                tail.read_new()
+                continue
+            for event in tail.read_new():
+                self.post_message(StepReceived(run_id, event) if event.kind == "step"
+                                  else RunEventReceived(run_id, event))
+            summary = self.store.get(run_id)
+            status = summary.get("status") if summary else None
+            if self.statuses.setdefault(run_id, status) != status:
+                self.statuses[run_id] = status
+                self.post_message(RunStatusChanged(run_id, summary or {}))
 
     # --- actions used by the screens ------------------------------------------------------------------
     def open_run(self, run_id: str) -> None:
@@ -185,6 +220,7 @@ class HbtApp(App):
             self.notify(str(error), severity="error")
             return
         self.live.pop(run_id, None)
+        self.tails.pop(run_id, None)
         self.notify(f"Resumed {run_id}.")
 
     def queue_document(self, document: dict) -> list[str]:
@@ -196,10 +232,18 @@ class HbtApp(App):
 
     @work(thread=True, exclusive=True, group="prepare", exit_on_error=False)
     def prepare_document(self, document: dict, requester: object | None = None) -> None:
-        """Validate, expand the grid and check every run (a subprocess) off the UI thread."""
+        """Validate, expand the grid and check every run (a subprocess) off the UI thread; a
+        refusal goes to the screen that asked (its form shows it), else to a notification."""
         from engine.parent.preflight import prepare
 
-        self.post_message(RunsPrepared(prepare(document, store=self.store), requester))
+        try:
+            prepared = prepare(document, store=self.store)
+        except UserError as error:
+            if requester is not None and hasattr(requester, "post_message"):
+                requester.post_message(RunsRefused(str(error)))
+                return
+            raise
+        self.post_message(RunsPrepared(prepared, requester))
 
     def on_runs_prepared(self, message: RunsPrepared) -> None:
         queued = self.submit_prepared(message.prepared)
@@ -284,10 +328,26 @@ class HbtApp(App):
             self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        if any(run.status in ("queued", "running") for run in self.runner.runs.values()):
-            self.notify("Cancelling running runs (they checkpoint)…")
-            await self.runner.cancel_all()
-        self.exit()
+        """Quit; with runs of this session still going, ask first: cancel them (they checkpoint
+        and can be resumed) or stay. (Leaving them running is not offered: a run follows the
+        process that owns it, and the next hbt-tui stops an orphan's cluster job.)"""
+        from tui.screens.confirm import ChoiceScreen
+
+        active = [run for run in self.runner.runs.values() if run.status in ("queued", "running")]
+        if not active:
+            self.exit()
+            return
+        question = (f"{len(active)} run{'s are' if len(active) != 1 else ' is'} queued or running in this session.\n"
+                    "Quitting cancels them: they checkpoint, and `r` (or `hbt-tui resume`) continues them.")
+
+        async def answered(choice: str) -> None:
+            if choice == "cancel":
+                self.notify("Cancelling running runs (they checkpoint)…")
+                await self.runner.cancel_all()
+                self.exit()
+
+        self.push_screen(ChoiceScreen(question, [("c", "Cancel them and quit", "cancel"), ("s", "Stay", "stay")]),
+                         answered)
 
 
 def create_app(store: RunStore, runner: Runner, **options) -> HbtApp:

@@ -1,16 +1,16 @@
-"""`hbt-tui`: the Textual app when no command is given, the headless engine CLI otherwise.
+"""`hbt-tui`: one command line, the terminal UI its default command.
 
     hbt-tui [--runs-dir D] [--jobs N] [--open SPEC]   the terminal UI
-    hbt-tui --run SPEC | runs | show | compare | ...  headless (see engine.parent.commands)
+    hbt-tui --run SPEC | runs | show | compare | ...  headless (engine.parent.commands)
+
+One parser (engine.parent.commands.build_parser) reads every argument; a word is a command only
+in the command's place, so `hbt-tui --runs-dir runs` opens the UI on the folder `runs`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-HEADLESS_COMMANDS = {"runs", "show", "compare", "resume", "cancel", "delete", "index", "evaluate", "data", "report",
-                     "reports", "plan", "cache"}
 
 
 def pause_collector_for_startup() -> None:
@@ -22,24 +22,17 @@ def pause_collector_for_startup() -> None:
     gc.disable()
 
 
+def open_tui(args: argparse.Namespace) -> int:
+    from tui.app import run_app
+
+    return run_app(args.runs_dir, args.jobs, args.open_spec)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    wants_headless = any(arg in HEADLESS_COMMANDS or arg in ("--run", "-h", "--help") or arg.startswith("--run=")
-                         for arg in argv)
-    if not wants_headless:
-        parser = argparse.ArgumentParser(prog="hbt-tui", add_help=False)
-        parser.add_argument("--runs-dir")
-        parser.add_argument("--jobs", type=int, default=1)
-        parser.add_argument("--open", dest="open_spec", help="open this spec file in Compose")
-        known, unknown = parser.parse_known_args(argv)
-        if not unknown:
-            pause_collector_for_startup()
-            from tui.app import run_app
+    pause_collector_for_startup()     # a headless command turns it back on (engine.parent.commands.main)
+    from engine.parent.commands import main as commands
 
-            return run_app(known.runs_dir, known.jobs, known.open_spec)
-    from engine.parent.commands import main as headless
-
-    return headless(argv)
+    return commands(sys.argv[1:] if argv is None else argv, default=open_tui)
 
 
 if __name__ == "__main__":

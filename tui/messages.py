@@ -46,6 +46,14 @@ class RunsPrepared(Message):
         self.requester = requester
 
 
+class RunsRefused(Message):
+    """A submission the pre-queue check refused (its one line), for the screen that asked."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
 class ResultsLoaded(Message):
     """A run's results.json for one dataset, read off the UI thread (None: not there yet)."""
 

@@ -70,7 +70,7 @@ def parse_spec(data: Any, source: str | None = None) -> ExperimentSpec:
     if problems:
         raise SpecError(problems, source)
     spec = _convert(data, ExperimentSpec, "", problems)
-    if not problems:
+    if spec is not None:       # fields of the wrong type took their defaults: the rest is still checked
         _check_semantics(spec, problems)
     if problems:
         raise SpecError(list(dict.fromkeys(problems)), source)

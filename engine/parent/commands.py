@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -58,30 +59,38 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
     run_filter = RunFilter.parse(args.filter or "")
     run_filter = RunFilter(status=args.status or run_filter.status, strategy=args.strategy or run_filter.strategy,
-                           tag=args.tag or run_filter.tag, words=run_filter.words + tuple((args.name or "").split()))
+                           tag=args.tag or run_filter.tag, words=run_filter.words + tuple((args.name or "").split()),
+                           fields=run_filter.fields)
     runs = open_store(runs_dir_of(args)).find(run_filter)
     runs = runs[:args.limit] if args.limit else runs
     if args.json:
         print(json.dumps(runs, indent=1))
         return 0
-    table = Table(title=f"{len(runs)} runs (scores: macro average of the primary metric)", title_justify="left")
-    table.add_column("id", overflow="fold")
-    for column in ("status", "strategy", "α", "step", "eval", "mono", "cross", "multi", "bias"):
-        table.add_column(column, justify="left" if column in ("status", "strategy", "eval") else "right",
-                         no_wrap=True)
     clustered = any(where_label(run) != "local" for run in runs)   # a column only where it says something
-    if clustered:
-        table.add_column("where", no_wrap=True)
+    rows = []
     for run in runs:
         dataset, result = primary_results(run)
-        metric = result.get("primary", "map")
         macro = result.get("macro", {})
-        alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
-        table.add_row(*(plain(value) for value in (
-            run["id"], run.get("status", "?"), run.get("strategy") or "", alpha,
-            f"{run.get('step') or 0}/{run.get('total_steps') or '?'}", f"{dataset}:{metric}" if dataset else "",
-            *(fmt(macro.get(s)) for s in ("mono", "cross", "multi")), fmt(result.get("bias"), 1),
-            *([where_label(run)] if clustered else []))))
+        rows.append({"id": run["id"], "status": run.get("status", "?"), "strategy": run.get("strategy") or "",
+                     "α": f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else "",
+                     "step": f"{run.get('step') or 0}/{run.get('total_steps') or '?'}",
+                     "eval": f"{dataset}:{result.get('primary', 'map')}" if dataset else "",
+                     **{setting: fmt(macro.get(setting)) for setting in ("mono", "cross", "multi")},
+                     "bias": fmt(result.get("bias"), 1), "where": where_label(run)})
+    columns = ["id", "status", "strategy", "α", "step", "eval", "mono", "cross", "multi", "bias"]
+    columns += ["where"] if clustered else []
+    # the id stays whole (it is what every other command takes); the least needed columns go first
+    for optional in ("eval", "where", "α", "bias", "strategy", "step", "cross", "mono", "multi", "status"):
+        needed = sum(max([len(column)] + [len(printable(row[column])) for row in rows]) + 3 for column in columns)
+        if needed <= console.width:
+            break
+        columns.remove(optional) if optional in columns else None
+    table = Table(title=f"{len(runs)} runs (scores: macro average of the primary metric)", title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("id", "status", "strategy", "eval", "where") else "right",
+                         no_wrap=True, min_width=max([len(row["id"]) for row in rows] + [2]) if column == "id" else None)
+    for row in rows:
+        table.add_row(*(plain(row[column]) for column in columns))
     console.print(table)
     return 0
 
@@ -251,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--partition", help="the Slurm partition (with --executor slurm)")
     parser.add_argument("--runs-dir", help="where runs live (default: $HBT_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--open", dest="open_spec", metavar="SPEC", help="the UI: open this spec file in Compose")
     # the same options after a command (`hbt-tui runs --runs-dir D`); SUPPRESS keeps the earlier value
     common = Parser(add_help=False)
     common.add_argument("--runs-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -342,10 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, default: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """The headless commands; with no command and no --run, `default` (the TUI) or the help."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    if default is not None and not args.command and not args.run_spec:
+        return default(args)
+    import gc
+
+    gc.enable()          # `hbt-tui` pauses it for the UI's start-up
     real_stdout = guard_streams()            # what `print` writes is shown as text, control characters escaped
     console = Console(file=real_stdout, markup=False, emoji=False, highlight=False)   # never markup either
     try:

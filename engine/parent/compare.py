@@ -169,6 +169,7 @@ class Comparison:
     baseline: int = 0
     seen_in_training: bool = False
     family_name: str = "cells of this comparison"
+    dropped: list[str] = field(default_factory=list)      # languages only some systems were evaluated on
 
     @property
     def kinds(self) -> set[str]:
@@ -184,20 +185,42 @@ class Comparison:
                              for system in self.runs for run in system.runs})
         if len(precisions) > 1:   # bf16 encoding moves macro scores by up to ~0.001: say so
             text += f"; encoded in {' and '.join(precisions)}"
+        if self.dropped:
+            text += (f"; compared on the {len(self.rows_languages)} languages every run was evaluated on — "
+                     f"left out: {', '.join(self.dropped)}")
         return text
+
+    @property
+    def rows_languages(self) -> list[str]:
+        return [label for label, summary, _ in self.rows if not summary]
+
+
+def evaluated_languages(systems: list[System], dataset: str) -> tuple[list[str], list[str]]:
+    """(the languages every system was evaluated on, those only some were): a comparison is made
+    on the first alone, so a macro average never mixes language sets."""
+    every: list[str] = []
+    sets = []
+    for system in systems:
+        found: set[str] = set()
+        for run in system.evaluated(dataset):
+            languages = run.results[dataset].get("languages", [])
+            every += [language for language in languages if language not in every]
+            found |= set(languages)
+        sets.append(found)
+    common = [language for language in every if all(language in found for found in sets)]
+    return common, [language for language in every if language not in common]
 
 
 def _plan(systems: list[System], dataset: str) -> list[tuple[str, bool, list[str]]]:
-    languages: list[str] = []
+    languages, _ = evaluated_languages([system for system in systems if system.has(dataset)], dataset)
     groups: dict[str, list[str]] = {}
     for system in systems:
-        for run in system.runs:
-            results = run.results.get(dataset, {})
-            languages += [lang for lang in results.get("languages", []) if lang not in languages]
-            for name, group in results.get("groups", {}).items():
+        for run in system.evaluated(dataset):
+            for name, group in run.results[dataset].get("groups", {}).items():
                 groups.setdefault(name, list(group.get("languages", [])))
     plan = [(language, False, [language]) for language in languages]
-    plan += [(name, True, [lang for lang in members if lang in languages]) for name, members in groups.items()]
+    plan += [(name, True, kept) for name, members in groups.items()
+             if (kept := [lang for lang in members if lang in languages])]
     return plan + [("macro avg", True, languages)]
 
 
@@ -273,6 +296,9 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
     if not with_data:
         raise ValueError(f"none of the runs has results on {dataset}")
     metric = metric or with_data[0].evaluated(dataset)[0].results[dataset].get("primary_metric", "map")
+    common, dropped = evaluated_languages(with_data, dataset)     # a system without results shows as empty
+    if not common:
+        raise ValueError(f"the runs share no language evaluated on {dataset}: nothing to compare")
     base = systems[baseline]
     rows, tested = [], []
     for label, summary, members in _plan(systems, dataset):
@@ -302,7 +328,7 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
     return Comparison(dataset, metric, settings, systems, rows, spec_diff([system.spec for system in systems]),
                       test, largest if family == "setting" else len(tested), baseline, seen,
                       "cells of this comparison" if family == "comparison" else
-                      "cells of each setting's table (exploratory)")
+                      "cells of each setting's table (exploratory)", dropped)
 
 
 def value_cis(run: RunResults, dataset: str, metric: str, test: Significance | None = None) -> dict[tuple[str, str], tuple[float, float]]:

@@ -165,16 +165,18 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None or value != value else round(float(value), 4)
 
 
-def results_summary(macro: dict, groups: dict, bias: float | None, primary: str, precision: str = "") -> dict:
+def results_summary(macro: dict, groups: dict, bias: float | None, primary: str, precision: str = "",
+                    step: int | None = None) -> dict:
     """What the index keeps of an evaluation: the primary metric's macro and group averages
-    per setting, and the bias (the per-language detail stays in the run folder)."""
+    per setting, the bias, and the step it was made at (the per-language detail stays in the
+    run folder)."""
     def per_setting(values: dict) -> dict:
         return {setting: _rounded(metrics.get(primary)) for setting, metrics in values.items()
                 if isinstance(metrics, dict)}
 
     return {"primary": primary, "macro": per_setting(macro), "bias": _rounded(bias),
             "groups": {name: per_setting(group) for name, group in groups.items()},
-            **({"precision": precision} if precision else {})}
+            **({"precision": precision} if precision else {}), **({"step": step} if step is not None else {})}
 
 
 def primary_results(summary: dict) -> tuple[str, dict]:
@@ -201,18 +203,22 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
         return damaged_summary(folder, record, f"{folder.spec.name} is missing or not a JSON object")
     if folder.record.exists() and read_json(folder.record) is None:
         return damaged_summary(folder, record, f"{folder.record.name} is not a JSON object")
+    from engine.parent.run_state import fold
+
     events = read_events(folder.events)
+    state = fold(events)
     summary = {"id": folder.id, **spec_summary(spec), "results": {}, "step": 0, "total_steps": None, "loss": None}
     summary.update({key: value for key, value in record.items() if key != "id"})
-    for event in events:
-        if event.kind == "started":
-            summary.update(total_steps=event.total_steps, device=event.device, started=summary.get("started") or event.time)
-        elif event.kind == "step":
-            summary.update(step=event.step, loss=event.loss)
-        elif event.kind == "eval_done":
-            summary["results"][event.dataset] = results_summary(
-                event.macro, event.groups, event.bias, event.primary_metric or primary_metric(folder, event.dataset),
-                event.precision)
+    summary.update(step=state.step, total_steps=state.total_steps, loss=state.loss)
+    if state.started is not None:
+        summary.update(device=state.device, started=summary.get("started") or state.started)
+    for dataset, history in state.history.items():
+        cells = history[-1]
+        precision = next((event.precision for event in reversed(events)
+                          if event.kind == "eval_done" and event.dataset == dataset), "")
+        summary["results"][dataset] = results_summary(cells.macro, cells.groups, cells.overall_bias,
+                                                      cells.primary_metric or primary_metric(folder, dataset), precision,
+                                                      cells.step)
     summary.setdefault("created", (events[0].time if events else folder.spec.stat().st_mtime))
     status = record.get("status")
     if status not in STATUSES or (status in ACTIVE and not owner_alive(owner_of(record))):
@@ -258,25 +264,30 @@ def status_from_events(events: list, record: dict) -> str:
 class RunFilter:
     """The one rule for choosing runs, shared by `hbt-tui runs` and the Runs screen.
 
-    `status:` and `strategy:` match a prefix (`status:fail`), `tag:` one whole tag, and every
-    other word must appear in the run's name, id or encoder. All parts must match."""
+    `status:` and `strategy:` match a prefix (`status:fail`), `tag:` one whole tag, any other
+    field of a run's summary by `field:value` its value's prefix (`seed:2`, `group:study`,
+    `train_dataset:mlqa`), and every other word must appear in the run's name, id or encoder.
+    All parts must match."""
 
     status: str | None = None
     strategy: str | None = None
     tag: str | None = None
     words: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> RunFilter:
-        fields: dict[str, str] = {}
-        words = []
+        known: dict[str, str] = {}
+        words, fields = [], []
         for term in text.lower().split():
             key, _, value = term.partition(":")
             if value and key in ("status", "strategy", "tag"):
-                fields[key] = value
+                known[key] = value
+            elif value and key.replace("_", "").isalpha():
+                fields.append((key, value))
             else:
                 words.append(term)
-        return cls(words=tuple(words), **fields)
+        return cls(words=tuple(words), fields=tuple(fields), **known)
 
     def matches(self, run: dict) -> bool:
         if self.status and not str(run.get("status", "")).lower().startswith(self.status.lower()):
@@ -285,5 +296,8 @@ class RunFilter:
             return False
         if self.tag and self.tag.lower() not in {str(tag).lower() for tag in run.get("tags") or ()}:
             return False
+        for key, value in self.fields:
+            if not str(run.get(key, "")).lower().startswith(value.lower()):
+                return False
         haystack = f"{run.get('name', '')} {run.get('id', '')} {run.get('encoder') or ''}".lower()
         return all(word.lower() in haystack for word in self.words)

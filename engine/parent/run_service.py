@@ -15,6 +15,18 @@ from engine.parent.records import ACTIVE
 from engine.parent.store import RunStore
 
 
+def folder_bytes(store: RunStore, run_id: str) -> int:
+    """The size of a run's folder on disk (links not followed: a linked folder is the link)."""
+    total = 0
+    for root, _, files in os.walk(store.folder(run_id).path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def delete_run(store: RunStore, run_id: str) -> str:
     """Remove a finished (or failed, cancelled, …) run; returns what was done, in one line."""
     store.check_writable()

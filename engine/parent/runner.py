@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.contract.errors import RunError
-from engine.contract.events import Event, parse_event, read_events
+from engine.contract.events import EvalDone, Event, Started, parse_event, read_events
 from engine.contract.layout import RunFolder, read_json, write_json_atomic, write_record
 from engine.parent.executors import Executor, Handle, from_spec
 from engine.parent.launch import (
@@ -55,6 +55,7 @@ from engine.parent.records import (
     status_from_events,
     summarise_run_dir,
 )
+from engine.parent.run_state import RunState
 from engine.parent.store import IndexWriteError, RunStore
 
 if TYPE_CHECKING:
@@ -78,10 +79,24 @@ class LiveRun:
     status: str = "queued"
     handle: Handle | None = None
     cancel_requested: bool = False
-    terminal: Event | None = None
-    progress: dict = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState)     # the fold of its events
     summary: dict = field(default_factory=dict)           # what this parent last recorded (if a write failed)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def terminal(self) -> Event | None:
+        return self.state.terminal
+
+    @property
+    def progress(self) -> dict:
+        """What the index keeps of a running run's progress (nothing before its first event)."""
+        state = self.state
+        if state.started is None and not state.losses:
+            return {}
+        found = {"step": state.step, "total_steps": state.total_steps}
+        if state.losses:
+            found.update(loss=state.loss, samples_per_s=state.samples_per_s)
+        return found
 
 
 class Runner:
@@ -244,23 +259,20 @@ class Runner:
         self._finish(run, status, error, outcome.returncode)
 
     def _handle(self, run: LiveRun, event: Event) -> None:
+        """The run's state is the fold of its events (engine.parent.run_state); what changes its
+        record is written at once, progress in batches."""
         self.on_event(run.id, event)
-        if event.kind == "step":
-            run.progress.update(step=event.step, total_steps=event.total_steps, loss=event.loss,
-                                samples_per_s=event.samples_per_s)
-        elif event.kind == "started":
-            run.progress.update(total_steps=event.total_steps, step=event.resumed_from_step)
+        run.state.apply(event)
+        if isinstance(event, Started):
             self._transition(run.id, "running", device=event.device, total_steps=event.total_steps,
                              versions=event.versions, precision=event.precision, hardware=event.machine or None)
-        elif event.kind == "eval_done":
+        elif isinstance(event, EvalDone):
             summary = self.store.get(run.id) or {}
             results = dict(summary.get("results") or {})
             results[event.dataset] = results_summary(event.macro, event.groups, event.bias,
                                                      event.primary_metric or primary_metric(run.folder, event.dataset),
-                                                     event.precision)
+                                                     event.precision, event.step)
             self._transition(run.id, "running", results=results, **run.progress)
-        elif event.kind in ("finished", "failed", "stopped"):
-            run.terminal = event
         if time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush_progress()
 

@@ -76,6 +76,8 @@ class Significance:
                  seeds: bool = False) -> str:
         """What a table's marks mean: the level, the family and its correction, the units and the
         test of each kind of cell in it ('methods': crossed test; 'models': question-level test)."""
+        if family == 0:
+            return "no cell could be tested: the runs have no per-question scores in common"
         corrected = ("uncorrected" if self.correction == "none"
                      else f"{CORRECTIONS[self.correction]}-corrected over the {family} {family_name}")
         parts = [f"* p < {self.level:g}, {corrected}"]

@@ -316,6 +316,15 @@ class RunStore:
         present = [row for row in rows if report_folder(self.runs_dir, row["id"]).is_dir()]
         return sorted(present, key=lambda row: row.get("created", 0), reverse=True)
 
+    def remove_report(self, report_id: str) -> None:
+        """A saved report or comparison: its index row and its folder under .reports."""
+        import shutil
+
+        with self.lock():
+            self._db.table(REPORTS_TABLE, cache_size=0).remove(Query().id == report_id)
+        if is_run_id(report_id):
+            shutil.rmtree(report_folder(self.runs_dir, report_id), ignore_errors=True)
+
     def save_report(self, record: dict) -> None:
         with self.lock():
             document = self._db.storage.read() or {}

@@ -70,6 +70,7 @@ class CompareScreen(Screen):
         Binding("m", "next_metric", "Metric"),
         Binding("t", "next_dataset", "Dataset"),
         Binding("e", "export", "Export"),
+        Binding("s", "save", "Save"),
         Binding("question_mark", "app.help", "Help"),
     ]
 
@@ -93,7 +94,7 @@ class CompareScreen(Screen):
         yield Static("", id="compare-footnote")
         yield Static("config fields that differ", id="compare-diff-title")
         yield DataTable(id="compare-diff", cursor_type="none")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.load()
@@ -126,9 +127,6 @@ class CompareScreen(Screen):
             metric = metric if metric in metrics else results.get("primary_metric", metrics[0])
             comparison = compare(runs, dataset, metric, SETTINGS, baseline, with_ci=True)
             self.post_message(ComparisonReady(comparison, runs, datasets, metrics))
-            from engine.parent.report.saved import save_comparison
-
-            save_comparison(self.app.store, [comparison])      # kept: the Reports screen lists it
         except (ValueError, OSError) as error:
             self.post_message(ComparisonReady(None, runs, datasets, [], str(error)))
 
@@ -181,6 +179,18 @@ class CompareScreen(Screen):
         if self.comparison is not None:
             self.export(self.comparison)
 
+    def action_save(self) -> None:
+        """Keep this comparison in the Reports list (only when asked, or exported: never per key)."""
+        if self.comparison is not None:
+            self.save(self.comparison)
+
+    @work(thread=True, exclusive=True, group="save", exit_on_error=False)
+    def save(self, comparison: Comparison) -> None:
+        from engine.parent.report.saved import save_comparison
+
+        saved = save_comparison(self.app.store, [comparison])
+        self.app.call_from_thread(self.notify, f"Saved to the Reports list ({saved.name}).", timeout=6)
+
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def export(self, shown: Comparison) -> None:
         """Markdown, CSV and LaTeX of the comparison on screen, with 95 % CIs (a bootstrap: off
@@ -199,5 +209,8 @@ class CompareScreen(Screen):
             path = folder / f"{stem}.{extension}"
             write_atomic(path, render(comparison).encode("utf-8"))
             written.append(path)
+        from engine.parent.report.saved import save_comparison
+
+        save_comparison(self.app.store, [comparison])         # an export is kept in the Reports list too
         self.app.call_from_thread(self.notify, "Exported " + markup_safe(", ".join(str(path) for path in written)),
                                   timeout=8)

@@ -51,6 +51,7 @@ from tui.compose_form import (
     parse_grid_values,
     parse_value,
 )
+from tui.messages import RunsRefused
 from tui.screens.confirm import ConfirmScreen
 
 
@@ -59,7 +60,7 @@ class ComposeScreen(Screen):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+r", "queue", "Queue"),
         Binding("ctrl+o", "open", "Open spec"),
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "back", "Back"),
     ]
 
     def __init__(self, document: dict | None = None, source: Path | None = None,
@@ -71,7 +72,9 @@ class ComposeScreen(Screen):
         self.source = source
         self.load_error = load_error
         self.problems: list[tuple[str, str]] = []
+        self.refused: str | None = None            # what the pre-queue check said, until the form changes
         self.ready = False
+        self.loaded: dict | None = None            # the form as it was when it opened (for "discard edits?")
 
     # --- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -99,15 +102,17 @@ class ComposeScreen(Screen):
                 yield Button("Queue (ctrl+r)", id="queue", variant="success", compact=True)
                 yield Button("Save & queue", id="save-queue", compact=True)
         yield Static("", id="compose-errors")
-        yield Footer()
+        yield Footer(compact=True)
 
     def _widget(self, field: Field):
         value = get_dotted(self.document, field.path)
         if field.kind == "bool":
             return Switch(value=bool(field.default if value is None else value), id=field.widget_id)
         if field.kind == "select":
-            options = [(choice, choice) for choice in field.choices]
-            return Select(options, value=value if value in field.choices else Select.NULL,
+            choices = list(field.choices)
+            if isinstance(value, str) and value not in choices:     # a loaded value the form does not know:
+                choices.append(value)                               # kept (and shown invalid), never dropped
+            return Select([(choice, choice) for choice in choices], value=value if value in choices else Select.NULL,
                           prompt="(default)", id=field.widget_id, classes="compose-input", compact=True)
         if field.kind == "multi":
             return SelectionList(id=field.widget_id, classes="compose-multi", compact=True)
@@ -130,6 +135,7 @@ class ComposeScreen(Screen):
         self.ready = True
         self._update_grid_summary()
         self.validate()
+        self.loaded = self.read_form()
         if self.load_error:
             self.notify(self.load_error, severity="error", timeout=10)
 
@@ -148,13 +154,15 @@ class ComposeScreen(Screen):
 
     def _fill_languages(self, path: str, languages: tuple[str, ...]) -> None:
         widget = self.query_one("#" + FIELDS[path].widget_id, SelectionList)
-        chosen = set(get_dotted(self.document, path) or [])
-        current = [str(widget.get_option_at_index(i).value) for i in range(widget.option_count)]
-        if current == list(languages):
+        chosen = [str(language) for language in get_dotted(self.document, path) or []]
+        offered = list(languages) + [language for language in chosen if language not in languages]   # kept: the
+        current = [str(widget.get_option_at_index(i).value) for i in range(widget.option_count)]    # validator names it
+        if current == offered:
             return
         with widget.prevent(SelectionList.SelectedChanged):
             widget.clear_options()
-            widget.add_options([(language, language, language in chosen) for language in languages])
+            widget.add_options([(language if language in languages else f"{language} (unknown)", language,
+                                 language in chosen) for language in offered])
 
     # --- reading the form ----------------------------------------------------------------------------
     def read_form(self) -> dict:
@@ -195,11 +203,16 @@ class ComposeScreen(Screen):
             self.query_one("#" + field.widget_id).set_class(field.path in bad, "-invalid")
         errors = self.query_one("#compose-errors", Static)
         if self.problems:
-            errors.update("[b red]✘ not valid[/]\n" + "\n".join(f"[red]{markup_safe(path)}[/]: {markup_safe(reason)}"
-                                                                 for path, reason in self.problems[:6]))
+            more = f"\n… and {len(self.problems) - 8} more" if len(self.problems) > 8 else ""
+            errors.update(f"[b red]✘ not valid ({len(self.problems)})[/]\n" + "\n".join(
+                f"[red]{markup_safe(path)}[/]: {markup_safe(reason)}" for path, reason in self.problems[:8]) + more)
+        elif self.refused:
+            errors.update(f"[b red]✘ refused by the pre-queue check[/] (data, model, device)\n"
+                          f"[red]{markup_safe(self.refused)}[/]")
         else:
             names = ", ".join(run.name for run in runs[:4]) + (" …" if len(runs) > 4 else "")
-            errors.update(f"[b green]✔ valid[/] — {len(runs)} run{'s' if len(runs) != 1 else ''}: {markup_safe(names)}")
+            errors.update(f"[b green]✔ valid[/] — {len(runs)} run{'s' if len(runs) != 1 else ''}: {markup_safe(names)} "
+                          "[dim](data, model and device are checked when you queue)[/]")
         return not self.problems
 
     @staticmethod
@@ -216,6 +229,7 @@ class ComposeScreen(Screen):
             return
         if getattr(event.control, "id", "") in ("grid-values", "grid-field"):
             return
+        self.refused = None                   # the form changed: the last check no longer applies
         self.validate()
         if getattr(event.control, "id", "") in (FIELDS["train.dataset"].widget_id, FIELDS["eval.datasets"].widget_id):
             self._refresh_language_options()
@@ -288,6 +302,7 @@ class ComposeScreen(Screen):
                 self.notify(f"Cannot save {path}: {error.strerror or error}", severity="error")
                 return
             self.source = path
+            self.loaded = self.read_form()
             self.notify(f"Saved {path}")
             if then is not None:
                 then()
@@ -305,6 +320,23 @@ class ComposeScreen(Screen):
             return
         self.notify("Checking data, model and device …")
         self.app.prepare_document(self.document, requester=self)   # queued (and this screen closed) once checked
+
+    def on_runs_refused(self, message: RunsRefused) -> None:
+        """The pre-queue check said no: the form says so (not a pop-up beside a "✔ valid")."""
+        self.refused = message.error
+        self.validate()
+
+    def action_back(self) -> None:
+        """Back to the runs; edits that were not saved or queued are discarded only when asked."""
+        if self.loaded is None or self.read_form() == self.loaded:
+            self.app.pop_screen()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("Discard the changes to this spec?\n(ctrl+s saves them)"), answered)
 
     @on(Button.Pressed, "#save-queue")
     def save_and_queue(self) -> None:

@@ -10,7 +10,7 @@ import time
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
@@ -24,36 +24,75 @@ SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "mult
 
 class ReportsScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open", "Open"),
-                Binding("question_mark", "app.help", "Help")]
+                Binding("d", "delete", "Delete"), Binding("question_mark", "app.help", "Help")]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="reports-title")
         yield DataTable(id="reports-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.index_stamp = None
+        self.refresh_list()
+        self.set_interval(2.0, self.follow_index)
+        self.query_one("#reports-table", DataTable).focus()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_list()
+
+    def follow_index(self) -> None:
+        """Reports another process saves (a `hbt-tui report` in another shell) appear."""
+        if self.app.store.stamp() != self.index_stamp:
+            self.refresh_list()
+
+    def refresh_list(self) -> None:
+        """The saved reports, newest first; columns as wide as what they hold (nothing cut)."""
+        from tui.screens.compare import fill_table
+
+        self.index_stamp = self.app.store.stamp()
         table = self.query_one("#reports-table", DataTable)
-        for key, label, width in (("when", "when", 16), ("kind", "kind", 7), ("title", "what", 48),
-                                  ("headline", "headline", 60)):
-            table.add_column(label, key=key, width=width)
+        current = self.current_id()
         records = self.app.store.reports()
-        for record in records:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))
-            table.add_row(when, plain(record.get("kind", "")), plain(record.get("title", "")),
-                          plain(record.get("headline") or "", "bold"), key=record["id"])
+        rows = [(record["id"], [plain(time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))),
+                                plain(record.get("kind", "")), plain(record.get("title", "")),
+                                plain(record.get("headline") or "", "bold")]) for record in records]
+        fill_table(table, [("when", "when"), ("kind", "kind"), ("title", "what"), ("headline", "headline")], rows)
+        if current is not None and current in {record["id"] for record in records}:
+            table.move_cursor(row=table.get_row_index(current))
         self.query_one("#reports-title", Static).update(
-            f" {len(records)} saved reports and comparisons · enter opens one · `hbt-tui report` makes one")
-        table.focus()
+            f" {len(records)} saved reports and comparisons · enter opens one · d deletes one · "
+            "`hbt-tui report` makes one")
+
+    def current_id(self) -> str | None:
+        table = self.query_one("#reports-table", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     @on(DataTable.RowSelected, "#reports-table")
     def selected(self, event: DataTable.RowSelected) -> None:
         self.app.push_screen(ReportScreen(str(event.row_key.value)))
 
     def action_open(self) -> None:
-        table = self.query_one("#reports-table", DataTable)
-        if table.row_count:
-            self.app.push_screen(ReportScreen(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)))
+        report_id = self.current_id()
+        if report_id:
+            self.app.push_screen(ReportScreen(report_id))
+
+    def action_delete(self) -> None:
+        from tui.screens.confirm import ConfirmScreen
+
+        report_id = self.current_id()
+        if report_id is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.store.remove_report(report_id)
+                self.refresh_list()
+                self.notify(f"Deleted the saved {report_id}.")
+
+        self.app.push_screen(ConfirmScreen(f"Delete the saved report {report_id}?\n(its runs are kept)"), confirmed)
 
 
 class ReportScreen(Screen):
@@ -72,11 +111,12 @@ class ReportScreen(Screen):
 
         yield Header()
         with Horizontal(id="report-body"):
-            yield Markdown("loading …", id="report-text")
+            with VerticalScroll(id="report-text", can_focus=True):      # keys and the wheel scroll it
+                yield Markdown("loading …", id="report-markdown")
             with Vertical(id="report-plots"):
                 yield PlotextPlot(id="report-sweep")
                 yield PlotextPlot(id="report-gains")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.load()
@@ -91,7 +131,8 @@ class ReportScreen(Screen):
     async def on_report_loaded(self, message: ReportLoaded) -> None:
         self.data = message.data
         self.dataset = next(iter(message.data["datasets"]), None)
-        await self.query_one("#report-text", Markdown).update(printable(message.text, newlines=True))
+        await self.query_one("#report-markdown", Markdown).update(printable(message.text, newlines=True))
+        self.query_one("#report-text").focus()
         self.draw()
 
     def action_next_dataset(self) -> None:
@@ -120,13 +161,15 @@ class ReportScreen(Screen):
         section = self.data["datasets"][self.dataset]
         metric = section["metrics"][0]
         drawn = False
-        for setting, marker in zip(section["tables"][metric], ("dot", "hd", "braille")):
+        legend = []
+        for setting, marker, colour, sign in zip(section["tables"][metric], ("dot", "hd", "braille"),
+                                                 ("cyan", "orange", "magenta"), ("•", "▞", "⣿")):
             points = alpha_points(self.data, section, metric, setting)
-            if len(points) >= 2:
-                plot.plt.plot([p[0] for p in points], [p[1] for p in points], label=SETTING_NAMES[setting],
-                              marker=marker)
+            if len(points) >= 2:       # the legend goes in the title: plotext's box would cover the lines
+                plot.plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker, color=colour)
+                legend.append(f"{sign} {setting}")
                 drawn = True
-        plot.plt.title(printable(f"{self.dataset} · {metric} against α (0 = X-Y, 1 = X-X)"))
+        plot.plt.title(printable(f"{self.dataset} · {metric} against α (0 = X-Y, 1 = X-X): {'  '.join(legend)}"))
         plot.plt.xlabel("α")
         return drawn
 

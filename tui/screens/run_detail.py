@@ -1,5 +1,7 @@
-"""One run: the per-language table filling cell by cell as eval events arrive, the loss
-curve, the event log, and the stderr tail when the run failed.
+"""One run, as a tracker shows it: the per-language table filling cell by cell as eval events
+arrive (or, with `v`, each cell's Δ against an earlier evaluation, tested), the evaluation
+history, samples/s and ETA, the loss curve, the event log or the run's configuration (`k`),
+and the stderr tail when the run failed.
 
 The metric and dataset shown are reactive (`watch_metric`, `watch_dataset` redraw the
 table). A dataset's results.json is read in a thread worker, when the screen opens and when
@@ -7,11 +9,14 @@ that dataset's evaluation is done (`eval_done`), never on the UI thread."""
 
 from __future__ import annotations
 
+import json
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static
@@ -20,10 +25,10 @@ from engine.contract import catalog
 from engine.contract.layout import read_json
 from engine.contract.text import printable
 from engine.parent.records import where_label
-from engine.parent.tables import markup_safe
+from engine.parent.run_state import EvalCells
+from engine.parent.tables import markup_safe, plain
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
 from tui.screens.runs import status_text
-from tui.state import EvalCells
 from tui.widgets.language_table import LanguageTable
 
 
@@ -54,11 +59,22 @@ def cells_from_results(results: dict) -> EvalCells:
     return cells
 
 
+class VersusReady(Message):
+    """This run's latest evaluation compared with an earlier one, ready to show."""
+
+    def __init__(self, comparison, step: int) -> None:
+        super().__init__()
+        self.comparison = comparison
+        self.step = step
+
+
 class RunDetailScreen(RunView, Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("m", "next_metric", "Metric"),
         Binding("t", "next_dataset", "Dataset"),
+        Binding("v", "next_versus", "Δ vs step"),
+        Binding("k", "config", "Config"),
         Binding("c", "cancel", "Cancel"),
         Binding("r", "resume", "Resume"),
         Binding("question_mark", "app.help", "Help"),
@@ -66,6 +82,7 @@ class RunDetailScreen(RunView, Screen):
 
     metric: reactive[str] = reactive("map", init=False)
     dataset: reactive[str | None] = reactive(None, init=False)
+    versus: reactive[int | None] = reactive(None, init=False)      # the earlier evaluation step Δ is against
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -87,14 +104,16 @@ class RunDetailScreen(RunView, Screen):
                 yield Static("", id="detail-table-title")
                 yield LanguageTable(id="detail-table")
                 yield Static("", id="detail-eval-progress")
+                yield Static("", id="detail-history")
             with Vertical(id="detail-right"):
                 yield Static("loss", id="detail-loss-title")
                 from tui.widgets.loss_chart import LossChart
 
                 yield LossChart(id="detail-loss")
                 yield Log(id="detail-log", max_lines=300)
+                yield Static("", id="detail-config")
         yield Static("", id="detail-stderr")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         summary = self.app.store.get(self.run_id) or {"id": self.run_id, "name": self.run_id, "status": "missing"}
@@ -114,6 +133,8 @@ class RunDetailScreen(RunView, Screen):
         self.refresh_all(summary)
         for dataset in self.datasets:
             self.load_results(dataset)
+        self.query_one("#detail-config", Static).update(config_text(self.spec))
+        self.query_one("#detail-config", Static).display = False
         self.set_interval(0.25, self.flush_steps)
 
     # --- state -----------------------------------------------------------------------------------
@@ -121,7 +142,26 @@ class RunDetailScreen(RunView, Screen):
         self.update_table()
 
     def watch_dataset(self) -> None:
+        self.versus = None
         self.update_table()
+
+    def watch_versus(self) -> None:
+        self.update_table()
+
+    @work(thread=True, exclusive=True, group="versus")
+    def compare_with(self, dataset: str, metric: str, step: int) -> None:
+        """This run's latest evaluation against its evaluation at `step`, per cell, tested (off the UI thread)."""
+        from engine.parent.compare import compare, load_run
+
+        comparison = compare([load_run(self.folder, step=step), load_run(self.folder)], dataset, metric)
+        self.post_message(VersusReady(comparison, step))
+
+    def on_versus_ready(self, message: VersusReady) -> None:
+        comparison, step = message.comparison, message.step
+        if self.versus != step or comparison.dataset != self.dataset or comparison.metric != self.metric:
+            return
+        self.query_one("#detail-table", LanguageTable).show_deltas(comparison)
+        self.query_one("#detail-eval-progress", Static).update(plain(comparison.footnote, "dim"), layout=False)
 
     @work(thread=True, group="results")
     def load_results(self, dataset: str) -> None:
@@ -159,6 +199,9 @@ class RunDetailScreen(RunView, Screen):
         if strategy == "hybrid":
             strategy += f" α={sampling.get('alpha')}"
         progress = f"step {live.step or summary.get('step') or 0}/{live.total_steps or summary.get('total_steps') or '?'}"
+        if summary.get("status") == "running" and live.samples_per_s:
+            eta = live.eta_seconds()
+            progress += f" · {live.samples_per_s:.1f} samples/s" + (f" · ETA {clock_text(eta)}" if eta else "")
         header = self.query_one("#detail-header", Static)
         text = Text()
         text.append_text(status_text(summary.get("status", "?")))
@@ -190,14 +233,29 @@ class RunDetailScreen(RunView, Screen):
             table.clear_values()
             self.table_key = (self.dataset, cells.step)
         table.show_cells(cells, languages, groups)
+        self.update_history(live)
+        if self.versus is not None and cells.done:
+            self.compare_with(self.dataset, self.metric, self.versus)
         step = "" if cells.step < 0 else f" · step {cells.step}"
+        if self.versus is not None:
+            step += f" · Δ vs step {self.versus}"
         if results and results.get("precision") and cells.done:
             step += f" · {results['precision']}"
         state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
         title.update(f"[b]{markup_safe(self.dataset)}[/b] · {markup_safe(self.metric)}{step}{state}   "
-                     f"[dim](m metric, t dataset: {markup_safe(', '.join(self.datasets))})[/]", layout=False)
-        self.query_one("#detail-eval-progress", Static).update(
-            f"[dim]encoding {markup_safe(cells.progress)}[/]" if cells.progress else "", layout=False)
+                     f"[dim](m metric, t dataset, v Δ: {markup_safe(', '.join(self.datasets))})[/]", layout=False)
+        if self.versus is None or cells.progress:
+            self.query_one("#detail-eval-progress", Static).update(
+                f"[dim]encoding {markup_safe(cells.progress)}[/]" if cells.progress else "", layout=False)
+
+    def update_history(self, live) -> None:
+        """Every evaluation of this dataset so far: its macro values of the metric shown."""
+        history = live.history.get(self.dataset, [])
+        lines = [f"step {cells.step:>6}  " + "  ".join(
+            f"{setting} {cells.macro.get(setting, {}).get(self.metric, float('nan')):.3f}"
+            for setting in ("mono", "cross", "multi") if setting in cells.macro) for cells in history]
+        text = ("evaluations (macro " + self.metric + "):\n" + "\n".join(lines)) if len(lines) > 1 else ""
+        self.query_one("#detail-history", Static).update(plain(text, "dim"), layout=False)
 
     def update_loss_title(self) -> None:
         live = self.app.ensure_live(self.run_id)
@@ -263,8 +321,40 @@ class RunDetailScreen(RunView, Screen):
         if self.datasets:
             self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
 
+    def action_next_versus(self) -> None:
+        """Δ against step 0, then each later evaluation before the latest, then off."""
+        if self.folder is None or self.dataset is None:
+            return
+        latest = self.app.ensure_live(self.run_id).evals.get(self.dataset)
+        steps = [step for step in self.folder.evaluated_steps(self.dataset) if latest is None or step != latest.step]
+        if not steps:
+            self.notify("This run has no earlier evaluation to compare with (eval.at_start or eval_every).")
+            return
+        choices = [*steps, None]
+        self.versus = choices[(choices.index(self.versus) + 1) % len(choices)] if self.versus in choices else steps[0]
+
+    def action_config(self) -> None:
+        config, log = self.query_one("#detail-config", Static), self.query_one("#detail-log", Log)
+        config.display, log.display = not config.display, config.display
+
     def action_cancel(self) -> None:
         self.app.cancel_run(self.run_id)
 
     def action_resume(self) -> None:
         self.app.resume_run(self.run_id)
+
+
+def clock_text(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest:02d}s"
+
+
+def config_text(spec: dict) -> Text:
+    """The run's configuration as `field value` lines (what decides its result; names left out)."""
+    from engine.contract.spec import flatten
+
+    lines = [f"{key:<28} {json.dumps(value, ensure_ascii=False)}" for key, value in
+             flatten({key: value for key, value in spec.items() if key not in ("name", "description", "grid",
+                                                                               "hypotheses")}).items()]
+    return plain("configuration (k: back to the log)\n" + "\n".join(lines))

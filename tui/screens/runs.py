@@ -1,34 +1,45 @@
-"""The Runs screen: every run with status, progress and key metrics, updated live.
+"""The Runs screen: every run with status, progress and key metrics, updated live, a grid's
+runs grouped (tui.run_groups: the grid, then one row per configuration with the mean ± sd
+of its seeds, then the seeds; enter opens a group or a run).
 
-Rows are keyed by run id and cells change with `update_cell`; only a new filter or sort
-order (reactive: `watch_filter_text`, `watch_sort_key`) rebuilds the table. The filter is
-`RunFilter`, the same rule as `hbt-tui runs --filter`. Space marks runs for comparison.
+Rows are keyed (run id, `group:…`, `config:…`) and cells change with `update_cell`; only a
+new filter, sort order (reactive: `watch_filter_text`, `watch_sort_key`) or an opened group
+rebuilds the table. The filter is `RunFilter`, the same rule as `hbt-tui runs --filter`.
+Space marks runs (a group's or configuration's: all of them) for comparison.
 """
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.contract.errors import UserError
+from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
 from engine.parent.tables import markup_safe, plain
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
+from tui.run_groups import SETTINGS, Row, build_rows
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.cells import number
 
-# what matters most comes first, so 80 columns show status, progress and the three scores
-COLUMNS = (("mark", " ", 1), ("status", "status", 11), ("name", "name", 20), ("progress", "progress", 12),
-           ("mono", "mono", 5), ("cross", "cross", 5), ("multi", "multi", 5), ("bias", "bias", 5),
-           ("loss", "loss", 6), ("strategy", "strategy", 12), ("alpha", "α", 4), ("where", "where", 12),
-           ("id", "id", 40))
-SORTS = ("created", "name", "status", "strategy", "mono", "cross", "multi", "bias")
+# what matters most comes first, so 80 columns show status, name, progress and the three scores
+COLUMNS = (("mark", " "), ("status", "status"), ("name", "name"), ("progress", "progress"), ("mono", "mono"),
+           ("cross", "cross"), ("multi", "multi"), ("bias", "bias"), ("loss", "loss"), ("seed", "seed"),
+           ("created", "created"), ("duration", "duration"), ("strategy", "strategy"), ("alpha", "α"),
+           ("where", "where"), ("id", "id"))
+WIDTHS = {"mark": 1, "status": 12, "progress": 11, "mono": 11, "cross": 11, "multi": 11, "bias": 10, "loss": 6,
+          "seed": 8, "created": 11, "duration": 8, "strategy": 12, "alpha": 4, "where": 12, "id": 40}
+NAME_WIDTH = (20, 70)                 # as wide as the longest name shown, within these bounds
+SORTS = ("created", "name", "status", "strategy", "seed", "step", "duration", "mono", "cross", "multi", "bias")
 STATUS_STYLE = {"queued": "cyan", "running": "bold yellow", "finished": "green", "failed": "bold red",
                 "cancelled": "magenta", "interrupted": "dark_orange", "missing": "dim red"}
 STATUS_ICON = {"queued": "◌", "running": "▶", "finished": "✔", "failed": "✘", "cancelled": "■",
@@ -47,6 +58,56 @@ def progress_text(step: int | None, total: int | None) -> Text:
     text.append("━" * filled, style="green")
     text.append("━" * (4 - filled), style="grey37")
     text.append(f" {step or 0}/{total}")
+    return text
+
+
+class DeleteAsked(Message):
+    def __init__(self, run_id: str, name: str, size: int) -> None:
+        super().__init__()
+        self.run_id, self.name, self.size = run_id, name, size
+
+
+class RunDeleted(Message):
+    def __init__(self, run_id: str, error: str | None, done: str = "") -> None:
+        super().__init__()
+        self.run_id, self.error, self.done = run_id, error, done
+
+
+def size_text(size: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def when(seconds: float | None) -> Text:
+    return plain(time.strftime("%m-%d %H:%M", time.localtime(seconds)) if seconds else "", "dim")
+
+
+def duration(run: dict) -> float | None:
+    started, ended = run.get("started"), run.get("ended")
+    if not isinstance(started, (int, float)):
+        return None
+    end = ended if isinstance(ended, (int, float)) else (time.time() if run.get("status") == "running" else None)
+    return end - started if end else None
+
+
+def duration_text(seconds: float | None) -> Text:
+    if seconds is None:
+        return Text("")
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return Text(f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest:02d}s", style="dim")
+
+
+def mean_sd(pair: tuple[float, float | None] | None, digits: int = 3) -> Text:
+    if pair is None:
+        return Text("–", style="dim")
+    mean, sd = pair
+    text = Text(f"{mean:.{digits}f}")
+    if sd is not None:
+        text.append(f"±{sd:.{digits}f}", style="dim")
     return text
 
 
@@ -74,6 +135,7 @@ class RunsScreen(RunView, Screen):
         self.marked: list[str] = []
         self.pending_steps: dict[str, float] = {}   # run id -> emission time of its newest step
         self.cells_updated = None                   # optional hook(run_id, event_time), for benchmarks
+        self.__init_rows()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -81,14 +143,17 @@ class RunsScreen(RunView, Screen):
             yield Input(placeholder="filter: text, status:failed, strategy:hybrid (/ to focus)", id="runs-filter")
             yield Static("", id="runs-count")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
+
+    def __init_rows(self) -> None:
+        self.expanded: set[str] = set()
+        self.name_width = 0
+        self.rows: list[Row] = []
+        self.row_of: dict[str, Row] = {}
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
         self.rebuild()
-        table.focus()
+        self.query_one("#runs-table", DataTable).focus()
         self.index_stamp = self.app.store.stamp()
         self.set_interval(2.0, self.follow_index)
         self.set_interval(self.REFRESH_SECONDS, self.flush_steps)
@@ -103,7 +168,7 @@ class RunsScreen(RunView, Screen):
     def visible_runs(self) -> list[dict]:
         run_filter = RunFilter.parse(self.filter_text)
         runs = [run for run in self.app.store.all() if run_filter.matches(run)]
-        reverse = self.sort_key in ("created", "mono", "cross", "multi")
+        reverse = self.sort_key in ("created", "mono", "cross", "multi", "duration", "step")
         return sorted(runs, key=lambda run: self._sort_value(run), reverse=reverse)
 
     def _sort_value(self, run: dict):
@@ -111,7 +176,10 @@ class RunsScreen(RunView, Screen):
             results = primary_results(run)[1]
             value = results.get("bias") if self.sort_key == "bias" else results.get("macro", {}).get(self.sort_key)
             return value if value is not None else (-1 if self.sort_key != "bias" else 1e12)
-        return run.get(self.sort_key) or ""
+        if self.sort_key == "duration":
+            return duration(run) or 0.0
+        value = run.get(self.sort_key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value or "")
 
     FIRST_ROWS = 48    # a tall terminal's worth; the rest follow after the first frame
     CHUNK_ROWS = 300
@@ -119,27 +187,62 @@ class RunsScreen(RunView, Screen):
     def rebuild(self) -> None:
         table = self.query_one("#runs-table", DataTable)
         cursor = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
-        table.clear()
         runs = self.visible_runs()
+        self.rows = build_rows(runs, self.expanded)
+        self.row_of = {row.key: row for row in self.rows}
+        width = min(max([NAME_WIDTH[0]] + [len(printable(row.name)) + 2 * row.depth + 2 for row in self.rows]),
+                    NAME_WIDTH[1])
+        if width != self.name_width or not table.columns:
+            table.clear(columns=True)
+            self.name_width = width
+            for key, label in COLUMNS:
+                table.add_column(label, key=key, width=width if key == "name" else WIDTHS[key])
+        else:
+            table.clear()
         self.generation = getattr(self, "generation", 0) + 1
-        self._add_rows(runs, 0, self.FIRST_ROWS, self.generation)
+        self._add_rows(self.rows, 0, self.FIRST_ROWS, self.generation)
         if cursor is not None and cursor in table.rows:
             table.move_cursor(row=table.get_row_index(cursor))
         total = len(self.app.store.all()) if self.filter_text else len(runs)
-        self.query_one("#runs-count", Static).update(f" {len(runs)}/{total} runs · sort: {self.sort_key}")
+        grids = sum(row.kind == "group" for row in self.rows)
+        self.query_one("#runs-count", Static).update(
+            plain(f" {len(runs)}/{total} runs" + (f" · {grids} grid{'s' if grids != 1 else ''}" if grids else "")
+                  + f" · sort: {self.sort_key}"))
+        self.query_one("#runs-filter", Input).placeholder = (
+            "filter: text, status:failed, strategy:hybrid, seed:2 (/ to focus)" if total else
+            "no runs yet: press n to compose one (or `hbt-tui --run SPEC` in a shell)")
 
-    def _add_rows(self, runs: list[dict], start: int, count: int, generation: int) -> None:
-        """Add runs[start:start+count], then schedule the next chunk (a newer rebuild wins)."""
+    def _add_rows(self, rows: list[Row], start: int, count: int, generation: int) -> None:
+        """Add rows[start:start+count], then schedule the next chunk (a newer rebuild wins)."""
         if generation != self.generation:
             return
         table = self.query_one("#runs-table", DataTable)
-        for run in runs[start:start + count]:
-            if run["id"] not in table.rows:
-                table.add_row(*self.cells(run), key=run["id"])
-        if start + count < len(runs):
-            self.call_after_refresh(self._add_rows, runs, start + count, self.CHUNK_ROWS, generation)
+        for row in rows[start:start + count]:
+            if row.key not in table.rows:
+                table.add_row(*self.cells(row), key=row.key)
+        if start + count < len(rows):
+            self.call_after_refresh(self._add_rows, rows, start + count, self.CHUNK_ROWS, generation)
 
-    def cells(self, run: dict) -> list:
+    def cells(self, row: Row) -> list:
+        if row.kind == "run":
+            return self.run_cells(row.run, row.depth)
+        counts = row.status_counts()
+        status = " ".join(f"{STATUS_ICON.get(name, '?')}{count}" for name, count in sorted(counts.items()))
+        scores = row.scores()
+        opened = row.key in self.expanded
+        label = f"{'  ' * row.depth}{'▾' if opened else '▸'} {row.name}"
+        seeds = f"{len(row.runs)} seeds" if row.kind == "config" else f"{row.children} cfg"
+        created = min((run.get("created") or 0 for run in row.runs), default=None)
+        strategies = sorted({str(run.get("strategy") or "") for run in row.runs})
+        marked = all(run["id"] in self.marked for run in row.runs)
+        return [Text("●" if marked else " ", style="bold cyan"), plain(status), plain(label, "bold"),
+                plain(f"{len(row.runs)} runs", "dim"), *(mean_sd(scores[setting]) for setting in SETTINGS),
+                mean_sd(scores["bias"], 1), Text(""), plain(seeds, "dim"), when(created),
+                duration_text(sum(duration(run) or 0 for run in row.runs) or None),
+                plain(strategies[0] if len(strategies) == 1 else f"{len(strategies)} kinds"), Text(""), Text(""),
+                plain(row.key, "dim")]
+
+    def run_cells(self, run: dict, depth: int = 0) -> list:
         live = self.app.live.get(run["id"])
         _, results = primary_results(run)
         macro = results.get("macro", {})
@@ -147,27 +250,39 @@ class RunsScreen(RunView, Screen):
         total = (live.total_steps if live and live.total_steps is not None else None) or run.get("total_steps")
         loss = live.loss if live and live.loss is not None else run.get("loss")
         alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
+        scores = [number(macro.get(setting)) for setting in SETTINGS]
+        evaluated_at = results.get("step")
+        if macro and run.get("status") != "finished" and evaluated_at is not None and evaluated_at != total:
+            scores = [Text.assemble(score, (f" @{evaluated_at}", "dim")) for score in scores]   # not the final scores
+        seed = run.get("seed")
         return [Text("●" if run["id"] in self.marked else " ", style="bold cyan"), status_text(run.get("status", "?")),
-                plain(run.get("name", "")), progress_text(step, total), number(macro.get("mono")),
-                number(macro.get("cross")), number(macro.get("multi")), number(results.get("bias"), 1), number(loss),
-                plain(run.get("strategy") or ""), plain(alpha), plain(where_label(run)), plain(run["id"], "dim")]
+                plain(f"{'  ' * depth}{run.get('name', '')}"), progress_text(step, total), *scores,
+                number(results.get("bias"), 1), number(loss), plain("" if seed is None else seed),
+                when(run.get("created")), duration_text(duration(run)), plain(run.get("strategy") or ""),
+                plain(alpha), plain(where_label(run)), plain(run["id"], "dim")]
 
     def refresh_row(self, run_id: str) -> None:
-        table = self.query_one("#runs-table", DataTable)
         summary = self.app.store.get(run_id)
         if summary is None:
             return
-        if run_id not in table.rows:
+        if not any(run["id"] == run_id for row in self.rows for run in row.runs):
             self.rebuild()
             return
         self.update_cells(summary)
 
     def update_cells(self, summary: dict) -> None:
-        """Change only the cells of this run that differ from its summary."""
+        """Change only the cells that differ: the run's row (if shown) and the group and
+        configuration rows it belongs to."""
         table = self.query_one("#runs-table", DataTable)
-        for (key, _, _), value in zip(COLUMNS, self.cells(summary)):
-            if table.get_cell(summary["id"], key) != value:
-                table.update_cell(summary["id"], key, value)
+        for row in self.rows:
+            if not any(run["id"] == summary["id"] for run in row.runs):
+                continue
+            row.runs = [summary if run["id"] == summary["id"] else run for run in row.runs]
+            if row.key not in table.rows:
+                continue
+            for (key, _), value in zip(COLUMNS, self.cells(row)):
+                if table.get_cell(row.key, key) != value:
+                    table.update_cell(row.key, key, value)
 
     # --- live updates (called by the app) --------------------------------------------------------
     def run_event(self, message: RunEventReceived) -> None:
@@ -201,9 +316,8 @@ class RunsScreen(RunView, Screen):
         stamp = self.app.store.stamp()
         if stamp != self.index_stamp:
             self.index_stamp = stamp
-            table = self.query_one("#runs-table", DataTable)
             runs = self.visible_runs()
-            if {run["id"] for run in runs} != {str(key.value) for key in table.rows}:
+            if {run["id"] for run in runs} != {run["id"] for row in self.rows for run in row.runs}:
                 self.rebuild()
             else:
                 for run in runs:
@@ -214,40 +328,52 @@ class RunsScreen(RunView, Screen):
         """Runs whose folder vanished behind our back show as missing (never a crash)."""
         table = self.query_one("#runs-table", DataTable)
         present = self.app.store.folder_names()
-        for run_id in list(table.rows):
-            if str(run_id.value) not in present:
-                table.update_cell(run_id, "status", status_text("missing"))
+        for row in self.rows:
+            if row.kind == "run" and row.key in table.rows and row.key not in present:
+                table.update_cell(row.key, "status", status_text("missing"))
 
     # --- actions ----------------------------------------------------------------------------------
-    def current_id(self) -> str | None:
+    def current_row(self) -> Row | None:
         table = self.query_one("#runs-table", DataTable)
         if not table.row_count:
             return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.row_of.get(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def current_id(self) -> str | None:
+        """The run under the cursor (None on a group or configuration row)."""
+        row = self.current_row()
+        return row.key if row is not None and row.kind == "run" else None
 
     @on(DataTable.RowSelected, "#runs-table")
     def row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()
 
     def action_open(self) -> None:
-        run_id = self.current_id()
-        if run_id:
-            self.app.open_run(run_id)
+        """A run opens; a grid or a configuration opens (or closes) in place."""
+        row = self.current_row()
+        if row is None:
+            return
+        if row.kind == "run":
+            self.app.open_run(row.key)
+            return
+        self.expanded.symmetric_difference_update({row.key})
+        self.rebuild()
 
     def action_compose(self) -> None:
         self.app.action_compose()
 
     def action_mark(self) -> None:
-        run_id = self.current_id()
-        if run_id is None:
+        row = self.current_row()
+        if row is None:
             return
-        if run_id in self.marked:
-            self.marked.remove(run_id)
+        ids = [run["id"] for run in row.runs]
+        if all(run_id in self.marked for run_id in ids):
+            self.marked = [run_id for run_id in self.marked if run_id not in ids]
         else:
-            self.marked.append(run_id)
-        self.refresh_row(run_id)
-        table = self.query_one("#runs-table", DataTable)
-        table.action_cursor_down()
+            self.marked += [run_id for run_id in ids if run_id not in self.marked]
+        for run_id in ids:
+            self.refresh_row(run_id)
+        self.query_one("#runs-table", DataTable).action_cursor_down()
 
     def action_compare(self) -> None:
         chosen = list(self.marked)
@@ -272,24 +398,46 @@ class RunsScreen(RunView, Screen):
         if summary is None:
             return
         if summary.get("status") in ACTIVE:
-            self.notify(f"{run_id} is {markup_safe(summary['status'])}: cancel it first.", severity="warning")
+            self.notify(f"{run_id} is {summary['status']}: cancel it first.", severity="warning")
             return
+        self.measure(run_id, summary.get("name") or run_id)
 
+    @work(thread=True, exclusive=True, group="delete", exit_on_error=False)
+    def measure(self, run_id: str, name: str) -> None:
+        """The folder's size first (a big run takes a while to walk), then the question."""
+        from engine.parent.run_service import folder_bytes
+
+        size = folder_bytes(self.app.store, run_id)
+        self.post_message(DeleteAsked(run_id, name, size))
+
+    def on_delete_asked(self, message: DeleteAsked) -> None:
         def confirmed(yes: bool | None) -> None:
             if yes:
-                from engine.parent.run_service import delete_run
+                self.delete(message.run_id)
 
-                try:
-                    done = delete_run(self.app.store, run_id)
-                except UserError as error:
-                    self.notify(str(error), severity="error")
-                    return
-                if run_id in self.marked:
-                    self.marked.remove(run_id)
-                self.rebuild()
-                self.notify(done[0].upper() + done[1:] + ".")
+        self.app.push_screen(ConfirmScreen(f"Delete run {message.name} and its folder ({size_text(message.size)})?\n"
+                                           f"{message.run_id}"), confirmed)
 
-        self.app.push_screen(ConfirmScreen(f"Delete run {summary.get('name')} and its folder?\n{run_id}"), confirmed)
+    @work(thread=True, exclusive=True, group="delete", exit_on_error=False)
+    def delete(self, run_id: str) -> None:
+        """Off the UI thread: removing gigabytes takes seconds; the screen stays live meanwhile."""
+        from engine.parent.run_service import delete_run
+
+        try:
+            done = delete_run(self.app.store, run_id)
+        except UserError as error:
+            self.post_message(RunDeleted(run_id, str(error)))
+            return
+        self.post_message(RunDeleted(run_id, None, done))
+
+    def on_run_deleted(self, message: RunDeleted) -> None:
+        if message.error:
+            self.notify(message.error, severity="error")
+            return
+        if message.run_id in self.marked:
+            self.marked.remove(message.run_id)
+        self.rebuild()
+        self.notify(message.done[0].upper() + message.done[1:] + ".")
 
     def action_sort(self) -> None:
         self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]

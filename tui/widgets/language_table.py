@@ -9,8 +9,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.parent.run_state import EvalCells
 from engine.parent.tables import plain
-from tui.state import EvalCells
 from tui.widgets.cells import number
 
 SETTINGS = ("mono", "cross", "multi")
@@ -71,6 +71,22 @@ class LanguageTable(DataTable):
             for setting in SETTINGS:
                 self._set("macro", setting, number(cells.macro.get(setting, {}).get(self.metric)))
             self._set("macro", "bias", number(cells.overall_bias, 1))
+
+    def show_deltas(self, comparison) -> None:
+        """Each cell's Δ against an earlier evaluation (engine.parent.compare), green better, red
+        worse, `*` where the test says so; the cells keep their widths (the value is dropped)."""
+        keys = {**{language: language for language in self.languages}, **{name: f"group:{name}" for name in self.groups},
+                "macro avg": "macro"}
+        for label, _, cells in comparison.rows:
+            row = keys.get(label)
+            if row is None or row not in self.rows:
+                continue
+            for setting in SETTINGS:
+                cell = cells.get((setting, 1))
+                if cell is None or cell.delta is None:
+                    continue
+                style = "green" if cell.delta > 0 else "red" if cell.delta < 0 else "dim"
+                self._set(row, setting, Text(f"{cell.delta:+.3f}{'*' if cell.significant else ''}", style=style))
 
     def _set(self, row: str, column: str, value: Text) -> None:
         if self.get_cell(row, column) != value:

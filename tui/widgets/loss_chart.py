@@ -54,4 +54,26 @@ class LossChart(PlotextPlot):
             steps, values = bucketed(self._data)
             plt.scatter(steps, values, marker="dot", color="gray")
             plt.plot(steps, smoothed(values), color="cyan", label=f"EMA {SMOOTHING:g}")
+            x_ticks = step_ticks(len(self._data))
+            plt.xticks(x_ticks, [str(tick) for tick in x_ticks])
+            y_ticks = value_ticks(min(values), max(values))
+            plt.ylim(y_ticks[0], y_ticks[-1])
+            plt.yticks(y_ticks, [f"{tick:.3g}" for tick in y_ticks])
         self.refresh()
+
+
+def step_ticks(steps: int, count: int = 5) -> list[int]:
+    """Whole steps, evenly spread from 1 to the last (one tick for one step)."""
+    if steps <= 1:
+        return [1]
+    spacing = max(1, round((steps - 1) / (count - 1)))
+    return sorted({1, *range(1 + spacing, steps, spacing), steps})
+
+
+def value_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """Round ticks around the values (a single value gets a band around it, not 18 digits)."""
+    if high - low < 1e-9:
+        spread = max(abs(high) * 0.05, 0.01)
+        low, high = low - spread, high + spread
+    step = (high - low) / (count - 1)
+    return [round(low + step * index, 6) for index in range(count)]
