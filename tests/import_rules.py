@@ -7,7 +7,7 @@ floors of the code (DESIGN.md, "Shape of the code").
     child      never the parent side
     tui        never the child side, never those heavy libraries
     engine     never textual
-    entry points (engine/{train,evaluate,cli,check,replay}.py, tui/cli.py) are imported by nothing
+    entry points (engine/{train,evaluate,cli,check,card,replay}.py, tui/cli.py) are imported by nothing
     no import circle among project modules
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 HEAVY = ("torch", "transformers", "faiss", "datasets", "sentence_transformers", "safetensors", "tokenizers",
          "huggingface_hub")
-ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.check", "engine.replay", "tui.cli")
+ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.check", "engine.card", "engine.replay", "tui.cli")
 PACKAGES = ("engine", "tui")
 
 

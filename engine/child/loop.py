@@ -235,6 +235,7 @@ def save_model(encoder: DualEncoder, folder: RunFolder) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         encoder.save(staging)
+        card(folder, staging)
     except Exception as error:
         full = is_disk_full(error, folder.path)
         shutil.rmtree(staging, ignore_errors=True)
@@ -243,6 +244,19 @@ def save_model(encoder: DualEncoder, folder: RunFolder) -> None:
         raise
     shutil.rmtree(folder.model, ignore_errors=True)
     staging.rename(folder.model)
+
+
+def card(folder: RunFolder, staging) -> None:
+    """The model card beside the weights (engine.child.model_card); a card that cannot be made
+    is said on stderr and never fails the run (a full disk still does, like the weights)."""
+    from engine.child.model_card import write_model_card
+
+    try:
+        write_model_card(folder, staging)
+    except OSError:
+        raise
+    except Exception as error:
+        log.warning("no model card: %s: %s", type(error).__name__, error)
 
 
 def evaluate_only(spec: ExperimentSpec, folder: RunFolder, writer: EventWriter, stop: StopFlag,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 
 from engine.contract import catalog
 from engine.contract.errors import DataError, ModelError, UserError
-from engine.contract.model_names import BUNDLED_PREFIX, check_encoder_name, check_model_folder, looks_like_path
+from engine.contract.model_names import (BUNDLED_PREFIX, check_encoder_name, check_model_folder, hub_unreachable,
+                                        looks_like_path)
 from engine.contract.spec import ExperimentSpec
 
 HUB_PROBE_SECONDS = 5.0
@@ -200,17 +199,6 @@ def hub_file(name: str, filename: str) -> str:
     except Exception as error:  # gated, missing, renamed: the user needs one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"encoder {name!r}: cannot get {filename} from the hub: {first}") from None
-
-
-def hub_unreachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> str | None:
-    """Why a TCP connection to the hub fails, or None when it succeeds."""
-    parsed = urllib.parse.urlparse(endpoint)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
-    except OSError as error:
-        return getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return None
 
 
 # --- device and precision --------------------------------------------------------------------------

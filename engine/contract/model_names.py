@@ -7,6 +7,8 @@ can refuse a missing model path before any process starts.
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
 from pathlib import Path
 
 from engine.contract.errors import ModelError
@@ -45,3 +47,14 @@ def check_encoder_name(name: str) -> None:
             raise ModelError(f"unknown bundled encoder {name!r} (known: {', '.join(BUNDLED_CHOICES)})")
     elif looks_like_path(name):
         check_model_folder(name)
+
+
+def hub_unreachable(endpoint: str, timeout: float = 5.0) -> str | None:
+    """Why a TCP connection to the hub fails, or None when it succeeds."""
+    parsed = urllib.parse.urlparse(endpoint)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname or "", port), timeout=timeout).close()
+    except OSError as error:
+        return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return None

@@ -38,7 +38,9 @@ from engine.parent.study_commands import (
     add_family_options,
     add_test_options,
     compare_command,
+    export_command,
     plan_command,
+    push_command,
     report_command,
     reports_command,
 )
@@ -50,7 +52,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return run_spec_file(args.run_spec, args.jobs, runs_dir_of(args), console, as_json=args.json,
                          priority=args.priority, dry_run=args.dry_run, yes=args.yes, log_every=args.log_every,
                          nproc=args.nproc, executor=args.executor, partition=args.partition,
-                         retry_failed=args.retry_failed)
+                         retry_failed=args.retry_failed, track=args.track)
 
 
 def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--executor", help="local (default), ray://HOST:PORT (a Ray dashboard), slurm, "
                         "submitit-local; or set it in ./hbt-tui.json or $HBT_EXECUTOR")
     parser.add_argument("--partition", help="the Slurm partition (with --executor slurm)")
+    parser.add_argument("--track", nargs="+", choices=["mlflow", "wandb"],
+                        help="forward the runs live to these trackers (or \"trackers\" in ./hbt-tui.json)")
     parser.add_argument("--runs-dir", help="where runs live (default: $HBT_RUNS_DIR or ./runs)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--open", dest="open_spec", metavar="SPEC", help="the UI: open this spec file in Compose")
@@ -327,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_options(plan, "the hypotheses")
     plan.set_defaults(handler=plan_command)
     commands.add_parser("reports", help="saved reports and comparisons").set_defaults(handler=reports_command)
+    export = commands.add_parser("export", help="runs into MLflow or Weights & Biases (again: updated, never twice)")
+    export.add_argument("tracker", choices=["mlflow", "wandb"])
+    export.add_argument("references", nargs="+", metavar="RUNS|NAME|GRID")
+    export.add_argument("--tracking-uri", help="MLflow: a server or a store (default $MLFLOW_TRACKING_URI or ./mlruns)")
+    export.add_argument("--dir", help="W&B: where its wandb/ folder goes (default: here)")
+    export.add_argument("--online", action="store_true", help="W&B: upload now (needs `wandb login`); default offline")
+    export.set_defaults(handler=export_command)
+    push = commands.add_parser("push", help="a run's model (with its model card) to the Hugging Face Hub")
+    push.add_argument("run")
+    push.add_argument("repo_id", metavar="REPO_ID", help="user/name on the Hub")
+    push.add_argument("--private", action="store_true")
+    push.set_defaults(handler=push_command)
     index = commands.add_parser("index", help="the results index").add_subparsers(
         dest="index_command", required=True, parser_class=with_common)
     index.add_parser("rebuild", help="re-create it from the run folders").set_defaults(handler=_cmd_index)

@@ -207,14 +207,15 @@ def describe_checks(facts: dict) -> str:
 
 async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: Console, *, as_json: bool,
                        priority: int = 0, log_every: int = 10, executor: str | None = None,
-                       partition: str | None = None, retry_failed: bool = False) -> int:
+                       partition: str | None = None, retry_failed: bool = False,
+                       track: list[str] | None = None) -> int:
     from engine.parent.runner import Runner
 
     specs = prepared.specs
     view = (ProgressView(console, enabled=not as_json) if console.is_terminal or as_json
             else PlainView(sys.stdout, log_every))
     runner = Runner(store, cpu_slots=jobs, on_event=view.on_event, on_status=view.on_status, executor=executor,
-                    partition=partition)
+                    partition=partition, trackers=track)
     for message in runner.reconcile():
         print(f"note: {message}", file=sys.stderr)
     interrupted = False
@@ -282,7 +283,8 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
 
 def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *, as_json: bool, priority: int = 0,
                   dry_run: bool = False, yes: bool = False, log_every: int = 10, nproc: int | None = None,
-                  executor: str | None = None, partition: str | None = None, retry_failed: bool = False) -> int:
+                  executor: str | None = None, partition: str | None = None, retry_failed: bool = False,
+                  track: list[str] | None = None) -> int:
     from engine.contract.validation import read_document
     from engine.parent.executors import from_spec
     from engine.parent.preflight import check_baseline, prepare
@@ -303,7 +305,7 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
         return 0
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
                                     log_every=log_every, executor=executor, partition=partition,
-                                    retry_failed=retry_failed))
+                                    retry_failed=retry_failed, track=track))
 
 
 def runs_dir_of(args) -> Path:

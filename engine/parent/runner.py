@@ -99,13 +99,26 @@ class LiveRun:
         return found
 
 
+def tracked(names: list[str] | None, warn: Callable[[str], None]):
+    """The live trackers runs are forwarded to: `names` (`--track`), else ./hbt-tui.json's
+    `trackers` (none: None, and no tracker package is imported)."""
+    from engine.parent.executors import config
+
+    names = names if names is not None else list(config().get("trackers") or [])
+    if not names:
+        return None
+    from engine.parent.trackers.live import LiveTrackers
+
+    return LiveTrackers(names, warn)
+
+
 class Runner:
     def __init__(self, store: RunStore, *, cpu_slots: int = 1, gpus: list[str] | None = None,
                  command: Command = train_command, on_event: EventCallback | None = None,
                  on_status: StatusCallback | None = None, on_message: MessageCallback | None = None,
                  grace_seconds: float = 20.0, flush_seconds: float = 30.0,
                  spawn: Callable[[Coroutine], object] | None = None, executor: str | None = None,
-                 partition: str | None = None) -> None:
+                 partition: str | None = None, trackers: list[str] | None = None) -> None:
         if cpu_slots < 1:
             raise RunError(f"--jobs must be at least 1, got {cpu_slots}")
         self.store = store
@@ -115,6 +128,7 @@ class Runner:
         self.on_message = on_message or (lambda text: print(f"warning: {text}", file=sys.stderr))
         self.grace_seconds = grace_seconds
         self.flush_seconds = flush_seconds
+        self.trackers = tracked(trackers, self.on_message)
         self.executor: Executor = from_spec(executor, partition, grace_seconds)
         self.executor_spec = self.executor.spec
         # how each run's coroutine is started: an asyncio task by default; the UI passes
@@ -262,6 +276,8 @@ class Runner:
         """The run's state is the fold of its events (engine.parent.run_state); what changes its
         record is written at once, progress in batches."""
         self.on_event(run.id, event)
+        if self.trackers is not None:
+            self.trackers.on_event(run.folder, event)
         run.state.apply(event)
         if isinstance(event, Started):
             self._transition(run.id, "running", device=event.device, total_steps=event.total_steps,

@@ -247,3 +247,41 @@ def add_family_options(parser: argparse.ArgumentParser) -> None:
                         "a spec with `hypotheses`) instead of the one the runs declare")
     parser.add_argument("--effect", type=float, default=0.01, help="the effect power is computed at (default 0.01)")
     parser.add_argument("--reference", help="the arm every delta is taken against (default: hybrid, α nearest 0.5)")
+
+
+def export_command(args: argparse.Namespace, console: Console) -> int:
+    """`hbt-tui export mlflow|wandb RUNS|NAME|GRID…`: finished runs into a tracker (again: updated)."""
+    from engine.contract.layout import REPORT_FILE, report_folder
+    from engine.parent.report.build import select_runs
+    from engine.parent.trackers import require
+    from engine.parent.trackers.mapping import check_evaluated, tracked_run
+
+    tracker = require(args.tracker)
+    store = open_store(runs_dir_of(args))
+    runs = select_runs(store, args.references)
+    reports = {}
+    for record in store.reports():                 # a report that includes a run goes with it
+        for run_id in record.get("runs") or []:
+            reports.setdefault(run_id, report_folder(store.runs_dir, record["id"]) / REPORT_FILE)
+    tracked = [tracked_run(store.folder(run["id"]), [reports[run["id"]]] if reports.get(run["id"], Path()).is_file()
+                           else []) for run in runs]
+    check_evaluated(tracked)
+    if args.tracker == "mlflow":
+        lines = tracker.export(tracked, args.tracking_uri)
+    else:
+        lines = tracker.export(tracked, Path(args.dir) if args.dir else None, online=args.online)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def push_command(args: argparse.Namespace, console: Console) -> int:
+    """`hbt-tui push RUN REPO_ID`: the model card and upload are child-side (python -m engine.card),
+    like every other use of the Hugging Face libraries."""
+    import subprocess
+    import sys
+
+    store = open_store(runs_dir_of(args))
+    folder = store.folder(store.resolve(args.run)["id"])
+    command = [sys.executable, "-m", "engine.card", "push", str(folder.path), args.repo_id]
+    return subprocess.run(command + (["--private"] if args.private else [])).returncode
