@@ -88,3 +88,59 @@ def test_bundled_encoder_ranks_the_right_answer_first_in_seven_scripts(bundled, 
         accuracy[language] = float((ranking == np.arange(len(chosen))).mean())
     assert all(value >= 0.8 for value in accuracy.values()), accuracy
     assert np.mean(list(accuracy.values())) >= 0.9, accuracy
+
+
+def _train_step_grads(encoder, sides, seed: int):
+    """Embeddings of a training-mode step (dropout on) and every trainable parameter's gradient."""
+    encoder.train()
+    encoder.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    embeddings, tokens = encoder.embed_sides(sides)
+    after = torch.rand(4)                           # where the generator is after the step's dropout draws
+    loss = sum(((side * torch.linspace(-1, 1, side.shape[1])).sum(1) ** 2).sum() for side in embeddings)
+    loss.backward()
+    grads = {name: parameter.grad.clone() for name, parameter in encoder.named_parameters() if parameter.grad is not None}
+    return [side.detach() for side in embeddings], tokens, after, grads
+
+
+@pytest.mark.parametrize("which", ["tiny", "bundled"])
+def test_the_packed_step_equals_the_hugging_face_forward_with_the_same_dropout(which, tiny_model, bundled):
+    """engine.child.packed runs every real token once, without pads, and draws Hugging Face's
+    dropout masks in its order: embeddings, the generator after them and every gradient equal
+    the per-group Hugging Face forward's (XLM-R positions on the tiny model, BERT on e5)."""
+    from engine.child.packed import packable
+
+    encoder = bundled if which == "bundled" else load_encoder(EncoderSpec(name=str(tiny_model), max_passage_length=64))
+    assert packable(encoder.model) and encoder.packed is not None
+    queries = ["Wer war der erste Kaiser?", "What?", "Где находится столица Кении?", "首都是哪里"]
+    passages = ["short", "a much longer passage " * 6, "medium length text here", "x" * 40, "Augustus war der Kaiser."]
+    sides = [(queries, True), (passages, False)]
+    packed = _train_step_grads(encoder, sides, seed=11)
+    kept, encoder.packed = encoder.packed, None
+    try:
+        reference = _train_step_grads(encoder, sides, seed=11)
+    finally:
+        encoder.packed = kept
+    for ours, theirs in zip(packed[0], reference[0]):
+        assert torch.allclose(ours, theirs, atol=2e-6), (ours - theirs).abs().max()
+    assert packed[1] == reference[1]
+    assert torch.equal(packed[2], reference[2])
+    assert packed[3].keys() == reference[3].keys()
+    for name, gradient in reference[3].items():
+        assert torch.allclose(packed[3][name], gradient, atol=1e-5, rtol=1e-4), name
+    encoder.eval()
+
+
+def test_a_model_the_packed_forward_does_not_know_keeps_the_hugging_face_forward(tiny_model, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "relu"
+    shutil.copytree(tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["hidden_act"] = "relu"
+    (folder / "config.json").write_text(json.dumps(config))
+    encoder = load_encoder(EncoderSpec(name=str(folder)))
+    assert encoder.packed is None
+    embeddings, tokens = encoder.embed(["one text", "and another, longer text"], is_query=False)
+    assert embeddings.shape == (2, config["hidden_size"]) and tokens > 0

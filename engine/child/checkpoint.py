@@ -178,7 +178,10 @@ def find_resumable(folder: RunFolder) -> Resumable:
 
 def restore(resumable: Resumable, optimizer, scheduler, scaler, rank: int = 0) -> None:
     saved = resumable.saved
+    kernels = [(group.get("fused"), group.get("foreach")) for group in optimizer.param_groups]
     optimizer.load_state_dict(saved["optimizer"])
+    for group, (fused, foreach) in zip(optimizer.param_groups, kernels):    # how to step is this run's choice
+        group["fused"], group["foreach"] = fused, foreach
     scheduler.load_state_dict(saved["scheduler"])
     scaler.load_state_dict(saved["scaler"])
     rank_rngs = saved.get("rank_rngs") or []

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.child.bundled import ensure_bundled, write_sentence_transformers_files
+from engine.child.packed import Group, PackedEncoder, packable, pool
 from engine.contract.errors import ModelError
 from engine.contract.model_names import BUNDLED_PREFIX, check_model_folder, looks_like_path
 from engine.contract.spec import EncoderSpec
@@ -39,6 +40,8 @@ class DualEncoder(torch.nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
+        # the training step's packed forward (engine.child.packed) where the model is one it runs
+        self.packed = PackedEncoder(model) if packable(model) else None
 
     def _side(self, texts: Sequence[str], is_query: bool) -> tuple[list[str], int]:
         """The texts with their side's prefix, and that side's maximum length."""
@@ -64,26 +67,48 @@ class DualEncoder(torch.nn.Module):
         return F.normalize(pooled.float(), dim=-1)                                 # (B, H)
 
     def embed(self, texts: Sequence[str], is_query: bool) -> tuple[torch.Tensor, int]:
-        """(len(texts), H) embeddings with gradients, and the number of real tokens.
+        """(len(texts), H) embeddings with gradients, and the number of real tokens."""
+        [embeddings], tokens = self.embed_sides([(texts, is_query)])
+        return embeddings, tokens
 
-        Texts are sorted by length and forwarded in a few groups, each padded only to its
-        own longest text (`length_groups`): the same embeddings as one padded batch, with
-        far fewer pad tokens to push through every layer."""
-        prefixed, max_length = self._side(texts, is_query)
-        ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+    def embed_sides(self, sides: Sequence[tuple[Sequence[str], bool]]) -> tuple[list[torch.Tensor], int]:
+        """Embeddings with gradients of several lists of texts (a step's queries and passages),
+        each (len(texts), H) in its own order, and the number of real tokens.
+
+        Each list is sorted by length and cut into groups (`length_groups`), each padded only to
+        its own longest text — the groups today's Hugging Face forward would run one by one.
+        A BERT-family model runs them all in one pass over their real tokens only
+        (engine.child.packed: no pad token in any dense layer, the same dropout masks); any
+        other model runs each group through its own forward."""
         device = self.device
         # a forward pass costs about this many tokens' worth of fixed overhead (far more on a GPU)
         overhead = 192 if device.type == "cpu" else 4096
-        pieces = []
-        for group in length_groups([len(ids[index]) for index in order], overhead):
-            members = [order[position] for position in group]
-            padded = self.tokenizer.pad({"input_ids": [ids[index] for index in members]}, return_tensors="pt")
-            pieces.append(self(padded["input_ids"].to(device), padded["attention_mask"].to(device)))
-        embeddings = torch.cat(pieces)                                            # (B, H) in length order
-        inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        return embeddings[inverse.to(device)], sum(len(row) for row in ids)
+        groups, orders, tokens = [], [], 0
+        for texts, is_query in sides:
+            prefixed, max_length = self._side(texts, is_query)
+            ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+            order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+            tokens += sum(len(row) for row in ids)
+            side = []
+            for group in length_groups([len(ids[index]) for index in order], overhead):
+                padded = self.tokenizer.pad({"input_ids": [ids[order[position]] for position in group]},
+                                            return_tensors="pt")
+                side.append(Group(padded["input_ids"].to(device), padded["attention_mask"].to(device)))
+            groups.append(side)
+            orders.append(order)
+        flat = [group for side in groups for group in side]
+        if self.packed is not None:
+            hidden, layout = self.packed(flat)
+            pooled = F.normalize(pool(hidden, layout, self.spec.pooling), dim=-1)           # (all texts, H)
+        else:
+            pooled = torch.cat([self(group.input_ids, group.attention_mask) for group in flat])
+        results, start = [], 0
+        for order in orders:                                  # back to each list's own order
+            inverse = torch.empty(len(order), dtype=torch.long)
+            inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+            results.append(pooled[start:start + len(order)][inverse.to(device)])
+            start += len(order)
+        return results, tokens
 
     @property
     def device(self) -> torch.device:

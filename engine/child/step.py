@@ -68,12 +68,12 @@ def backward(context: StepContext, batches: tuple[Batch, ...], scale: float = 1.
     for batch, weight in zip(batches, weights(context.spec, batches)):
         queries, passages = texts(batch, context.source, context.world)
         if whole:
-            with context.autocast():
-                query_embeddings, query_tokens = context.encoder.embed(queries, is_query=True)       # (B, D)
-                passage_embeddings, passage_tokens = context.encoder.embed(passages, is_query=False)  # (B + H, D)
+            with context.autocast():               # one pass over both sides' tokens (DualEncoder.embed_sides)
+                (query_embeddings, passage_embeddings), batch_tokens = context.encoder.embed_sides(
+                    [(queries, True), (passages, False)])                                  # (B, D), (B + H, D)
             loss = objective(context, query_embeddings, passage_embeddings)
             total = weight * loss if total is None else total + weight * loss
-            tokens += query_tokens + passage_tokens
+            tokens += batch_tokens
         else:
             loss, batch_tokens = cached_backward(context, queries, passages, weight * scale)
             tokens += batch_tokens
