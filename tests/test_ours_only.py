@@ -27,8 +27,14 @@ def hbt(*args, timeout: float = 600, extra_env: dict | None = None) -> subproces
                           env={**env(), "COLUMNS": "200", **(extra_env or {})}, timeout=timeout)
 
 
-def record_of(runs: Path) -> tuple[RunFolder, dict]:
-    folder = next(RunFolder(path) for path in runs.iterdir() if path.is_dir() and not path.name.startswith("."))
+def record_of(runs: Path) -> tuple[RunFolder, dict] | None:
+    """The one run folder under `runs` and its record; None while the runs directory or the
+    folder does not exist yet."""
+    folders = [path for path in runs.iterdir() if path.is_dir() and not path.name.startswith(".")] \
+        if runs.exists() else []
+    if not folders:
+        return None
+    folder = RunFolder(folders[0])
     try:
         return folder, json.loads(folder.record.read_text())
     except (FileNotFoundError, ValueError):
@@ -75,7 +81,7 @@ def test_a_reused_pid_is_left_alone_by_resume(tmp_path, tiny_model):
     spec = write(tmp_path / "spec.json", tiny_spec(tiny_model, **{"train.steps": 40, "train.checkpoint_every": 2}))
     parent = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", spec, "--runs-dir", runs],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
-    folder, record = wait_for(lambda: (found := record_of(runs) if runs.exists() else None) and
+    folder, record = wait_for(lambda: (found := record_of(runs)) and
                               found[1].get("status") == "running" and found[1].get("pid") and found,
                               what="the run to start")
     child = record["pid"]

@@ -410,7 +410,8 @@ async def test_the_detail_screen_shows_deltas_history_throughput_and_config(tmp_
         table = screen.query_one("#detail-table")
         await wait_until(pilot, lambda: plain(table.get_cell("macro", "multi")) != "·")
         history = str(screen.query_one("#detail-history", Static).render())
-        assert "evaluations (macro map)" in history and "step      0" in history and "step     12" in history
+        assert "evaluations (macro map)" in history and "\n     0  " in history and "\n    12  " in history
+        assert "\\x0a" not in history          # lines are lines, not escapes
         final = plain(table.get_cell("macro", "multi"))
         await pilot.press("v")
         await wait_until(pilot, lambda: plain(table.get_cell("macro", "multi")).startswith(("+", "-")))

@@ -285,6 +285,8 @@ def _convert_dataclass(value: Any, cls: type, path: str, problems: Problems) -> 
                 problems.append((field_path, "is required"))
             continue
         converted = _convert(raw, hints[name], field_path, problems)
+        if converted is None and raw is not None:
+            continue        # a section that is not an object (its problem is recorded): its defaults stand in
         _check_range(converted, spec_field, field_path, problems)
         kwargs[name] = converted
     try:

@@ -251,11 +251,13 @@ class RunDetailScreen(RunView, Screen):
     def update_history(self, live) -> None:
         """Every evaluation of this dataset so far: its macro values of the metric shown."""
         history = live.history.get(self.dataset, [])
-        lines = [f"step {cells.step:>6}  " + "  ".join(
-            f"{setting} {cells.macro.get(setting, {}).get(self.metric, float('nan')):.3f}"
-            for setting in ("mono", "cross", "multi") if setting in cells.macro) for cells in history]
-        text = ("evaluations (macro " + self.metric + "):\n" + "\n".join(lines)) if len(lines) > 1 else ""
-        self.query_one("#detail-history", Static).update(plain(text, "dim"), layout=False)
+        settings = [setting for setting in ("mono", "cross", "multi") if any(setting in cells.macro for cells in history)]
+        lines = [f"{cells.step:>6}  " + "  ".join(
+            f"{cells.macro.get(setting, {}).get(self.metric, float('nan')):>5.3f}" for setting in settings)
+            for cells in history]
+        header = "  step  " + "  ".join(f"{setting:>5}" for setting in settings)
+        text = (f"evaluations (macro {self.metric}):\n{header}\n" + "\n".join(lines)) if len(lines) > 1 else ""
+        self.query_one("#detail-history", Static).update(plain(text, "dim", newlines=True), layout=False)
 
     def update_loss_title(self) -> None:
         live = self.app.ensure_live(self.run_id)
@@ -357,4 +359,4 @@ def config_text(spec: dict) -> Text:
     lines = [f"{key:<28} {json.dumps(value, ensure_ascii=False)}" for key, value in
              flatten({key: value for key, value in spec.items() if key not in ("name", "description", "grid",
                                                                                "hypotheses")}).items()]
-    return plain("configuration (k: back to the log)\n" + "\n".join(lines))
+    return plain("configuration (k: back to the log)\n" + "\n".join(lines), newlines=True)
