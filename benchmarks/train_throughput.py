@@ -8,15 +8,19 @@ multilingual-e5-small with word embeddings frozen, the same hybrid (alpha 0.5) M
 batches in the same order, InfoNCE at temperature 0.05 (= MultipleNegativesRankingLoss
 scale 20), AdamW, gradient clipping at 1.0:
 
-- ours:             engine.child.step's forward/backward as a run does it, with
-                    `train.precision: auto` (bf16 autocast on a CPU with AVX-512 BF16 or AMX);
-- ours-fp32:        the same step in fp32: the speed of precision alone, and the loss curve
-                    that bf16 must follow;
-- reference:        the obvious loop: same model, batch and loss, static padding to max length;
-- st-trainer:       sentence-transformers' SentenceTransformerTrainer + MultipleNegativesRankingLoss;
-- reference-bf16, st-trainer-bf16: the two baselines with bf16 autocast (`bf16=True` for the
-                    trainer), so no ratio hides a precision the baselines could have used too.
+- ours-fp32, ours-bf16: engine.child.step's forward/backward as a run does it — the real tokens
+                    of a step's queries and passages packed into one pass (engine.child.packed),
+                    fused AdamW, foreach clipping — in fp32 and under bf16 autocast;
+- today-fp32, today-bf16: the step before packing (Hugging Face's forward per length group,
+                    per-tensor AdamW and clipping): the loss curve ours must follow;
+- reference(-bf16): the obvious loop: same model, batch and loss, static padding to max length;
+- st-trainer(-bf16): sentence-transformers' SentenceTransformerTrainer + MultipleNegativesRankingLoss
+                    (`bf16=True` for the bf16 one).
 
+Ratios are only ever taken at the same precision. On a CPU with neither AVX-512 BF16 nor AMX
+(where `auto` means fp32) the bf16 systems are NOT RUN unless --force-bf16; the machine's CPU
+model and flags are printed first. After the timed steps, ours is profiled (torch.profiler)
+over three more steps and the breakdown by kind of op is printed.
 A baseline that cannot run (sentence-transformers or accelerate missing) is reported as not
 run, and no ratio is claimed against it. Samples/s is measured over the steps after three
 warm-up steps; model FLOP/s counts forward + backward (3x the forward) of the dense layers
@@ -41,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.hardware import encoder_flops, matmul_peak, share, token_lengths  # noqa: E402
 
 QUERY_LENGTH, PASSAGE_LENGTH, TEMPERATURE, LR, WARMUP = 48, 96, 0.05, 2e-5, 3
+DEVICE = os.environ.get("BENCH_DEVICE", "cpu")     # --device cuda (benchmarks/gpu_check.sh) sets it for the children
 BASELINES = ("reference", "st-trainer")
 
 
@@ -66,54 +71,109 @@ def spec(batch_size: int, precision: str = "auto"):
     return parse_spec({"name": "bench", "encoder": {"freeze_word_embeddings": True, "max_query_length": QUERY_LENGTH,
                                                     "max_passage_length": PASSAGE_LENGTH},
                        "loss": {"temperature": TEMPERATURE},
-                       "train": {"batch_size": batch_size, "lr": LR, "precision": precision}})
+                       "train": {"batch_size": batch_size, "lr": LR, "precision": precision, "device": DEVICE}})
 
 
 def run_ours(drawn: Drawn, experiment, variant: str = "") -> tuple[list[float], list[float], str]:
-    """The run's own step: engine.child.step.backward under the precision the run would pick.
-    Variants tried and not kept (run them with --systems): `fused` (fp32, fused AdamW) and
-    `bf16-weights` (the model held in bf16, fp32 master copies in the optimizer)."""
+    """The run's own step: engine.child.step.backward (packed tokens) with the run's optimizer
+    (fused AdamW) and clipping (foreach), under the precision the spec asks for.
+
+    Variant `today` is the step as it was before packing: Hugging Face's forward per length
+    group, the per-tensor AdamW loop and per-tensor clipping — the loss curve ours must follow.
+    Variant `bf16-weights` (tried and not kept): the model held in bf16 with fp32 master copies."""
     import torch
 
     from engine.child.distributed import World
     from engine.child.encoder import load_encoder
     from engine.child.loop import make_optimizer
-    from engine.child.runtime import AUTOCAST_DTYPES, pick_precision
+    from engine.child.runtime import AUTOCAST_DTYPES
     from engine.child.step import StepContext, backward
 
-    precision = pick_precision(experiment.train.precision, torch.device("cpu"))
+    precision = experiment.train.precision
     dtype = AUTOCAST_DTYPES[precision]
-    encoder = load_encoder(experiment.encoder)
+    encoder = load_encoder(experiment.encoder).to(DEVICE)
     encoder.train()
     optimizer = make_optimizer(encoder, experiment)
     trained = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
-    masters = trained
-    if variant == "fused":
-        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=LR, fused=True)
+    masters, foreach = trained, True
+    if variant == "today":
+        encoder.packed = None
+        optimizer = torch.optim.AdamW(optimizer.param_groups, lr=LR, foreach=False)
+        foreach = False
     elif variant == "bf16-weights":
         precision, dtype = "bf16", None
         masters = [parameter.detach().float().requires_grad_(True) for parameter in trained]
         encoder.model.to(torch.bfloat16)
-        optimizer = torch.optim.AdamW(masters, lr=LR, weight_decay=experiment.train.weight_decay)
-    context = StepContext(encoder, drawn.source, experiment, World(), torch.amp.GradScaler("cpu", enabled=False),
-                          lambda: torch.autocast("cpu", dtype=dtype, enabled=dtype is not None))
-    durations, losses = [], []
-    for batch in drawn.batches:
-        started = time.perf_counter()
+        optimizer = torch.optim.AdamW(masters, lr=LR, weight_decay=experiment.train.weight_decay, fused=True)
+    context = StepContext(encoder, drawn.source, experiment, World(), torch.amp.GradScaler(DEVICE, enabled=False),
+                          lambda: torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None))
+
+    def step(batch) -> float:
         loss, _, _ = backward(context, (batch,))
         if masters is not trained:
             for master, parameter in zip(masters, trained):
                 master.grad, parameter.grad = parameter.grad.float(), None
-        torch.nn.utils.clip_grad_norm_(masters, 1.0)
+        torch.nn.utils.clip_grad_norm_(masters, 1.0, foreach=foreach)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if masters is not trained:
             with torch.no_grad():
                 for master, parameter in zip(masters, trained):
                     parameter.copy_(master)
+        return loss
+
+    durations, losses = [], []
+    for batch in drawn.batches:
+        started = time.perf_counter()
+        losses.append(step(batch))
+        synchronize()
         durations.append(time.perf_counter() - started)
-        losses.append(loss)
+    drawn.profile = profile_steps(lambda: [step(batch) for batch in drawn.batches[:PROFILED]])
     return durations, losses, precision
+
+
+PROFILED = 3
+CATEGORIES = (   # (category, substrings of an op's name), first match wins; self time only
+    ("dropout masks (bernoulli)", ("bernoulli",)),
+    ("layer norm", ("layer_norm",)),
+    ("optimizer + clipping", ("adam", "_foreach", "norm_", "linalg_vector_norm")),
+    ("attention (sdpa/softmax)", ("attention", "softmax", "sdpa")),
+    ("matmul", ("mm", "matmul", "linear", "mkldnn")),
+    ("gelu", ("gelu",)),
+    ("pack/unpack (index, cat)", ("index", "nonzero", "cat", "embedding", "gather", "scatter")),
+    ("dtype casts + copies", ("copy", "_to_", "aten::to", "clone", "contiguous")),
+    ("other elementwise", ("mul", "add", "div", "sub", "masked", "where", "fill", "zero", "sum", "mean", "exp",
+                           "log", "neg", "pow", "sqrt")),
+)
+
+
+def synchronize() -> None:
+    if DEVICE != "cpu":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def profile_steps(run) -> dict:
+    """torch.profiler over PROFILED more steps: self CPU time per category of op (ms per step),
+    and what no op accounts for (Python, dispatch, tokenizing)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if DEVICE != "cpu":
+        return {}          # the CPU breakdown only: on a GPU the ops' CPU time is launch time
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        run()
+    wall = (time.perf_counter() - started) * 1000 / PROFILED
+    totals: dict[str, float] = {}
+    for event in profiler.key_averages():
+        name = event.key.lower()
+        if not name.startswith("aten::") and "adam" not in name:
+            continue          # record_function ranges (Optimizer.step, autograd nodes) hold no time of their own here
+        category = next((label for label, keys in CATEGORIES if any(key in name for key in keys)), "other ops")
+        totals[category] = totals.get(category, 0.0) + event.self_cpu_time_total / 1000 / PROFILED
+    totals["outside ops (Python, dispatch, tokenizer)"] = max(0.0, wall - sum(totals.values()))
+    return {"step_ms": wall, "categories": totals}
 
 
 def run_reference(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[float], list[float], str]:
@@ -125,15 +185,15 @@ def run_reference(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[fl
 
     location = resolve_model_location(experiment.encoder.name)
     tokenizer = AutoTokenizer.from_pretrained(location)
-    model = AutoModel.from_pretrained(location, add_pooling_layer=False)
+    model = AutoModel.from_pretrained(location, add_pooling_layer=False).to(DEVICE)
     model.get_input_embeddings().weight.requires_grad_(False)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.01)
 
     def embed(texts: list[str], prefix: str, length: int) -> torch.Tensor:
         inputs = tokenizer([prefix + t for t in texts], padding="max_length", truncation=True, max_length=length,
-                           return_tensors="pt")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                           return_tensors="pt").to(DEVICE)
+        with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):
             hidden = model(**inputs).last_hidden_state
         mask = inputs["attention_mask"].unsqueeze(-1).float()
         return F.normalize((hidden.float() * mask).sum(1) / mask.sum(1), dim=-1)
@@ -142,13 +202,13 @@ def run_reference(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[fl
     for queries, passages in drawn.texts:
         started = time.perf_counter()
         scores = embed(queries, "query: ", QUERY_LENGTH) @ embed(passages, "passage: ", PASSAGE_LENGTH).T
-        loss = F.cross_entropy(scores / TEMPERATURE, torch.arange(len(queries)))
+        loss = F.cross_entropy(scores / TEMPERATURE, torch.arange(len(queries), device=DEVICE))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        durations.append(time.perf_counter() - started)
         losses.append(float(loss))
+        durations.append(time.perf_counter() - started)
     return durations, losses, "bf16" if bf16 else "fp32"
 
 
@@ -163,7 +223,7 @@ def run_st_trainer(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[f
 
     from engine.child.encoder import resolve_model_location
 
-    model = SentenceTransformer(resolve_model_location(experiment.encoder.name), device="cpu")
+    model = SentenceTransformer(resolve_model_location(experiment.encoder.name), device=DEVICE)
     model.max_seq_length = PASSAGE_LENGTH
     model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     rows = {"anchor": [f"query: {q}" for queries, _ in drawn.texts for q in queries],
@@ -183,6 +243,7 @@ def run_st_trainer(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[f
             self.started = time.perf_counter()
 
         def on_step_end(self, *args, **kwargs):
+            synchronize()
             self.durations.append(time.perf_counter() - self.started)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -194,28 +255,37 @@ def run_st_trainer(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[f
         arguments = SentenceTransformerTrainingArguments(
             output_dir=output, per_device_train_batch_size=batch_size, max_steps=len(drawn.texts), learning_rate=LR,
             weight_decay=0.01, warmup_steps=0, max_grad_norm=1.0, logging_steps=1, save_strategy="no",
-            report_to=[], use_cpu=True, bf16=bf16, dataloader_drop_last=True, disable_tqdm=True, seed=0)
+            report_to=[], use_cpu=DEVICE == "cpu", bf16=bf16, dataloader_drop_last=True, disable_tqdm=True, seed=0)
         trainer = SameOrder(model=model, args=arguments, train_dataset=Dataset.from_dict(rows),
                             loss=MultipleNegativesRankingLoss(model, scale=1 / TEMPERATURE), callbacks=[clock])
         trainer.train()
     return clock.durations, clock.losses, "bf16" if bf16 else "fp32"
 
 
-SYSTEMS = {
-    "ours": lambda data, batch_size: run_ours(data, spec(batch_size, "auto")),
-    "ours-fp32": lambda data, batch_size: run_ours(data, spec(batch_size, "fp32")),
-    "reference": lambda data, batch_size: run_reference(data, spec(batch_size)),
-    "st-trainer": lambda data, batch_size: run_st_trainer(data, spec(batch_size)),
-    "reference-bf16": lambda data, batch_size: run_reference(data, spec(batch_size), bf16=True),
-    "st-trainer-bf16": lambda data, batch_size: run_st_trainer(data, spec(batch_size), bf16=True),
-    "ours-fused": lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "fused"),
-    "ours-bf16-weights": lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "bf16-weights"),
+SYSTEMS = {     # name: (precision, how to run it)
+    "ours-fp32": ("fp32", lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"))),
+    "today-fp32": ("fp32", lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "today")),
+    "reference": ("fp32", lambda data, batch_size: run_reference(data, spec(batch_size))),
+    "st-trainer": ("fp32", lambda data, batch_size: run_st_trainer(data, spec(batch_size))),
+    "ours-bf16": ("bf16", lambda data, batch_size: run_ours(data, spec(batch_size, "bf16"))),
+    "today-bf16": ("bf16", lambda data, batch_size: run_ours(data, spec(batch_size, "bf16"), "today")),
+    "reference-bf16": ("bf16", lambda data, batch_size: run_reference(data, spec(batch_size), bf16=True)),
+    "st-trainer-bf16": ("bf16", lambda data, batch_size: run_st_trainer(data, spec(batch_size), bf16=True)),
+    "ours-bf16-weights": ("bf16", lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "bf16-weights")),
 }
-DEFAULT_SYSTEMS = ("ours", "ours-fp32", "reference", "st-trainer", "reference-bf16", "st-trainer-bf16")
+DEFAULT_SYSTEMS = ("ours-fp32", "today-fp32", "reference", "st-trainer",
+                   "ours-bf16", "today-bf16", "reference-bf16", "st-trainer-bf16")
+LOSS_TARGETS = {"fp32": 1e-4, "bf16": 0.02}
 
 
-def missing_for(system: str) -> str | None:
-    """Why a system cannot run here (a package it needs is missing), else None."""
+def missing_for(system: str, force_bf16: bool = False) -> str | None:
+    """Why a system cannot run here (a bf16 system on a CPU without bf16 arithmetic, a package
+    it needs missing), else None."""
+    from engine.child.runtime import cpu_has_fast_bf16
+
+    if DEVICE == "cpu" and SYSTEMS[system][0] == "bf16" and not force_bf16 and not cpu_has_fast_bf16():
+        return ("this CPU has neither AVX-512 BF16 nor AMX: bf16 would be emulated, and `auto` trains in fp32 "
+                "here (--force-bf16 runs it anyway)")
     if not system.startswith("st-trainer"):
         return None
     import importlib.util
@@ -234,7 +304,7 @@ def child(system: str, steps: int, batch_size: int) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
     torch.manual_seed(0)
     drawn = Drawn(steps + WARMUP, batch_size)
-    durations, losses, precision = SYSTEMS[system](drawn, batch_size)
+    durations, losses, precision = SYSTEMS[system][1](drawn, batch_size)
     timed = durations[WARMUP:]
     encoder = load_encoder(EncoderSpec(max_query_length=QUERY_LENGTH, max_passage_length=PASSAGE_LENGTH))
     lengths, forwarded, pairs = [], 0, []
@@ -249,7 +319,8 @@ def child(system: str, steps: int, batch_size: int) -> None:
                       "step_s": sum(timed) / len(timed), "precision": precision, "losses": losses,
                       "model_flops": encoder_flops(encoder.model, lengths, training=True) / sum(timed),
                       "real_tokens": sum(lengths), "grouped_tokens": forwarded, "bucketed_tokens": bucketed,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "profile": getattr(drawn, "profile", None)}))
 
 
 def grouped_tokens(lengths: list[int]) -> int:
@@ -273,7 +344,7 @@ def bucketed_tokens(pairs: list[tuple[int, int]], batch_size: int, window: int =
     return total
 
 
-def ratio_line(label: str, ours: dict, results: dict, names: list[str], not_run: dict, target: str = "") -> str:
+def ratio_line(label: str, ours: dict, results: dict, names: list[str], target: str = "") -> str:
     ran = [name for name in names if name in results]
     skipped = [name for name in names if name not in results]
     if not ran:
@@ -286,6 +357,24 @@ def ratio_line(label: str, ours: dict, results: dict, names: list[str], not_run:
     return line
 
 
+NOMINAL_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "V100": 125}
+
+
+def nominal_gpu_peak(name: str) -> int | None:
+    """The card's dense bf16 (V100: fp16) tensor-core peak from its datasheet, if it is one we know."""
+    return next((peak for card, peak in NOMINAL_BF16_TFLOPS.items() if card in name), None)
+
+
+def print_profile(system: str, row: dict) -> None:
+    profile = row.get("profile")
+    if not profile:
+        return
+    print(f"\nwhere {system}'s step goes (torch.profiler, self time of ops over {PROFILED} more steps, "
+          f"{profile['step_ms']:.0f} ms/step profiled):")
+    for category, milliseconds in sorted(profile["categories"].items(), key=lambda item: -item[1]):
+        print(f"  {category:<44} {milliseconds:8.1f} ms {100 * milliseconds / profile['step_ms']:6.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=16)
@@ -293,62 +382,93 @@ def main() -> None:
     parser.add_argument("--child", choices=list(SYSTEMS))
     parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
                         help=f"comma-separated, of: {', '.join(SYSTEMS)}")
+    parser.add_argument("--force-bf16", action="store_true", help="run the bf16 systems on a CPU without bf16 too")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEVICE)
     args = parser.parse_args()
+    os.environ["BENCH_DEVICE"] = args.device        # the children run where the parent was told to
     if args.child:
         return child(args.child, args.steps, args.batch_size)
     threads = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
     import torch
 
+    from engine.child.runtime import machine, pick_precision
+
     torch.set_num_threads(threads)
-    peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
+    host = machine()
+    print(f"machine: {host.get('cpu')} · {host.get('cores')} cores · flags: {', '.join(host.get('flags') or []) or 'none of avx512*/amx'}"
+          f" · auto precision = {pick_precision('auto', torch.device('cpu'))}", flush=True)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device is visible")
+        print(f"gpu: {torch.cuda.get_device_name(0)} · nominal dense bf16 peak "
+              f"{nominal_gpu_peak(torch.cuda.get_device_name(0)) or 'unknown'} TFLOP/s", flush=True)
+    size = 2048 if args.device == "cpu" else 8192
+    peaks = {name: matmul_peak(name, size=size, device=args.device) for name in ("fp32", "bf16")}
     results, not_run = {}, {}
     for system in args.systems.split(","):
-        why = missing_for(system)
+        why = missing_for(system, args.force_bf16)
         if why is None:
             output = subprocess.run([sys.executable, __file__, "--child", system, "--steps", str(args.steps),
                                      "--batch-size", str(args.batch_size)], capture_output=True, text=True,
                                     check=False)
             if output.returncode == 0:
                 results[system] = json.loads(output.stdout.strip().splitlines()[-1])
+                print(f"... {system}: {results[system]['samples_per_s']:.2f} samples/s", flush=True)
                 continue
             why = f"failed (exit {output.returncode}): {(output.stderr.strip().splitlines() or ['?'])[-1][:300]}"
         not_run[system] = why
         print(f"!!! {system}: NOT RUN — {why}", flush=True)
 
-    print(f"\ntraining throughput · bundled e5-small, word embeddings frozen · batch {args.batch_size} · CPU "
-          f"({threads} threads) · {args.steps} timed steps after {WARMUP} warm-up steps")
-    print(f"matmul peak measured now: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s (2048x2048)")
-    print(f"{'system':<16} {'precision':>9} {'samples/s':>10} {'s/step':>7} {'GFLOP/s':>8} {'of peak':>8} "
+    where = f"CPU ({threads} threads)" if args.device == "cpu" else f"GPU {torch.cuda.get_device_name(0)}"
+    print(f"\ntraining throughput · bundled e5-small, word embeddings frozen · batch {args.batch_size} · {where} · "
+          f"{args.steps} timed steps after {WARMUP} warm-up steps · identical batches")
+    print(f"matmul peak measured now: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
+          f"({size}x{size})")
+    print(f"{'system':<18} {'precision':>9} {'samples/s':>10} {'s/step':>7} {'GFLOP/s':>8} {'of peak':>8} "
           f"{'peak RSS MB':>12}")
     for system, row in results.items():
         achieved = row["model_flops"] / 1e9
-        print(f"{system:<16} {row['precision']:>9} {row['samples_per_s']:>10.2f} {row['step_s']:>7.2f} "
+        print(f"{system:<18} {row['precision']:>9} {row['samples_per_s']:>10.2f} {row['step_s']:>7.2f} "
               f"{achieved:>8.0f} {share(achieved, peaks[row['precision']]):>8} {row['peak_rss_mb']:>12.0f}")
     for system, why in not_run.items():
-        print(f"{system:<16} NOT RUN: {why}")
-    if "ours" not in results:
-        print("ours did not run: no ratio")
-        return
-    ours = results["ours"]
-    print(ratio_line(f"ours ({ours['precision']}) / fp32 baselines", ours, results, list(BASELINES), not_run,
-                     " (target >= 2.0x)"))
-    print(ratio_line(f"ours ({ours['precision']}) / bf16 baselines", ours, results,
-                     [f"{name}-bf16" for name in BASELINES], not_run))
-    pads = 1 - ours["real_tokens"] / ours["grouped_tokens"]
-    static = 1 - ours["real_tokens"] / (args.steps * args.batch_size * (QUERY_LENGTH + PASSAGE_LENGTH))
-    print(f"padding: ours forwards {ours['grouped_tokens']:,} tokens for {ours['real_tokens']:,} real ones "
-          f"({100 * pads:.1f}% pads; static padding to max length: {100 * static:.1f}%): the most that grouping "
-          "batches by length could still save")
-    print(f"length bucketing across 4 batches (re-cut by passage length; NOT what a run does: it changes which "
-          f"texts share a batch): {ours['bucketed_tokens']:,} tokens, "
-          f"{100 * (1 - ours['bucketed_tokens'] / ours['grouped_tokens']):.1f}% fewer than ours")
-    if "ours-fp32" in results:
-        fp32 = results["ours-fp32"]
-        print(f"ours {ours['precision']} / ours fp32: {ours['samples_per_s'] / fp32['samples_per_s']:.2f}x")
-        differences = [abs(a - b) for a, b in zip(ours["losses"], fp32["losses"])]
-        print(f"loss curve, {ours['precision']} against fp32 on the same {len(differences)} steps: largest |d| "
-              f"{max(differences):.4f}, mean |d| {sum(differences) / len(differences):.4f} "
-              f"(losses {min(fp32['losses']):.2f}-{max(fp32['losses']):.2f})")
+        print(f"{system:<18} NOT RUN: {why}")
+    nominal = nominal_gpu_peak(torch.cuda.get_device_name(0)) if args.device == "cuda" else None
+    if nominal:
+        for system, row in results.items():
+            if row["precision"] == "bf16":
+                print(f"{system}: MFU {100 * row['model_flops'] / (nominal * 1e12):.1f}% of the card's nominal "
+                      f"{nominal} TFLOP/s bf16")
+    print("\nsame precision, identical batches (target >= 2.0x the faster baseline; share of peak target >= 40%):")
+    for precision in ("fp32", "bf16"):
+        mine = results.get(f"ours-{precision}")
+        if mine is None:
+            print(f"{precision}: ours-{precision} did not run: no ratio")
+            continue
+        suffix = "" if precision == "fp32" else "-bf16"
+        print("  " + ratio_line(f"ours-{precision} / {precision} baselines", mine, results,
+                                [f"{name}{suffix}" for name in BASELINES], " (target >= 2.0x)"))
+        today = results.get(f"today-{precision}")
+        if today is not None:
+            differences = [abs(a - b) for a, b in zip(mine["losses"], today["losses"])]
+            print(f"  ours-{precision} / today-{precision} (the step before packing): "
+                  f"{mine['samples_per_s'] / today['samples_per_s']:.2f}x; loss curve over {len(differences)} steps: "
+                  f"largest |d| {max(differences):.2e} (target <= {LOSS_TARGETS[precision]:g}), "
+                  f"mean |d| {sum(differences) / len(differences):.2e}")
+    if "ours-bf16" in results and "ours-fp32" in results:
+        bf16, fp32 = results["ours-bf16"], results["ours-fp32"]
+        differences = [abs(a - b) for a, b in zip(bf16["losses"], fp32["losses"])]
+        print(f"  ours bf16 / ours fp32: {bf16['samples_per_s'] / fp32['samples_per_s']:.2f}x; bf16 against fp32 "
+              f"loss: largest |d| {max(differences):.4f}")
+    ours = results.get("ours-fp32") or next(iter(results.values()), None)
+    if ours is not None:
+        pads = 1 - ours["real_tokens"] / ours["grouped_tokens"]
+        static = 1 - ours["real_tokens"] / (args.steps * args.batch_size * (QUERY_LENGTH + PASSAGE_LENGTH))
+        print(f"\npadding: {ours['real_tokens']:,} real tokens; today's step forwarded {ours['grouped_tokens']:,} "
+              f"({100 * pads:.1f}% pads), static padding to max length {100 * static:.1f}% pads; ours forwards only "
+              "the real tokens through every dense layer (attention per length group)")
+    for system in ("ours-fp32", "ours-bf16"):
+        if system in results:
+            print_profile(system, results[system])
 
 
 if __name__ == "__main__":

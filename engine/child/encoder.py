@@ -131,14 +131,24 @@ class DualEncoder(torch.nn.Module):
         """(len(texts), H) float32 normalised embeddings, in the order of `texts`."""
         was_training = self.training
         self.eval()
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
         dim = self.model.config.hidden_size
         output = np.empty((len(texts), dim), dtype=np.float32)
         device = self.device
+        if self.packed is not None:     # token lengths known up front: batches of like length, run packed
+            prefixed, max_length = self._side(texts, is_query)
+            ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+            order = sorted(range(len(ids)), key=lambda index: len(ids[index]), reverse=True)
+        else:
+            order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            batch = {key: value.to(device) for key, value in self.tokenize([texts[i] for i in chunk], is_query).items()}
-            embeddings = self(**batch)
+            if self.packed is not None:
+                padded = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
+                hidden, layout = self.packed([Group(padded["input_ids"].to(device), padded["attention_mask"].to(device))])
+                embeddings = F.normalize(pool(hidden, layout, self.spec.pooling), dim=-1)
+            else:
+                batch = {key: value.to(device) for key, value in self.tokenize([texts[i] for i in chunk], is_query).items()}
+                embeddings = self(**batch)
             output[chunk] = embeddings.float().cpu().numpy()
             if progress is not None:
                 progress(min(start + batch_size, len(order)), len(order))

@@ -153,7 +153,8 @@ class PackedEncoder:
             projection = attention.self
             weight = torch.cat([projection.query.weight, projection.key.weight, projection.value.weight])
             bias = torch.cat([projection.query.bias, projection.key.bias, projection.value.bias])
-            qkv = F.linear(x, weight, bias)                                                   # (N, 3H)
+            # a half_matmuls model (evaluation in bf16/fp16) holds its Linear weights in that dtype
+            qkv = F.linear(x.to(weight.dtype), weight, bias)                                   # (N, 3H)
             context = self._attention(qkv, layout, masks.attention[number] if masks else None)   # (N, H)
             out = _dropout(attention.output.dense(context), next(sites) if sites else None)
             x = attention.output.LayerNorm(out + x)
