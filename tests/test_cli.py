@@ -88,3 +88,13 @@ def test_a_word_is_a_command_only_in_the_command_place(tmp_path, monkeypatch):
                             timeout=120)
     assert listed.returncode == 0 and {run["id"] for run in json.loads(listed.stdout)} >= {"hybrid-run", "mono-run"}
     assert opened[-1] == (None, 2, "experiments/quickstart.json")     # the subprocess never opened a UI
+
+
+def test_runs_keeps_a_grid_runs_whole_id_at_80_columns(tmp_path):
+    long_id = "study-mlqa-to-xquad-seed=6-strategy=multitask-mu-261202-000640-def1"
+    store = recorded_store(tmp_path, {long_id: "hybrid"})
+    listed = subprocess.run([sys.executable, "-m", "engine.cli", "runs", "--runs-dir", str(store.runs_dir)],
+                            capture_output=True, text=True, env={**env(), "COLUMNS": "80"}, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert any(long_id in line for line in listed.stdout.splitlines())
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80

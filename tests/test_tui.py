@@ -479,3 +479,44 @@ async def test_compose_shows_a_refused_pre_queue_check_and_asks_before_discardin
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+
+
+async def test_an_empty_runs_screen_says_how_to_start(tmp_path):
+    from engine.parent.store import RunStore
+
+    app = replay_app(tmp_path, store=RunStore(tmp_path / "empty"))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen)
+                         and "press n" in app.screen.query_one("#runs-filter", Input).placeholder)
+        assert len(runs_table(app).rows) == 0
+
+
+async def test_grid_runs_filter_by_seed_and_sort_by_duration(tmp_path):
+    from tui_helpers import grouped_store
+
+    store = grouped_store(tmp_path)
+    record = store.runs_dir / "grid-hybrid-1" / "run.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "ended": 1795600301.0}))   # the older seed ran longer
+    store.rebuild()
+    app = replay_app(tmp_path, store=store)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and len(runs_table(app).rows) > 0)
+        screen = app.screen
+        for _ in range(2):               # the grid, then its configurations: every group open
+            screen.expanded.update(row.key for row in screen.rows if row.kind != "run")
+            screen.rebuild()
+        await wait_until(pilot, lambda: sum(row.kind == "run" for row in screen.rows) == 5)
+        await pilot.press("slash")
+        await pilot.press(*"seed:2")
+        await wait_until(pilot, lambda: {row.key for row in screen.rows if row.kind == "run"}
+                         == {"grid-hybrid-2", "grid-monolingual-2"})
+        assert plain(runs_table(app).get_cell("grid-hybrid-2", "seed")) == "2"
+        screen.query_one("#runs-filter", Input).value = ""
+        await pilot.press("enter")
+        while screen.sort_key != "duration":
+            await pilot.press("s")
+        await wait_until(pilot, lambda: sum(row.kind == "run" for row in screen.rows) == 5)
+        durations = [plain(runs_table(app).get_cell(key, "duration")) for key in ("grid-hybrid-1", "grid-hybrid-2")]
+        assert durations == ["5m00s", "1m42s"]           # ended - started of each seed's record
+        order = [row.key for row in screen.rows if row.kind == "run"]
+        assert order.index("grid-hybrid-1") < order.index("grid-hybrid-2")      # longest first (created: newest first)

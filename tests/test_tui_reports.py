@@ -108,3 +108,34 @@ async def test_compare_keys_do_not_pile_up_saved_comparisons(tmp_path):
         assert app.store.reports() == []
         await pilot.press("s")
         await wait_until(pilot, lambda: len(app.store.reports()) == 1)
+
+
+def test_wide_tables_become_lists_and_each_plot_has_its_title(tmp_path):
+    """A table wider than the pane reads as one bullet per row (Textual squeezes it into "…"
+    cells otherwise); plot titles are labels, since plotext drops a title wider than its plot."""
+    from tui.screens.reports import narrow_tables
+
+    text = "intro\n\n| id | claim | p |\n|---|---|---:|\n| Q1 | a long claim | 0.5 |\n|  | no id |  |\n\nafter"
+    assert narrow_tables(text, 200) == text
+    narrow = narrow_tables(text, 10)
+    assert "- **id** Q1 · **claim** a long claim · **p** 0.5\n- **claim** no id" in narrow and "|" not in narrow
+    assert narrow.startswith("intro\n\n") and narrow.endswith("\n\nafter")
+
+
+async def test_an_opened_report_fits_its_pane_at_120_columns(tmp_path):
+    app = replay_app(tmp_path, store=saved_reports(tmp_path))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        for kind in ("report", "compare"):
+            record = next(record for record in app.store.reports() if record["kind"] == kind)
+            app.push_screen(ReportScreen(record["id"]))
+            await wait_until(pilot, lambda: isinstance(app.screen, ReportScreen) and app.screen.drawn)
+            screen = app.screen
+            width = screen.query_one("#report-text").size.width
+            source = screen.query_one(Markdown).source
+            assert [line for line in source.splitlines() if line.startswith("|") and len(line) > width] == []
+            assert str(screen.query_one("#report-gains-title").render()).endswith("(* significant)")
+            if kind == "report":
+                assert "**corrected p**" in source and "**claim** hybrid α=0.5" in source
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ReportScreen))

@@ -66,7 +66,7 @@ def fill_table(table: DataTable, columns: list[tuple[str, str]], rows: list[tupl
 class CompareScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
-        Binding("b", "next_baseline", "Baseline"),
+        Binding("b", "next_baseline", "Base"),           # "Baseline" cut ^q off the footer at 80 columns
         Binding("m", "next_metric", "Metric"),
         Binding("t", "next_dataset", "Dataset"),
         Binding("e", "export", "Export"),

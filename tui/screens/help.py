@@ -20,7 +20,7 @@ evaluate, and compare runs per language.
 | `ctrl+p` | command palette (new experiment, open spec, compare, rebuild index, open a run) |
 | `?` | this help |
 | `escape` | back |
-| `ctrl+q` | quit (running runs are cancelled: they checkpoint and can be resumed) |
+| `ctrl+q` | quit (with runs going it asks: cancel them — they checkpoint and can be resumed — or stay) |
 
 ## Runs
 | key | action |
@@ -28,24 +28,27 @@ evaluate, and compare runs per language.
 | `enter` | open the run |
 | `n` | compose a new experiment |
 | `space` | mark / unmark for comparison · `m` compare the marked runs |
-| `c` / `r` / `d` | cancel · resume · delete (asks first) |
-| `s` | cycle the sort column · `/` filter (`status:failed`, `strategy:hybrid`, text) |
+| `c` / `r` / `d` | cancel · resume · delete (asks first, with the folder's size) — not in the footer |
+| `s` | cycle the sort column (not in the footer) · `/` filter (`field:value` on any column: `status:failed`, `strategy:hybrid`, `seed:2`; or text) |
+| `enter` on a grid or configuration row | fold / unfold its runs (mean ± sd over seeds on the configuration row) |
 
 ## Run detail
 Per-language table (rows: languages, high/low-resource groups, macro average; columns:
 mono / cross / multi and language bias) filling in as the evaluation reports.
-`m` next metric · `t` next dataset · `c` cancel · `r` resume.
+`m` next metric · `t` next dataset · `v` Δ against step 0, then each earlier evaluation (`*`: the test says
+so) · `k` the run's configuration · `c` cancel · `r` resume (these two are not in the footer).
 
 ## Compare
 Runs side by side per language with deltas against the baseline (green better, red
 worse, `*` significant at p < 0.05 after Holm's correction, the question as the unit), group averages and
 the config fields that differ. `b` next baseline · `m` next metric · `t` next dataset ·
-`e` export Markdown, CSV and LaTeX to `exports/`.
+`e` export Markdown, CSV and LaTeX to `exports/` · `s` save the comparison to Reports. Runs over
+different languages are compared on the languages they share (the footnote names the others).
 
 ## Reports (R)
 Saved reports (`hbt-tui report`) and comparisons (CLI or Compare screen), newest first, with
 their headline delta. `enter` opens one: its tables and verdict, the α sweep and the
-per-language deltas drawn in the terminal. `t` next dataset.
+per-language deltas drawn in the terminal. `t` next dataset · `d` delete a saved report.
 
 ## Compose
 Fields validate as you type (the spec validator's messages). `ctrl+s` save as

@@ -22,6 +22,36 @@ from tui.messages import ReportLoaded
 SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 
 
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def narrow_tables(markdown: str, width: int) -> str:
+    """`markdown` with every table wider than `width` columns written as one bullet per row
+    (`**header** value · …`, empty cells left out): Textual's Markdown squeezes a wide table
+    into columns of "…" cells, a list wraps and stays readable."""
+    lines, out, index = markdown.splitlines(), [], 0
+    while index < len(lines):
+        line = lines[index]
+        if not line.lstrip().startswith("|") or index + 1 >= len(lines) or not set(lines[index + 1].strip()) <= set("|-: "):
+            out.append(line)
+            index += 1
+            continue
+        end = index + 2
+        while end < len(lines) and lines[end].lstrip().startswith("|"):
+            end += 1
+        header, body = _cells(line), [_cells(row) for row in lines[index + 2:end]]
+        natural = sum(max([len(header[column])] + [len(row[column]) for row in body if column < len(row)]) + 3
+                      for column in range(len(header)))
+        if natural <= width:
+            out.extend(lines[index:end])
+        else:
+            out.extend("- " + " · ".join(f"**{name}** {value}" if name else value
+                                         for name, value in zip(header, row) if value) for row in body)
+        index = end
+    return "\n".join(out)
+
+
 class ReportsScreen(Screen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open", "Open"),
                 Binding("d", "delete", "Delete"), Binding("question_mark", "app.help", "Help")]
@@ -113,8 +143,10 @@ class ReportScreen(Screen):
         with Horizontal(id="report-body"):
             with VerticalScroll(id="report-text", can_focus=True):      # keys and the wheel scroll it
                 yield Markdown("loading …", id="report-markdown")
-            with Vertical(id="report-plots"):
+            with Vertical(id="report-plots"):    # titles as labels: plotext drops a title wider than its plot
+                yield Static("", id="report-sweep-title", classes="plot-title")
                 yield PlotextPlot(id="report-sweep")
+                yield Static("", id="report-gains-title", classes="plot-title")
                 yield PlotextPlot(id="report-gains")
         yield Footer(compact=True)
 
@@ -130,10 +162,21 @@ class ReportScreen(Screen):
 
     async def on_report_loaded(self, message: ReportLoaded) -> None:
         self.data = message.data
+        self.text = message.text
         self.dataset = next(iter(message.data["datasets"]), None)
-        await self.query_one("#report-markdown", Markdown).update(printable(message.text, newlines=True))
+        await self.show_text()
         self.query_one("#report-text").focus()
         self.draw()
+
+    async def show_text(self) -> None:
+        pane = self.query_one("#report-text")
+        self.shown_width = pane.size.width
+        await self.query_one("#report-markdown", Markdown).update(
+            printable(narrow_tables(self.text, max(20, self.shown_width - 4)), newlines=True))
+
+    async def on_resize(self) -> None:
+        if getattr(self, "text", None) is not None and self.query_one("#report-text").size.width != self.shown_width:
+            await self.show_text()
 
     def action_next_dataset(self) -> None:
         if self.data and self.dataset:
@@ -151,6 +194,7 @@ class ReportScreen(Screen):
         else:
             sweep.display = self.draw_sweep(sweep)
             self.draw_gains(gains)
+        self.query_one("#report-sweep-title").display = sweep.display
         sweep.refresh()
         gains.refresh()
         self.drawn = True
@@ -169,7 +213,7 @@ class ReportScreen(Screen):
                 plot.plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker, color=colour)
                 legend.append(f"{sign} {setting}")
                 drawn = True
-        plot.plt.title(printable(f"{self.dataset} · {metric} against α (0 = X-Y, 1 = X-X): {'  '.join(legend)}"))
+        self.title_of("sweep", f"{self.dataset} · {metric} against α (0 = X-Y, 1 = X-X): {'  '.join(legend)}")
         plot.plt.xlabel("α")
         return drawn
 
@@ -186,8 +230,8 @@ class ReportScreen(Screen):
         values = gains[baseline]
         plot.plt.bar([printable(f"{language}{'*' if significant else ''}") for language, _, significant in values],
                      [gain for _, gain, _ in values])
-        plot.plt.title(printable(f"{self.data['reference']} minus {baseline}, {SETTING_NAMES[setting]} {metric} "
-                                 "(* significant)"))
+        self.title_of("gains", f"{self.data['reference']} minus {baseline}, {SETTING_NAMES[setting]} {metric} "
+                               "(* significant)")
 
     def draw_comparison(self, plot) -> None:
         section = self.data["datasets"][self.dataset]
@@ -198,5 +242,8 @@ class ReportScreen(Screen):
         system, values = next(iter(deltas[setting].items()))
         plot.plt.bar([printable(f"{language}{'*' if cell['significant'] else ''}") for language, cell in values.items()],
                      [cell["delta"] for cell in values.values()])
-        plot.plt.title(printable(f"{system} minus {section['baseline']}, {SETTING_NAMES[setting]} {section['metric']} "
-                                 "(* significant)"))
+        self.title_of("gains", f"{system} minus {section['baseline']}, {SETTING_NAMES[setting]} {section['metric']} "
+                               "(* significant)")
+
+    def title_of(self, plot: str, text: str) -> None:
+        self.query_one(f"#report-{plot}-title", Static).update(plain(text, "bold"))

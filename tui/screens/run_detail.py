@@ -75,8 +75,8 @@ class RunDetailScreen(RunView, Screen):
         Binding("t", "next_dataset", "Dataset"),
         Binding("v", "next_versus", "Δ vs step"),
         Binding("k", "config", "Config"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("r", "resume", "Resume"),
+        Binding("c", "cancel", "Cancel", show=False),     # in ? and the palette: the footer fits 80 columns
+        Binding("r", "resume", "Resume", show=False),     # in ? and the palette: the footer fits 80 columns
         Binding("question_mark", "app.help", "Help"),
     ]
 

@@ -117,10 +117,10 @@ class RunsScreen(RunView, Screen):
         Binding("n", "compose", "New"),
         Binding("space", "mark", "Mark"),
         Binding("m", "compare", "Compare"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("r", "resume", "Resume"),
-        Binding("d", "delete", "Delete"),
-        Binding("s", "sort", "Sort"),
+        Binding("c", "cancel", "Cancel", show=False),     # in ? and the palette: the footer fits 80 columns
+        Binding("r", "resume", "Resume", show=False),     # in ? and the palette: the footer fits 80 columns
+        Binding("d", "delete", "Delete", show=False),     # in ? and the palette: the footer fits 80 columns
+        Binding("s", "sort", "Sort", show=False),     # in ? and the palette: the footer fits 80 columns
         Binding("slash", "filter", "Filter"),
         Binding("R", "app.reports", "Reports"),
         Binding("question_mark", "app.help", "Help"),
