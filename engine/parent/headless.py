@@ -31,10 +31,11 @@ from rich.progress import (
 )
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
-from engine.contract.events import Event
+from engine.contract.events import EvalDone, EvalProgress, Event, Failed, Finished, Notice, Started, Step, Stopped
 from engine.contract.spec import spec_diff
 from engine.contract.text import printable
 from engine.parent.preflight import Prepared
+from engine.parent.run_state import RunState
 from engine.parent.store import RunStore
 
 EXIT_INTERRUPTED = 130
@@ -74,31 +75,33 @@ class ProgressView:
         task = self.tasks.get(run_id)
         if task is None:
             return
-        if event.kind == "started":
+        if isinstance(event, Started):
             self._update(task, total=max(event.total_steps, 1), completed=event.resumed_from_step,
                          detail=f"{event.device}")
-        elif event.kind == "notice":
+        elif isinstance(event, Notice):
             self._update(task, detail=event.message)
-        elif event.kind == "step":
+        elif isinstance(event, Step):
             self._update(task, completed=event.step, detail=f"loss {event.loss:.3f} · "
                          f"{event.samples_per_s:.1f} samples/s · {event.batch_kind}")
-        elif event.kind == "eval_progress":
+        elif isinstance(event, EvalProgress):
             self._update(task, detail=f"eval {event.dataset} {event.stage} ({event.done} texts)")
-        elif event.kind == "eval_done":
+        elif isinstance(event, EvalDone):
             self._update(task, detail=f"eval {event.dataset} done")
-        elif event.kind in ("finished", "failed", "stopped"):
+        elif isinstance(event, (Finished, Failed, Stopped)):
             self._update(task, detail=event.kind)
 
 
 class PlainView:
-    """One plain line per state change, per evaluation and every `log_every` steps (not a terminal)."""
+    """One plain line per state change, per evaluation and every `log_every` steps (not a terminal).
+    Each run's state is the one fold of its events (engine.parent.run_state) the runner and the
+    TUI use: the step, loss, samples/s and ETA printed are the ones they show."""
 
     def __init__(self, stream, log_every: int) -> None:
         self.stream = stream
         self.log_every = max(1, log_every)
         self.names: dict[str, str] = {}
         self.status: dict[str, str] = {}
-        self.clock: dict[str, tuple[float, int]] = {}   # run -> (time, step) of its first step event
+        self.states: dict[str, RunState] = {}
 
     def __enter__(self) -> PlainView:
         return self
@@ -125,28 +128,27 @@ class PlainView:
     def on_event(self, run_id: str, event: Event) -> None:
         if run_id not in self.names:
             return
-        if event.kind == "notice":
+        state = self.states.setdefault(run_id, RunState())
+        state.apply(event)
+        if isinstance(event, Notice):
             self.line(run_id, event.message)
-        elif event.kind == "started":
-            self.line(run_id, f"started on {event.device} ({event.precision}), {event.total_steps} steps")
-        elif event.kind == "step":
-            self._step(run_id, event)
-        elif event.kind == "eval_done":
+        elif isinstance(event, Started):
+            self.line(run_id, f"started on {state.device} ({state.precision}), {state.total_steps} steps")
+        elif isinstance(event, Step):
+            self._step(run_id, state, event)
+        elif isinstance(event, EvalDone):
             metric = event.primary_metric or next(iter(next(iter(event.macro.values()), {})), "map")
             scores = " ".join(f"{setting} {values.get(metric, float('nan')):.3f}" for setting, values in event.macro.items())
             self.line(run_id, f"eval {event.dataset} at step {event.step}: {metric} {scores} "
                               f"({event.seconds:.0f} s)")
 
-    def _step(self, run_id: str, event: Event) -> None:
-        first_time, first_step = self.clock.setdefault(run_id, (event.time, event.step))
+    def _step(self, run_id: str, state: RunState, event: Step) -> None:
         if event.step % self.log_every and event.step != event.total_steps:
             return
-        eta = ""
-        if event.step > first_step:
-            seconds_per_step = (event.time - first_time) / (event.step - first_step)
-            eta = f" · ETA {format_seconds(seconds_per_step * (event.total_steps - event.step))}"
-        self.line(run_id, f"step {event.step}/{event.total_steps} · loss {event.loss:.4f} · "
-                          f"{event.samples_per_s:.1f} samples/s{eta}")
+        seconds = state.eta_seconds()
+        eta = f" · ETA {format_seconds(seconds)}" if seconds is not None else ""
+        self.line(run_id, f"step {state.step}/{state.total_steps} · loss {state.loss:.4f} · "
+                          f"{state.samples_per_s:.1f} samples/s{eta}")
 
 
 def format_seconds(seconds: float) -> str:
