@@ -407,6 +407,7 @@ async def test_the_detail_screen_shows_deltas_history_throughput_and_config(tmp_
         app.open_run("hybrid-run")
         await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.results.get("xquad-r"))
         screen = app.screen
+        await wait_until(pilot, lambda: "45.9 kB on disk" in str(screen.query_one("#detail-header", Static).render()))
         table = screen.query_one("#detail-table")
         await wait_until(pilot, lambda: plain(table.get_cell("macro", "multi")) != "·")
         history = str(screen.query_one("#detail-history", Static).render())
@@ -520,3 +521,44 @@ async def test_grid_runs_filter_by_seed_and_sort_by_duration(tmp_path):
         assert durations == ["5m00s", "1m42s"]           # ended - started of each seed's record
         order = [row.key for row in screen.rows if row.kind == "run"]
         assert order.index("grid-hybrid-1") < order.index("grid-hybrid-2")      # longest first (created: newest first)
+
+
+async def test_intermediate_scores_of_a_cancelled_run_carry_their_step(tmp_path):
+    """A run stopped at step 6 of 12 shows the scores of its step-6 evaluation marked `@6`, so
+    they are not taken for final ones; a finished run's are unmarked."""
+    from tui_helpers import recorded_store
+
+    store = recorded_store(tmp_path, {"hybrid-run": "hybrid"})
+    cut = store.runs_dir / "cut-run"
+    shutil.copytree(FIXTURES / "hybrid", cut)
+    lines, kept, done = (cut / "events.jsonl").read_text().splitlines(), [], 0
+    for line in lines:
+        kept.append(line)
+        done += '"event":"eval_done"' in line
+        if done == 2:                       # step 0's and step 6's evaluations
+            break
+    time_of = json.loads(kept[-1])["time"]
+    kept.append(json.dumps({"v": 1, "event": "stopped", "time": time_of + 1, "step": 6, "signal": "SIGTERM"}))
+    (cut / "events.jsonl").write_text("\n".join(kept) + "\n")
+    store.rebuild()
+    app = replay_app(tmp_path, store=store)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and "cut-run" in runs_table(app).rows)
+        table = runs_table(app)
+        assert plain(table.get_cell("cut-run", "mono")).endswith("@6")
+        assert "@" not in plain(table.get_cell("hybrid-run", "mono"))
+
+
+async def test_a_running_runs_detail_header_shows_samples_per_second_and_eta(tmp_path):
+    app = replay_app(tmp_path, rate=3)       # slow enough that the run is still stepping when looked at
+    async with app.run_test(size=(140, 36)) as pilot:
+        await pilot.pause()
+        (run_id,) = app.queue_document(QUICK_DOCUMENT)
+        await wait_until(pilot, lambda: app.ensure_live(run_id).step >= 2)
+        app.open_run(run_id)
+
+        def header() -> str:
+            found = app.screen.query("#detail-header") if isinstance(app.screen, RunDetailScreen) else []
+            return str(found.first().render()) if found else ""
+
+        await wait_until(pilot, lambda: " samples/s · ETA " in header())   # shown while it runs

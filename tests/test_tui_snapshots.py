@@ -20,7 +20,7 @@ def test_runs_screen_160x50(snap_compare, tmp_path):
 def filled(pilot) -> bool:
     """The detail screen shows its table with every cell, down to the macro row."""
     screen = pilot.app.screen
-    if not isinstance(screen, RunDetailScreen) or screen.folder is None:
+    if not isinstance(screen, RunDetailScreen) or screen.folder is None or screen.folder_size is None:
         return False
     return getattr(screen.query_one("#detail-table").get_cell("macro", "multi"), "plain", "·") != "·"
 
@@ -37,7 +37,7 @@ def test_failed_run_detail_80x24(snap_compare, tmp_path):
     async def open_detail(pilot):
         pilot.app.open_run("failed-run")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunDetailScreen)
-                         and pilot.app.screen.folder is not None
+                         and pilot.app.screen.folder is not None and pilot.app.screen.folder_size is not None
                          and pilot.app.screen.query_one("#detail-stderr").display)
 
     assert snap_compare(replay_app(tmp_path), terminal_size=(80, 24), run_before=open_detail)

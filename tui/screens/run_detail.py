@@ -28,7 +28,7 @@ from engine.parent.records import where_label
 from engine.parent.run_state import EvalCells
 from engine.parent.tables import markup_safe, plain
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
-from tui.screens.runs import status_text
+from tui.screens.runs import size_text, status_text
 from tui.widgets.language_table import LanguageTable
 
 
@@ -57,6 +57,12 @@ def cells_from_results(results: dict) -> EvalCells:
         cells.settings[language] = dict(row.get("settings", {}))
         cells.bias[language] = row.get("bias")
     return cells
+
+
+class FolderMeasured(Message):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
 
 
 class VersusReady(Message):
@@ -95,6 +101,7 @@ class RunDetailScreen(RunView, Screen):
         self.log_length = 0
         self.table_key: tuple[str | None, int] | None = None
         self.steps_pending = False
+        self.folder_size: int | None = None      # bytes on disk, measured off the UI thread
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,6 +143,17 @@ class RunDetailScreen(RunView, Screen):
         self.query_one("#detail-config", Static).update(config_text(self.spec))
         self.query_one("#detail-config", Static).display = False
         self.set_interval(0.25, self.flush_steps)
+        self.measure_folder()
+
+    @work(thread=True, exclusive=True, group="measure")
+    def measure_folder(self) -> None:
+        from engine.parent.run_service import folder_bytes
+
+        self.post_message(FolderMeasured(folder_bytes(self.app.store, self.run_id)))
+
+    def on_folder_measured(self, message: FolderMeasured) -> None:
+        self.folder_size = message.size
+        self.update_header(self.app.store.get(self.run_id) or {})
 
     # --- state -----------------------------------------------------------------------------------
     def watch_metric(self) -> None:
@@ -212,6 +230,8 @@ class RunDetailScreen(RunView, Screen):
                               f"{where_label(summary, with_job=True)}"))
         if live.preparing and summary.get("status") in ("queued", "running"):
             text.append(f" · {printable(live.preparing)}", style="italic")
+        if self.folder_size is not None:
+            text.append(f" · {size_text(self.folder_size)} on disk", style="dim")
         header.update(text, layout=False)  # fixed height (app.tcss): no layout pass per update
 
     def update_table(self) -> None:
@@ -243,7 +263,7 @@ class RunDetailScreen(RunView, Screen):
             step += f" · {results['precision']}"
         state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
         title.update(f"[b]{markup_safe(self.dataset)}[/b] · {markup_safe(self.metric)}{step}{state}   "
-                     f"[dim](m metric, t dataset, v Δ: {markup_safe(', '.join(self.datasets))})[/]", layout=False)
+                     f"[dim](m metric · t dataset: {markup_safe(', '.join(self.datasets))} · v Δ)[/]", layout=False)
         if self.versus is None or cells.progress:
             self.query_one("#detail-eval-progress", Static).update(
                 f"[dim]encoding {markup_safe(cells.progress)}[/]" if cells.progress else "", layout=False)
@@ -313,6 +333,8 @@ class RunDetailScreen(RunView, Screen):
             self.update_stderr(message.summary)
             if message.summary.get("status") in ("finished", "failed") and self.dataset:
                 self.load_results(self.dataset)
+            if message.summary.get("status") not in ("queued", "running"):
+                self.measure_folder()             # checkpoints and the model are written by now
 
     # --- actions -------------------------------------------------------------------------------------
     def action_next_metric(self) -> None:
