@@ -30,6 +30,6 @@ else
   echo "no GPU present: torch sees no CUDA device; the CPU part only"
 fi
 echo "--- CPU part: our step against today's on identical batches, with the profile"
-timeout 240 "$PYTHON" benchmarks/train_throughput.py --device cpu --steps 4 --systems ours-fp32,today-fp32 \
+timeout 420 "$PYTHON" benchmarks/train_throughput.py --device cpu --steps 4 --systems ours-fp32,today-fp32 \
   || echo "!!! train_throughput on cpu: exit $?"
 echo "=== done $(date -u +%FT%TZ)"
