@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.hardware import encoder_flops, matmul_peak, share, token_lengths  # noqa: E402
+from benchmarks.step_profile import PROFILED, print_profile, profile_steps  # noqa: E402
 
 QUERY_LENGTH, PASSAGE_LENGTH, TEMPERATURE, LR, WARMUP = 48, 96, 0.05, 2e-5, 3
 DEVICE = os.environ.get("BENCH_DEVICE", "cpu")     # --device cuda (benchmarks/gpu_check.sh) sets it for the children
@@ -129,25 +130,10 @@ def run_ours(drawn: Drawn, experiment, variant: str = "") -> tuple[list[float], 
         losses.append(step(batch))
         synchronize()
         durations.append(time.perf_counter() - started)
-    drawn.profile = profile_steps(lambda: [step(batch) for batch in drawn.batches[:PROFILED]])
+    drawn.profile = profile_steps(lambda: [step(batch) for batch in drawn.batches[:PROFILED]], DEVICE)
     group = optimizer.param_groups[0]
     drawn.optimizer = "fused" if group.get("fused") else "foreach" if group.get("foreach") else "per-tensor"
     return durations, losses, precision
-
-
-PROFILED = 3
-CATEGORIES = (   # (category, substrings of an op's name), first match wins; self time only
-    ("dropout masks (bernoulli)", ("bernoulli",)),
-    ("layer norm", ("layer_norm",)),
-    ("optimizer + clipping", ("adam", "_foreach", "norm_", "linalg_vector_norm")),
-    ("attention (sdpa/softmax)", ("attention", "softmax", "sdpa")),
-    ("matmul", ("mm", "matmul", "linear", "mkldnn")),
-    ("gelu", ("gelu",)),
-    ("pack/unpack (index, cat)", ("index", "nonzero", "cat", "embedding", "gather", "scatter")),
-    ("dtype casts + copies", ("copy", "_to_", "aten::to", "clone", "contiguous")),
-    ("other elementwise", ("mul", "add", "div", "sub", "masked", "where", "fill", "zero", "sum", "mean", "exp",
-                           "log", "neg", "pow", "sqrt")),
-)
 
 
 def synchronize() -> None:
@@ -155,28 +141,6 @@ def synchronize() -> None:
         import torch
 
         torch.cuda.synchronize()
-
-
-def profile_steps(run) -> dict:
-    """torch.profiler over PROFILED more steps: self CPU time per category of op (ms per step),
-    and what no op accounts for (Python, dispatch, tokenizing)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    if DEVICE != "cpu":
-        return {}          # the CPU breakdown only: on a GPU the ops' CPU time is launch time
-    started = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        run()
-    wall = (time.perf_counter() - started) * 1000 / PROFILED
-    totals: dict[str, float] = {}
-    for event in profiler.key_averages():
-        name = event.key.lower()
-        if not name.startswith("aten::") and "adam" not in name:
-            continue          # record_function ranges (Optimizer.step, autograd nodes) hold no time of their own here
-        category = next((label for label, keys in CATEGORIES if any(key in name for key in keys)), "other ops")
-        totals[category] = totals.get(category, 0.0) + event.self_cpu_time_total / 1000 / PROFILED
-    totals["outside ops (Python, dispatch, tokenizer)"] = max(0.0, wall - sum(totals.values()))
-    return {"step_ms": wall, "categories": totals}
 
 
 def run_reference(drawn: Drawn, experiment, bf16: bool = False) -> tuple[list[float], list[float], str]:
@@ -366,16 +330,6 @@ NOMINAL_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4":
 def nominal_gpu_peak(name: str) -> int | None:
     """The card's dense bf16 (V100: fp16) tensor-core peak from its datasheet, if it is one we know."""
     return next((peak for card, peak in NOMINAL_BF16_TFLOPS.items() if card in name), None)
-
-
-def print_profile(system: str, row: dict) -> None:
-    profile = row.get("profile")
-    if not profile:
-        return
-    print(f"\nwhere {system}'s step goes (torch.profiler, self time of ops over {PROFILED} more steps, "
-          f"{profile['step_ms']:.0f} ms/step profiled):")
-    for category, milliseconds in sorted(profile["categories"].items(), key=lambda item: -item[1]):
-        print(f"  {category:<44} {milliseconds:8.1f} ms {100 * milliseconds / profile['step_ms']:6.1f}%")
 
 
 def main() -> None:

@@ -49,6 +49,11 @@ class DualEncoder(torch.nn.Module):
             return [self.spec.query_prefix + text for text in texts], self.spec.max_query_length
         return [self.spec.passage_prefix + text for text in texts], self.spec.max_passage_length
 
+    def _token_ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
+        """Each text's token ids, prefixed and truncated, unpadded."""
+        prefixed, max_length = self._side(texts, is_query)
+        return self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+
     def tokenize(self, texts: Sequence[str], is_query: bool) -> dict[str, torch.Tensor]:
         """Prefixed, truncated, padded to the longest text of this batch (dynamic padding)."""
         prefixed, max_length = self._side(texts, is_query)
@@ -85,8 +90,7 @@ class DualEncoder(torch.nn.Module):
         overhead = 192 if device.type == "cpu" else 4096
         groups, orders, tokens = [], [], 0
         for texts, is_query in sides:
-            prefixed, max_length = self._side(texts, is_query)
-            ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+            ids = self._token_ids(texts, is_query)
             order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
             tokens += sum(len(row) for row in ids)
             side = []
@@ -135,8 +139,7 @@ class DualEncoder(torch.nn.Module):
         output = np.empty((len(texts), dim), dtype=np.float32)
         device = self.device
         if self.packed is not None:     # token lengths known up front: batches of like length, run packed
-            prefixed, max_length = self._side(texts, is_query)
-            ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+            ids = self._token_ids(texts, is_query)
             order = sorted(range(len(ids)), key=lambda index: len(ids[index]), reverse=True)
         else:
             order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
