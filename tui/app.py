@@ -25,10 +25,11 @@ from textual.worker import Worker, WorkerState
 from engine.contract.errors import UserError
 from engine.contract.events import Event
 from engine.contract.text import printable
+from engine.parent.run_state import EventTail, RunState, state_of
 from engine.parent.runner import Runner
 from engine.parent.store import RunStore
-from tui.messages import RunEventReceived, RunsPrepared, RunsRefused, RunStatusChanged, RunView, StepReceived
-from engine.parent.run_state import EventTail, RunState, state_of
+from tui.messages import (RunEventReceived, RunsPrepared, RunsRefused, RunStatusChanged, RunView, StepReceived,
+                          event_message)
 
 
 class ActionsProvider(Provider):
@@ -121,8 +122,7 @@ class HbtApp(App):
 
     # --- from the runner (same event loop): post, never touch state here -------------------------
     def _runner_event(self, run_id: str, event: Event) -> None:
-        message = StepReceived(run_id, event) if event.kind == "step" else RunEventReceived(run_id, event)
-        self.post_message(message)
+        self.post_message(event_message(run_id, event))
 
     def _runner_status(self, run_id: str, summary: dict) -> None:
         self.post_message(RunStatusChanged(run_id, summary))
@@ -169,8 +169,7 @@ class HbtApp(App):
                 tail.read_new()
                 continue
             for event in tail.read_new():
-                self.post_message(StepReceived(run_id, event) if event.kind == "step"
-                                  else RunEventReceived(run_id, event))
+                self.post_message(event_message(run_id, event))
             summary = self.store.get(run_id)
             status = summary.get("status") if summary else None
             if self.statuses.setdefault(run_id, status) != status:

@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.contract.events import Event
+from engine.contract.events import Event, Step
 
 
 class RunEventReceived(Message):
@@ -26,6 +26,11 @@ class StepReceived(RunEventReceived):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, StepReceived) and message.run_id == self.run_id
+
+
+def event_message(run_id: str, event: Event) -> RunEventReceived:
+    """The message that carries `event`: a step's may be superseded, the others never."""
+    return StepReceived(run_id, event) if isinstance(event, Step) else RunEventReceived(run_id, event)
 
 
 class RunStatusChanged(Message):

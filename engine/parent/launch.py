@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from engine.contract.events import Event
+from engine.contract.events import Event, Failed, Finished, Stopped
 from engine.contract.layout import RunFolder, read_json
 
 
@@ -47,7 +47,7 @@ def final_status(returncode: int | None, terminal: Event | None, cancel_requeste
                  ended_as: str | None = None, detail: str = "") -> tuple[str, str | None]:
     """(status, error) of a run whose process exited (`ended_as`: the cluster's verdict on a job
     that ended around it: `ray job stop`, scancel, a time limit)."""
-    if terminal is not None and terminal.kind == "finished" and returncode in (0, None):
+    if isinstance(terminal, Finished) and returncode in (0, None):
         return "finished", None
     if cancel_requested:
         return "cancelled", None
@@ -56,9 +56,9 @@ def final_status(returncode: int | None, terminal: Event | None, cancel_requeste
     returncode = 1 if returncode is None else returncode
     if returncode < 0:
         return "failed", f"killed by {signal.Signals(-returncode).name}"
-    if terminal is not None and terminal.kind == "stopped":
+    if isinstance(terminal, Stopped):
         return "interrupted", f"stopped by {terminal.signal}"
-    if terminal is not None and terminal.kind == "failed":
+    if isinstance(terminal, Failed):
         return "failed", terminal.error
     tail = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
     return "failed", f"exited with code {returncode}" + (f": {tail}" if tail else "")

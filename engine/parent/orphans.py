@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from engine.contract.errors import RunError
-from engine.contract.events import read_events
+from engine.contract.events import Failed, read_events
 from engine.contract.layout import read_json, write_json_atomic, write_record
 from engine.parent.executors import from_spec
 from engine.parent.process_groups import recorded_group, terminate
@@ -49,7 +49,7 @@ def reconcile_run(store: RunStore, run_id: str, index: Callable[[Callable[[], No
         status = previous if previous in RESUMABLE + ("finished",) else status_from_events(events, record)
         error = record.get("error")
         if status == "failed" and not error:        # the run said why; its parent could not record it
-            error = next((event.error for event in reversed(events) if event.kind == "failed"), None)
+            error = next((event.error for event in reversed(events) if isinstance(event, Failed)), None)
         if status == "interrupted" and previous in ACTIVE:
             error = f"its parent process {owner['pid'] if owner else '?'} ended"
         try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.contract.events import read_events
+from engine.contract.events import EvalDone, Failed, Finished, Stopped, read_events
 from engine.contract.layout import RunFolder, is_run_id, read_json
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
@@ -215,7 +215,7 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
     for dataset, history in state.history.items():
         cells = history[-1]
         precision = next((event.precision for event in reversed(events)
-                          if event.kind == "eval_done" and event.dataset == dataset), "")
+                          if isinstance(event, EvalDone) and event.dataset == dataset), "")
         summary["results"][dataset] = results_summary(cells.macro, cells.groups, cells.overall_bias,
                                                       cells.primary_metric or primary_metric(folder, dataset), precision,
                                                       cells.step)
@@ -226,7 +226,7 @@ def summarise_run_dir(run_dir: Path) -> dict | None:
     summary["status"] = status
     if status not in ACTIVE and events and not summary.get("ended"):
         summary["ended"] = events[-1].time
-    last_failure = next((event for event in reversed(events) if event.kind == "failed"), None)
+    last_failure = next((event for event in reversed(events) if isinstance(event, Failed)), None)
     if status == "failed" and last_failure and not summary.get("error"):
         summary["error"] = last_failure.error
     return summary
@@ -248,12 +248,12 @@ def damaged_summary(folder: RunFolder, record: dict, reason: str) -> dict:
 
 def status_from_events(events: list, record: dict) -> str:
     """The status a run's own files imply when no live parent owns it."""
-    terminal = next((event for event in reversed(events) if event.kind in ("finished", "failed", "stopped")), None)
+    terminal = next((event for event in reversed(events) if isinstance(event, (Finished, Failed, Stopped))), None)
     if terminal is None:
         return "cancelled" if record.get("cancel_requested") else "interrupted"
-    if terminal.kind == "finished":
+    if isinstance(terminal, Finished):
         return "finished"
-    if terminal.kind == "failed":
+    if isinstance(terminal, Failed):
         return "failed"
     return "cancelled" if record.get("cancel_requested") else "interrupted"
 

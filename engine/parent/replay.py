@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.contract.events import EventWriter, Stopped, open_event_log, read_events
+from engine.contract.events import EvalDone, EventWriter, Finished, Started, Step, Stopped, open_event_log, read_events
 from engine.contract.layout import EVAL_DIR, EVENTS_FILE, RunFolder
 
 
@@ -56,25 +56,25 @@ def main(argv: list[str] | None = None) -> int:
             if stopped:
                 writer.emit(Stopped(step=getattr(event, "step", 0), signal="SIGTERM"))
                 return 128 + signal.SIGTERM
-            if event.kind == "eval_done" or event.kind == "finished":
+            if isinstance(event, (EvalDone, Finished)):
                 _copy_eval(source_dir, args.run_dir)
             writer.emit(dataclasses.replace(event, time=time.time()))
             _pause(gap, args.rate)
-    return 0 if events[-1].kind == "finished" else 1
+    return 0 if isinstance(events[-1], Finished) else 1
 
 
 def _schedule(events: list, repeat_steps: int):
     """(event, recorded gap to the next one), with the steps stretched to `repeat_steps` if asked."""
     gaps = [later.time - event.time for event, later in zip(events, events[1:])] + [0.0]
-    steps = [event for event in events if event.kind == "step"]
+    steps = [event for event in events if isinstance(event, Step)]
     if not repeat_steps or not steps:
         yield from zip(events, gaps)
         return
     first = events[0]
-    yield (dataclasses.replace(first, total_steps=repeat_steps) if first.kind == "started" else first), 0.0
+    yield (dataclasses.replace(first, total_steps=repeat_steps) if isinstance(first, Started) else first), 0.0
     for number in range(1, repeat_steps + 1):
         yield dataclasses.replace(steps[(number - 1) % len(steps)], step=number, total_steps=repeat_steps), 0.0
-    yield from ((event, 0.0) for event in events[1:] if event.kind != "step")
+    yield from ((event, 0.0) for event in events[1:] if not isinstance(event, Step))
 
 
 def _pause(gap: float, rate: float | None) -> None:

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, Static
 
 from engine.contract import catalog
+from engine.contract.events import Eval, EvalDone, EvalProgress, Notice, Started, Step
 from engine.contract.layout import read_json
 from engine.contract.text import printable
 from engine.parent.records import where_label
@@ -304,14 +305,14 @@ class RunDetailScreen(RunView, Screen):
             return
         event = message.event
         live = self.app.ensure_live(self.run_id)
-        if event.kind == "step":  # shown by flush_steps, at most 4 times a second
+        if isinstance(event, Step):  # shown by flush_steps, at most 4 times a second
             self.steps_pending = True
             return
-        if event.kind in ("eval", "eval_done", "eval_progress") and getattr(event, "dataset", None) == self.dataset:
+        if isinstance(event, (Eval, EvalDone, EvalProgress)) and event.dataset == self.dataset:
             self.update_table()
-        if event.kind == "eval_done":
+        if isinstance(event, EvalDone):
             self.load_results(event.dataset)
-        if event.kind in ("notice", "started"):
+        if isinstance(event, (Notice, Started)):
             self.update_header(self.app.store.get(self.run_id) or {})
         new_lines = list(live.log)[self.log_length:] if len(live.log) >= self.log_length else list(live.log)
         if new_lines:

@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.contract.errors import UserError
+from engine.contract.events import Step
 from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
 from engine.parent.tables import markup_safe, plain
@@ -286,7 +287,7 @@ class RunsScreen(RunView, Screen):
 
     # --- live updates (called by the app) --------------------------------------------------------
     def run_event(self, message: RunEventReceived) -> None:
-        if message.event.kind == "step":
+        if isinstance(message.event, Step):
             self.pending_steps[message.run_id] = message.event.time
 
     def flush_steps(self) -> None:
