@@ -22,7 +22,9 @@ def filled(pilot) -> bool:
     screen = pilot.app.screen
     if not isinstance(screen, RunDetailScreen) or screen.folder is None or screen.folder_size is None:
         return False
-    return getattr(screen.query_one("#detail-table").get_cell("macro", "multi"), "plain", "·") != "·"
+    log = screen.query_one("#detail-log")
+    return (getattr(screen.query_one("#detail-table").get_cell("macro", "multi"), "plain", "·") != "·"
+            and log.line_count > 0 and log.scroll_y == log.max_scroll_y)
 
 
 def test_run_detail_screen(snap_compare, tmp_path):
@@ -87,6 +89,22 @@ def test_run_detail_sizes(snap_compare, tmp_path, size):
         await wait_until(pilot, lambda: filled(pilot))
 
     assert snap_compare(replay_app(tmp_path), terminal_size=size, run_before=open_detail)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])
+async def test_detail_log_spans_the_width_below_130_columns(tmp_path, size):
+    """Below 130 columns the event log runs under the table and the chart, at the full width
+    (it was a 26-column strip at 80×24), with its newest line in view; the history stays whole."""
+    app = replay_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        app.open_run("hybrid-run")
+        await wait_until(pilot, lambda: filled(pilot))
+        log, history = app.screen.query_one("#detail-log"), app.screen.query_one("#detail-history")
+        assert log.region.width >= size[0] - 2
+        assert log.region.y > history.region.y
+        body = app.screen.query_one("#detail-body").region
+        assert history.region.bottom <= log.region.y <= body.bottom - 6      # 4 lines of log and its border
+        assert len(str(history.render()).splitlines()) == 5                  # title, header, steps 0, 6, 12
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])

@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -76,6 +76,8 @@ class VersusReady(Message):
 
 
 class RunDetailScreen(RunView, Screen):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]   # below 130 columns the log spans the width
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]        # and on a short terminal it keeps 4 lines
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("m", "next_metric", "Metric"),
@@ -107,17 +109,18 @@ class RunDetailScreen(RunView, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="detail-header")
-        with Horizontal(id="detail-body"):
+        from tui.widgets.loss_chart import LossChart
+
+        with Grid(id="detail-body"):   # wide: table | chart over log; narrow: table | chart, log below both
             with Vertical(id="detail-left"):
                 yield Static("", id="detail-table-title")
                 yield LanguageTable(id="detail-table")
                 yield Static("", id="detail-eval-progress")
                 yield Static("", id="detail-history")
-            with Vertical(id="detail-right"):
+            with Vertical(id="detail-chart"):
                 yield Static("loss", id="detail-loss-title")
-                from tui.widgets.loss_chart import LossChart
-
                 yield LossChart(id="detail-loss")
+            with Vertical(id="detail-side"):
                 yield Log(id="detail-log", max_lines=300)
                 yield Static("", id="detail-config")
         yield Static("", id="detail-stderr")
@@ -208,6 +211,7 @@ class RunDetailScreen(RunView, Screen):
         log = self.query_one("#detail-log", Log)
         log.clear()
         log.write_lines([printable(line) for line in live.log])
+        self.call_after_refresh(log.scroll_end, animate=False)   # once laid out: the newest lines show
         self.log_length = len(live.log)
         self.update_stderr(summary)
 
@@ -263,8 +267,8 @@ class RunDetailScreen(RunView, Screen):
         if results and results.get("precision") and cells.done:
             step += f" · {results['precision']}"
         state = "" if cells.done else " · evaluating…" if cells.settings or cells.progress else " · waiting"
-        title.update(f"[b]{markup_safe(self.dataset)}[/b] · {markup_safe(self.metric)}{step}{state}   "
-                     f"[dim](m metric · t dataset: {markup_safe(', '.join(self.datasets))} · v Δ)[/]", layout=False)
+        others = f"   [dim](t: {markup_safe(', '.join(self.datasets))})[/]" if len(self.datasets) > 1 else ""
+        title.update(f"[b]{markup_safe(self.dataset)}[/b] · {markup_safe(self.metric)}{step}{state}{others}")
         if self.versus is None or cells.progress:
             self.query_one("#detail-eval-progress", Static).update(
                 f"[dim]encoding {markup_safe(cells.progress)}[/]" if cells.progress else "", layout=False)
