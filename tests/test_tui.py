@@ -290,6 +290,42 @@ async def test_delete_asks_first(tmp_path):
         await wait_until(pilot, lambda: "failed-run" not in {key.value for key in runs_table(app).rows})
 
 
+async def test_deleting_a_big_folder_leaves_the_screen_live(tmp_path, monkeypatch):
+    """The removal runs in a worker: while it is held, the app still takes keys (here `?` opens
+    help); the row goes once the removal is done. (It ran inside the key's callback, so the
+    screen froze for as long as a 1.7 GB folder took to remove.)"""
+    import threading
+
+    import engine.parent.run_service as run_service
+
+    started, gate, released = threading.Event(), threading.Event(), []
+    real_rmtree = run_service.shutil.rmtree
+
+    def slow_rmtree(path, *args, **kwargs):
+        started.set()
+        released.append(gate.wait(timeout=60))      # False if nothing released it: the UI was stuck
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(run_service.shutil, "rmtree", slow_rmtree)
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = runs_table(app)
+        table.move_cursor(row=table.get_row_index("failed-run"))
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, started.is_set)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        assert app.store.get("failed-run") is not None and not gate.is_set()   # still removing, screen live
+        gate.set()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.store.get("failed-run") is None)
+        await wait_until(pilot, lambda: "failed-run" not in {key.value for key in runs_table(app).rows})
+    assert released == [True]
+
+
 async def test_quitting_with_runs_going_asks_first(tmp_path):
     from tui.screens.confirm import ChoiceScreen
 

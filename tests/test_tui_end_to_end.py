@@ -3,6 +3,10 @@ the per-language table fill from the real training subprocess."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 from textual.widgets import SelectionList
 
@@ -115,6 +119,20 @@ async def test_cancel_a_run_that_another_process_owns(tmp_path, tiny_model):
             owner.kill()
 
 
+def children_of(pid: int, module: str) -> list[int]:
+    """The processes whose parent is `pid` running `python -m module` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and module.encode() in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
 async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_screen(tmp_path, tiny_model):
     """The TUI on D; `hbt-tui --run` in another process; the run opened while it trains: when that
     process ends, the detail screen shows its final step, status and scores (it showed step 4/10
@@ -128,7 +146,7 @@ async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_scr
     from runs_helpers import env, tiny_spec, write
     from tui.screens.runs import RunsScreen
 
-    runs = tmp_path / "runs"
+    runs, held = tmp_path / "runs", []
     spec = write(tmp_path / "spec.json", tiny_spec(tiny_model, **{"train.steps": 24, "train.checkpoint_every": 0,
                                                                   "eval.at_start": True}))
     other = subprocess.Popen([sys.executable, "-m", "engine.cli", "--run", str(spec), "--runs-dir", str(runs)],
@@ -136,7 +154,11 @@ async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_scr
     try:
         from runs_helpers import wait_for
 
-        wait_for(lambda: runs.exists() and any(path.is_dir() for path in runs.iterdir()), what="the run folder")
+        # the training process is held (SIGSTOP) from the moment it exists, so the screen is
+        # certainly opened while the run is running, whatever the machine's speed
+        trainer = wait_for(lambda: next(iter(children_of(other.pid, "engine.train")), None), what="the training process", every=0.01)
+        os.kill(trainer, signal.SIGSTOP)
+        held.append(trainer)
         store = RunStore(runs)
         app = create_app(store, Runner(store, cpu_slots=1, gpus=[]), experiments_dir=tmp_path / "experiments")
         async with app.run_test(size=(120, 40)) as pilot:
@@ -144,7 +166,11 @@ async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_scr
             run_id = next(path.name for path in runs.iterdir() if path.is_dir() and not path.name.startswith("."))
             await wait_until(pilot, lambda: (app.store.get(run_id) or {}).get("status") == "running", tries=6000)
             app.open_run(run_id)
-            await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+            await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.folder is not None)
+            opened = str(app.screen.query_one("#detail-header", Static).render())
+            assert other.poll() is None and "running" in opened and "step 0/" in opened   # open before it trains
+            os.kill(trainer, signal.SIGCONT)
+            held.clear()
             await wait_until(pilot, lambda: other.poll() is not None, tries=12000)
             results = json.loads((runs / run_id / "eval" / "xquad-r" / "results.json").read_text())
             assert results["step"] == 24
@@ -163,5 +189,7 @@ async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_scr
             runs_table = app.screen.query_one("#runs-table")
             assert str(runs_table.get_cell(run_id, "loss")) == f"{loss:.3f}"
     finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
         other.kill()
         other.wait()

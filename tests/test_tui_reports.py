@@ -80,6 +80,8 @@ async def test_reports_are_deleted_and_the_list_follows_what_others_save(tmp_pat
         assert table.row_count == 2
         headline = next(str(table.get_row(key)[3]) for key in table.rows if str(table.get_row(key)[1]) == "report")
         assert table.columns[next(iter(k for k in table.columns if str(k.value) == "headline"))].width >= len(headline)
+        assert sum(column.get_render_width(table) for column in table.columns.values()) <= table.size.width
+        assert headline in "\n".join(strip.text for strip in table.render_lines(table.region.reset_offset))
         runs = [load_run(store.folder(run_id)) for run_id in ("hybrid-run", "failed-run")]
         save_comparison(store, [compare(runs[:1] + [load_run(store.folder("mono-run"))], "xquad-r", "ndcg@10",
                                         with_ci=True)])                        # another process saves one

@@ -52,15 +52,26 @@ def cell_text(cell) -> Text:
     return text
 
 
-def fill_table(table: DataTable, columns: list[tuple[str, str]], rows: list[tuple[str, list[Text]]]) -> None:
+def fill_table(table: DataTable, columns: list[tuple[str, str]], rows: list[tuple[str, list[Text]]],
+               fit_width: int | None = None) -> None:
     """Columns sized from their content here, not measured later on an idle pass: the table's
-    layout is complete as soon as it is filled (what a screenshot or a user sees next)."""
+    layout is complete as soon as it is filled (what a screenshot or a user sees next). With
+    `fit_width`, the widest columns give way until the table fits it, and their cells wrap onto
+    more lines instead of being cut."""
     table.clear(columns=True)
-    for position, (key, label) in enumerate(columns):
-        width = max([len(label)] + [cells[position].cell_len for _, cells in rows])
+    widths = [max([len(label)] + [cells[position].cell_len for _, cells in rows])
+              for position, (_, label) in enumerate(columns)]
+    wrap = False
+    if fit_width is not None:
+        room = fit_width - 2 * table.cell_padding * len(columns) - 1        # the padding and a scrollbar
+        while sum(widths) > room and max(widths) > 12:
+            widest = widths.index(max(widths))
+            widths[widest] = max(12, widths[widest] - (sum(widths) - room))
+            wrap = True
+    for (key, label), width in zip(columns, widths):
         table.add_column(label, key=key, width=width)
     for key, cells in rows:
-        table.add_row(*cells, key=key)
+        table.add_row(*cells, key=key, height=None if wrap else 1)
 
 
 class CompareScreen(Screen):

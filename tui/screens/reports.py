@@ -71,6 +71,9 @@ class ReportsScreen(Screen):
     def on_screen_resume(self) -> None:
         self.refresh_list()
 
+    def on_resize(self) -> None:      # the columns fit the new width
+        self.refresh_list()
+
     def follow_index(self) -> None:
         """Reports another process saves (a `hbt-tui report` in another shell) appear."""
         if self.app.store.stamp() != self.index_stamp:
@@ -87,7 +90,8 @@ class ReportsScreen(Screen):
         rows = [(record["id"], [plain(time.strftime("%Y-%m-%d %H:%M", time.localtime(record.get("created", 0)))),
                                 plain(record.get("kind", "")), plain(record.get("title", "")),
                                 plain(record.get("headline") or "", "bold")]) for record in records]
-        fill_table(table, [("when", "when"), ("kind", "kind"), ("title", "what"), ("headline", "headline")], rows)
+        fill_table(table, [("when", "when"), ("kind", "kind"), ("title", "what"), ("headline", "headline")], rows,
+                   fit_width=self.app.size.width)
         if current is not None and current in {record["id"] for record in records}:
             table.move_cursor(row=table.get_row_index(current))
         self.query_one("#reports-title", Static).update(
