@@ -193,3 +193,53 @@ async def test_a_run_started_by_another_process_looks_the_same_on_its_detail_scr
             os.kill(pid, signal.SIGCONT)
         other.kill()
         other.wait()
+
+
+async def test_quitting_can_leave_the_runs_training_in_the_background(tmp_path, tiny_model):
+    """ctrl+q → b: the run checkpoints, a detached `hbt-tui resume` claims it and goes on from
+    that step after the TUI has exited; it owns the run from then on (here it is then cancelled
+    from the command line, as any run another process owns)."""
+    import json
+    import re
+
+    from engine.contract.events import Started, Step, read_events
+    from engine.contract.validation import parse_spec
+    from engine.parent.orphans import cancel_elsewhere
+    from runs_helpers import tiny_spec, wait_for
+    from tui.screens.confirm import ChoiceScreen
+
+    runs = tmp_path / "runs"
+    store = RunStore(runs)
+    app = create_app(store, Runner(store, cpu_slots=1, gpus=[]), experiments_dir=tmp_path / "experiments")
+    spec = parse_spec(tiny_spec(tiny_model, **{"train.steps": 100000, "train.checkpoint_every": 0}))
+    background = None
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            run_id = app.runner.submit(spec)
+            await wait_until(pilot, lambda: app.ensure_live(run_id).step >= 2, tries=6000)
+            await pilot.press("ctrl+q")
+            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+            await pilot.press("b")
+            await wait_until(pilot, lambda: not app.is_running, tries=6000)
+        said = app.return_value
+        assert isinstance(said, str) and "1 run continue in the background" in said
+        background = int(re.search(r"\(pid (\d+)\)", said).group(1))
+        folder = runs / run_id
+
+        def resumed_and_stepping():
+            events = read_events(folder / "events.jsonl")
+            starts = [index for index, event in enumerate(events) if isinstance(event, Started)]
+            later = [event for event in events[starts[-1]:] if isinstance(event, Step)] if len(starts) > 1 else []
+            return events[starts[-1]] if len(later) >= 2 else None
+
+        started = wait_for(resumed_and_stepping, what="the background process to resume the run")
+        assert started.resumed_from_step >= 2                     # from the checkpoint, not from step 0
+        record = json.loads((folder / "run.json").read_text())
+        assert record["status"] == "running" and record["owner"]["pid"] == background
+        assert await cancel_elsewhere(RunStore(runs), run_id) == "cancelled"
+        assert os.waitpid(background, 0)[0] == background
+        background = None
+    finally:
+        if background is not None:
+            os.killpg(background, signal.SIGKILL)
+            os.waitpid(background, 0)

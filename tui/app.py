@@ -328,25 +328,42 @@ class HbtApp(App):
 
     async def action_quit(self) -> None:
         """Quit; with runs of this session still going, ask first: cancel them (they checkpoint
-        and can be resumed) or stay. (Leaving them running is not offered: a run follows the
-        process that owns it, and the next hbt-tui stops an orphan's cluster job.)"""
+        and can be resumed), leave them running in the background (they checkpoint and a
+        detached `hbt-tui resume` continues them: it owns them from then on, and any hbt-tui
+        follows them), or stay."""
         from tui.screens.confirm import ChoiceScreen
 
-        active = [run for run in self.runner.runs.values() if run.status in ("queued", "running")]
+        active = [run.id for run in self.runner.runs.values() if run.status in ("queued", "running")]
         if not active:
             self.exit()
             return
         question = (f"{len(active)} run{'s are' if len(active) != 1 else ' is'} queued or running in this session.\n"
-                    "Quitting cancels them: they checkpoint, and `r` (or `hbt-tui resume`) continues them.")
+                    "Cancel: they checkpoint, and `r` (or `hbt-tui resume`) continues them later.\n"
+                    "Background: they checkpoint and continue at once in a process of their own, "
+                    "which outlives this terminal; `hbt-tui` shows them as they go.")
 
         async def answered(choice: str) -> None:
+            if choice == "stay":
+                return
+            self.notify("Stopping the runs (they checkpoint)…")
+            await self.runner.cancel_all()
+            await self.runner.wait(active)
             if choice == "cancel":
-                self.notify("Cancelling running runs (they checkpoint)…")
-                await self.runner.cancel_all()
                 self.exit()
+                return
+            from engine.parent.run_service import continue_in_background
 
-        self.push_screen(ChoiceScreen(question, [("c", "Cancel them and quit", "cancel"), ("s", "Stay", "stay")]),
-                         answered)
+            try:
+                pid, log = continue_in_background(self.store, active, self.runner.cpu_slots)
+            except UserError as error:
+                self.notify(str(error), severity="error", timeout=10)
+                return
+            self.exit(f"{len(active)} run{'s' if len(active) != 1 else ''} continue in the background "
+                      f"(pid {pid}); its output: {log}")
+
+        self.push_screen(ChoiceScreen(question, [("c", "Cancel them and quit", "cancel"),
+                                                 ("b", "Leave them running in the background", "background"),
+                                                 ("s", "Stay", "stay")]), answered)
 
 
 def create_app(store: RunStore, runner: Runner, **options) -> HbtApp:
@@ -373,5 +390,7 @@ def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = 
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     app = create_app(store, runner, open_spec=Path(open_spec) if open_spec else None)
-    app.run(**run_options)
+    said = app.run(**run_options)
+    if isinstance(said, str):   # what quitting left behind (runs handed to the background)
+        print(said)
     return 0

@@ -4,7 +4,7 @@
     hbt-tui runs [--status S] [--name TEXT] [--tag T] [--filter F]  list and filter runs
     hbt-tui show RUN                                              one run: config, results, errors
     hbt-tui compare RUN RUN... [--format table|md|csv|latex]      per language, with deltas
-    hbt-tui resume RUN | cancel RUN | delete RUN --yes
+    hbt-tui resume RUN… [--jobs N] | cancel RUN | delete RUN --yes
     hbt-tui report RUNS|NAME|GRID... [--out DIR]                  the study's answer: tables, figures, verdict
     hbt-tui plan RUNS|NAME [--effect 0.01] [--power 0.8]          seeds and ids a wanted effect needs
     hbt-tui reports                                               saved reports and comparisons
@@ -136,22 +136,23 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.runner import Runner
 
     store = open_store(runs_dir_of(args))
-    summary = store.resolve(args.run)
+    summaries = list({summary["id"]: summary for summary in map(store.resolve, args.runs)}.values())
 
-    async def resume() -> dict:
+    async def resume() -> list[dict]:
         view = ProgressView(console, enabled=True) if console.is_terminal else PlainView(sys.stdout, 10)
-        runner = Runner(store, cpu_slots=1, on_event=view.on_event, on_status=view.on_status)
+        runner = Runner(store, cpu_slots=args.jobs, on_event=view.on_event, on_status=view.on_status)
         for message in runner.reconcile():
             print(f"note: {message}", file=sys.stderr)
         with view:
-            runner.resume(summary["id"])
-            view.add(summary["id"], summary["name"])
-            await runner.wait([summary["id"]])
-        return runner.final_summary(summary["id"]) or summary
+            for summary in summaries:
+                runner.resume(summary["id"])
+                view.add(summary["id"], summary["name"])
+            await runner.wait([summary["id"] for summary in summaries])
+        return [runner.final_summary(summary["id"]) or summary for summary in summaries]
 
-    final = asyncio.run(resume())
-    print_summaries([final], store, console)
-    return 0 if final["status"] == "finished" else 1
+    finals = asyncio.run(resume())
+    print_summaries(finals, store, console)
+    return 0 if all(final["status"] == "finished" for final in finals) else 1
 
 
 def _cmd_cancel(args: argparse.Namespace, console: Console) -> int:
@@ -301,11 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--require-seeds", action="store_true",
                          help="refuse systems with a single run (mean ± sd over seeds needs 2 or more)")
     compare.set_defaults(handler=compare_command)
-    for name, handler, text in (("resume", _cmd_resume, "continue an interrupted/cancelled/failed run"),
+    for name, handler, text in (("resume", _cmd_resume, "continue interrupted/cancelled/failed runs (--jobs N at once)"),
                                 ("cancel", _cmd_cancel, "stop a queued or running run (any parent's)"),
                                 ("delete", _cmd_delete, "remove a run and its folder")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("run")
+        if name == "resume":   # several at once with --jobs N
+            command.add_argument("runs", nargs="+", metavar="run")
+        else:
+            command.add_argument("run")
         if name == "delete":
             command.add_argument("--yes", action="store_true")
         command.set_defaults(handler=handler)

@@ -2,13 +2,18 @@
 
 `delete_run` removes a run's folder and its index row — only what is the run's: a folder that
 is a symbolic link loses the link, never what it points to; a folder that cannot be removed
-whole keeps its index row and says why.
+whole keeps its index row and says why. `continue_in_background` hands runs this process
+stopped to a detached `hbt-tui resume`, which owns them from then on.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from engine.contract.errors import RunError
 from engine.parent.records import ACTIVE
@@ -49,3 +54,22 @@ def delete_run(store: RunStore, run_id: str) -> str:
         raise RunError(f"could not delete {path}: {error.strerror or error}; the run stays in the index") from None
     store.remove(run_id)
     return f"deleted {run_id}"
+
+
+def continue_in_background(store: RunStore, run_ids: list[str], jobs: int) -> tuple[int, Path]:
+    """Runs this process has stopped (they checkpointed) continue in a detached process, in its
+    own session, so it outlives the terminal: `hbt-tui resume RUN… --jobs N`, which claims them
+    under the index lock and owns them from then on; any hbt-tui follows them as runs another
+    process owns. Returns its pid and the file its output goes to."""
+    log = store.runs_dir / ".background" / f"resume-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        log.parent.mkdir(exist_ok=True)
+        with open(log, "ab") as output:
+            process = subprocess.Popen([sys.executable, "-m", "engine.cli", "resume", *run_ids,
+                                        "--runs-dir", str(store.runs_dir), "--jobs", str(jobs)],
+                                       stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+    except OSError as error:
+        raise RunError(f"could not start the background process: {error.strerror or error}; "
+                       f"`hbt-tui resume` continues the runs") from None
+    return process.pid, log

@@ -142,6 +142,7 @@ class Runner:
             [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus] if gpus else
             [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads)} for _ in range(max(1, cpu_slots))])
         self.slot_count = len(self._free_slots)
+        self.cpu_slots = cpu_slots                # as asked (--jobs): what a hand-over passes on
         self.runs: dict[str, LiveRun] = {}
         self.owner = current_owner()
         self._queue: list[tuple[int, int, str]] = []

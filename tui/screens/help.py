@@ -20,7 +20,7 @@ evaluate, and compare runs per language.
 | `ctrl+p` | command palette (new experiment, open spec, compare, rebuild index, open a run) |
 | `?` | this help |
 | `escape` | back |
-| `ctrl+q` | quit (with runs going it asks: cancel them — they checkpoint and can be resumed — or stay) |
+| `ctrl+q` | quit (with runs going it asks: cancel them — they checkpoint and can be resumed —, leave them running in the background — a detached `hbt-tui resume` goes on from their checkpoint — or stay) |
 
 ## Runs
 | key | action |
