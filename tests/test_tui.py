@@ -158,6 +158,52 @@ async def test_compare_screen_deltas_significance_diff_and_export(tmp_path):
         assert exported == [".csv", ".md", ".tex"]
 
 
+def drop_languages(folder, keep: set[str]) -> None:
+    """Make a recorded run one that was evaluated on `keep` only (results and per-query scores)."""
+    import gzip
+
+    results_dir = folder / "eval" / "xquad-r"
+    results = json.loads((results_dir / "results.json").read_text())
+    results["languages"] = [language for language in results["languages"] if language in keep]
+    results["per_language"] = {language: value for language, value in results["per_language"].items()
+                               if language in keep}
+    (results_dir / "results.json").write_text(json.dumps(results))
+    lines = gzip.decompress((results_dir / "per_query.tsv.gz").read_bytes()).decode().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if line.split("\t")[0] in keep]
+    (results_dir / "per_query.tsv.gz").write_bytes(gzip.compress(("\n".join(kept) + "\n").encode()))
+
+
+async def test_compare_over_different_language_sets_says_what_it_left_out(tmp_path):
+    """Runs evaluated on en/de/zh and en/de are compared on en and de, and the footnote names
+    zh; with no language in common the screen says so in one line (it showed a macro Δ over
+    different sets, and "Holm-corrected over the 0 cells")."""
+    from tui_helpers import recorded_store
+
+    store = recorded_store(tmp_path, {"hybrid-run": "hybrid", "mono-run": "monolingual", "zh-run": "hybrid"})
+    drop_languages(store.runs_dir / "mono-run", {"en", "de"})
+    drop_languages(store.runs_dir / "zh-run", {"zh"})
+    store.rebuild()
+    app = replay_app(tmp_path, store=store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        app.open_compare(["hybrid-run", "mono-run"])
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+        screen = app.screen
+        rows = {key.value for key in screen.query_one("#compare-table", DataTable).rows}
+        assert {"en", "de"} <= rows and "zh" not in rows
+        footnote = str(screen.query_one("#compare-footnote", Static).render())
+        assert "compared on the 2 languages every run was evaluated on — left out: zh" in footnote
+        assert "over the 0 cells" not in footnote
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        app.open_compare(["mono-run", "zh-run"])
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen) and any(
+            "share no language" in str(title.render()) for title in app.screen.query("#compare-title")))
+        title = str(app.screen.query_one("#compare-title", Static).render())
+        assert title.count("\n") == 0 and "xquad-r" in title
+        assert app.screen.query_one("#compare-table", DataTable).row_count == 0
+
+
 def test_significance_mark_and_colour():
     from engine.parent.compare import Cell
 
