@@ -20,7 +20,8 @@ from pathlib import Path
 
 HEAVY = ("torch", "transformers", "faiss", "datasets", "sentence_transformers", "safetensors", "tokenizers",
          "huggingface_hub")
-ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.check", "engine.card", "engine.replay", "tui.cli")
+ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.check", "engine.card", "engine.replay", "engine.pool",
+                "tui.cli")
 PACKAGES = ("engine", "tui")
 
 

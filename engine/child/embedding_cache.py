@@ -87,8 +87,9 @@ def texts_key(fingerprint: str, texts: Sequence[str], is_query: bool) -> str:
 
 class EmbeddingCache:
     def __init__(self, root: Path | None = None, warn: Callable[[str], None] = lambda message: None,
-                 check_stop: Callable[[], None] = lambda: None) -> None:
+                 check_stop: Callable[[], None] = lambda: None, limit: int | None = None) -> None:
         self.root = root or cache_root()
+        self.limit = limit                 # bytes kept; None: HBT_EMBEDDING_CACHE_MB
         self.warn = warn
         self.check_stop = check_stop       # raises when the run must stop (called while waiting)
         self.enabled = True
@@ -96,18 +97,20 @@ class EmbeddingCache:
         self.misses = 0
 
     # --- the one entry point -------------------------------------------------------------------
-    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray], rows: int | None = None) -> np.ndarray:
+    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray], rows: int | None = None,
+                       mmap: bool = False) -> np.ndarray:
         """The entry for `key` if present, intact and of `rows` rows (one per text); otherwise
-        `compute()`, stored."""
+        `compute()`, stored. With `mmap`, a stored entry is returned memory-mapped (read-only),
+        once its checksum is verified."""
         if not self.enabled or not self._writable():
             self.misses += 1
             return compute()
-        found = self._read(key, rows)
+        found = self._read(key, rows, mmap)
         if found is not None:
             self.hits += 1
             return found
         with self._locked(key):
-            found = self._read(key, rows)      # another run may have computed it while this one waited
+            found = self._read(key, rows, mmap)      # another run may have computed it while this one waited
             if found is not None:
                 self.hits += 1
                 return found
@@ -121,16 +124,29 @@ class EmbeddingCache:
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.npy", self.root / f"{key}.json"
 
-    def _read(self, key: str, rows: int | None = None) -> np.ndarray | None:
+    def contains(self, key: str) -> bool:
+        """Whether an entry for `key` is stored (not verified: reading it verifies it)."""
+        return all(path.exists() for path in self._paths(key))
+
+    def _read(self, key: str, rows: int | None = None, mmap: bool = False) -> np.ndarray | None:
         array_path, meta_path = self._paths(key)
         if not array_path.exists() and not meta_path.exists():
             return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            data = array_path.read_bytes()
-            if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-                raise ValueError("checksum mismatch")
-            array = np.load(io.BytesIO(data), allow_pickle=False)
+            if mmap:
+                digest = hashlib.sha256()
+                with open(array_path, "rb") as handle:
+                    while block := handle.read(1 << 22):
+                        digest.update(block)
+                if digest.hexdigest() != meta["sha256"]:
+                    raise ValueError("checksum mismatch")
+                array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+            else:
+                data = array_path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+                    raise ValueError("checksum mismatch")
+                array = np.load(io.BytesIO(data), allow_pickle=False)
             if list(array.shape) != meta["shape"] or str(array.dtype) != meta["dtype"]:
                 raise ValueError("shape or dtype mismatch")
             if array.ndim != 2 or (rows is not None and array.shape[0] != rows):   # intact, but not these texts
@@ -206,4 +222,4 @@ class EmbeddingCache:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _evict(self) -> None:
-        evict(self.root, limit_bytes())
+        evict(self.root, limit_bytes() if self.limit is None else self.limit)

@@ -50,18 +50,21 @@ class Evaluator:
 
         precision = pick_eval_precision(self.spec.eval.precision, encoder.device)
         fingerprint = None
-        if self.cache is not None and self.cache.enabled:
+        sharded = any(dataset not in catalog.LAREQA_DATASETS for dataset in self.spec.eval.datasets)
+        if (self.cache is not None and self.cache.enabled) or sharded:   # shards are keyed by it even uncached
             from engine.child.embedding_cache import encoder_fingerprint
 
             fingerprint = encoder_fingerprint(encoder, precision, self.spec.eval.batch_size)
-        encode = self._encode_fn(encoder.for_inference(precision), fingerprint)
+        inference = encoder.for_inference(precision)
+        encode = self._encode_fn(inference, fingerprint if self.cache is not None else None)
         try:
             for dataset in self.spec.eval.datasets:
                 hits = self.cache.hits if self.cache else 0
                 if dataset in catalog.LAREQA_DATASETS:
                     self._lareqa(dataset, encode, step, final, precision, hits)
                 else:
-                    self._miracl(dataset, encode, step, final, precision, hits)
+                    self._miracl(dataset, encode, self._encode_fn(inference, None), fingerprint, step, final,
+                                 precision, hits)
         except StopRequested:
             return False
         return True
@@ -116,13 +119,31 @@ class Evaluator:
                      evaluation_spec.metrics, evaluation_spec.primary_metric, precision, hits,
                      time.perf_counter() - files_started)
 
-    def _miracl(self, dataset: str, encode: Callable, step: int, final: bool, precision: str, hits: int) -> None:
-        from engine.child.eval_miracl import MIRACL_METRICS, evaluate_miracl
+    def _miracl(self, dataset: str, encode: Callable, encode_uncached: Callable, fingerprint: str, step: int,
+                final: bool, precision: str, hits: int) -> None:
+        """The corpus in shards: entries of the embedding cache (shared by every run that meets
+        this encoder), or, with eval.cache off, of a store in the run's folder that lives until
+        the evaluation is done (so a killed one goes on from its shards)."""
+        import shutil
 
+        from engine.child.embedding_cache import EmbeddingCache, texts_key
+        from engine.child.eval_miracl import MIRACL_METRICS, Shards, evaluate_miracl
+
+        options = self.spec.eval.miracl
+        own = self.folder.path / "eval" / dataset / "shards"
+        store = self.cache if self.cache is not None and self.cache.enabled else EmbeddingCache(
+            own, warn=lambda message: self.emit(Notice(message=message, level="warning")),
+            check_stop=self._check_stop, limit=2**62)
+        shards = Shards(options.shard_size, options.shard_dtype, store,
+                        lambda texts: texts_key(f"{fingerprint}:shard:{options.shard_dtype}", texts, False),
+                        options.index)
         started = time.perf_counter()
-        per_language, encode_seconds = evaluate_miracl(self.spec, dataset, encode, self.emit, step, self.folder, final)
+        per_language, encode_seconds, protocol = evaluate_miracl(self.spec, dataset, encode_uncached, self.emit, step,
+                                                                 self.folder, final, shards)
         self._finish(dataset, step, per_language, list(per_language), started, encode_seconds,
-                     MIRACL_METRICS, MIRACL_METRICS[0], precision, hits)
+                     MIRACL_METRICS, MIRACL_METRICS[0], precision, hits, protocol=protocol)
+        if store is not self.cache:
+            shutil.rmtree(own, ignore_errors=True)
 
     def seen_unseen(self, languages: list[str]) -> dict[str, tuple[str, ...]]:
         """The evaluated languages a trained run trained on, and the others; nothing when one
@@ -137,7 +158,7 @@ class Evaluator:
 
     def _finish(self, dataset: str, step: int, per_language: dict, languages: list[str], started: float,
                 encode_seconds: float, metric_names: tuple[str, ...], primary: str, precision: str,
-                hits_before: int, files_seconds: float | None = None) -> None:
+                hits_before: int, files_seconds: float | None = None, protocol: dict | None = None) -> None:
         from engine.child.eval_outputs import summarise
         from engine.contract.results import write_results
 
@@ -152,6 +173,8 @@ class Evaluator:
                    "seconds": seconds, "encode_seconds": encode_seconds, "files_seconds": files_seconds,
                    "precision": precision,
                    "cached_encodings": cached}
+        if protocol is not None:
+            results["protocol"] = protocol
         path = write_results(self.folder, dataset, step, results)
         self.emit(EvalDone(step=step, dataset=dataset, macro=macro, groups=group_rows, bias=bias,
                            results_path=str(path), seconds=seconds, encode_seconds=encode_seconds,

@@ -98,6 +98,22 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class MiraclEvalSpec:
+    """How MIRACL is evaluated. `full`: every passage of each language's corpus; `pooled`: the
+    candidates of a pool file (`hbt-tui miracl pool`: every judged passage plus the union of
+    reference retrievers' top-k). The corpus is encoded in shards of `shard_size` passages,
+    stored as `shard_dtype` with a checksum and reused when present (a killed evaluation goes
+    on from its shards); `index` is the search over them (exact inner product, or faiss IVF /
+    HNSW, whose recall against exact search is reported)."""
+
+    protocol: Literal["full", "pooled"] = "full"
+    pool: str | None = None
+    shard_size: int = field(default=65536, metadata=_range(1, 10**8))
+    shard_dtype: Literal["float16", "float32"] = "float16"
+    index: Literal["exact", "ivf", "hnsw"] = "exact"
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     datasets: tuple[str, ...] = ("xquad-r",)
     languages: tuple[str, ...] | None = None
@@ -116,6 +132,7 @@ class EvalSpec:
     trec_runs: Literal["none", "mono+multi", "all"] = "mono+multi"
     trec_depth: int = field(default=100, metadata=_range(1, 10000))
     miracl_split: str = "dev"
+    miracl: MiraclEvalSpec = MiraclEvalSpec()
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,8 @@ class ExperimentSpec:
         config = {key: value for key, value in self.to_dict().items()
                   if key not in ("name", "description", "tags", "baseline", "grid", "hypotheses")}
         config["eval"] = {key: value for key, value in config["eval"].items() if key != "cache"}
+        if config["eval"].get("miracl") == _jsonable(asdict(MiraclEvalSpec())):   # hashes from before it
+            del config["eval"]["miracl"]
         canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

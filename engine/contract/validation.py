@@ -462,3 +462,6 @@ def _check_eval(evaluation: Any, problems: Problems) -> None:
     for group, members in (evaluation.groups or {}).items():
         if not members:
             problems.append((f"eval.groups.{group}", "must list at least one language"))
+    if evaluation.miracl.protocol == "pooled" and not evaluation.miracl.pool \
+            and any(dataset in ("miracl", "hf:miracl") for dataset in evaluation.datasets):
+        problems.append(("eval.miracl.pool", "the pooled protocol needs a pool file (`hbt-tui miracl pool` builds one)"))

@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", help="write md/csv/latex to this file (a new file, or --force)")
     compare.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     add_test_options(compare)
+    compare.add_argument("--allow-mixed-protocols", action="store_true",
+                         help="compare MIRACL results of different protocols or pools")
     compare.add_argument("--require-seeds", action="store_true",
                          help="refuse systems with a single run (mean ± sd over seeds needs 2 or more)")
     compare.set_defaults(handler=compare_command)
@@ -313,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "delete":
             command.add_argument("--yes", action="store_true")
         command.set_defaults(handler=handler)
+    from engine.parent.miracl_commands import add_miracl_parser
+
+    add_miracl_parser(commands, with_common)
     report = commands.add_parser("report", help="a study's answer: tables, figures and a verdict")
     report.add_argument("references", nargs="+", metavar="RUNS|NAME|GRID",
                         help="runs by id, prefix or name, or every run of a grid (the spec's name)")
@@ -321,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metric", nargs="+", help="metrics to report (default: the primary one and mAP@10)")
     report.add_argument("--partial", action="store_true", help="include unfinished runs (marked [partial])")
     report.add_argument("--allow-mixed", action="store_true", help="runs of different encoders in one report")
+    report.add_argument("--allow-mixed-protocols", action="store_true",
+                        help="MIRACL results of different protocols or pools in one report")
     report.add_argument("--title", help="the report's title")
     add_family_options(report)
     add_test_options(report, "the confirmatory hypotheses (exploratory tables: Benjamini-Hochberg within each)")

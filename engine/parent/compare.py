@@ -195,6 +195,17 @@ class Comparison:
         return [label for label, summary, _ in self.rows if not summary]
 
 
+def protocol_problem(systems: list[System], dataset: str, languages: list[str] | None = None) -> str | None:
+    """Why these systems' results on a MIRACL dataset cannot be compared (their protocol
+    fingerprints differ on the languages compared), or None; other datasets have none."""
+    from engine.contract.miracl_protocol import fingerprint_of, mismatch
+
+    if not dataset.startswith(("miracl", "hf:miracl")):
+        return None
+    return mismatch([(run.name, fingerprint_of(run.results[dataset])) for system in systems
+                     for run in system.evaluated(dataset)], languages)
+
+
 def evaluated_languages(systems: list[System], dataset: str) -> tuple[list[str], list[str]]:
     """(the languages every system was evaluated on, those only some were): a comparison is made
     on the first alone, so a macro average never mixes language sets."""
@@ -286,7 +297,8 @@ def test_units(base: System, first: np.ndarray, other: System, second: np.ndarra
 
 def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
             settings: tuple[str, ...] = SETTINGS, baseline: int = 0, test: Significance | None = None,
-            with_ci: bool = False, family: str = "comparison", systems: list[System] | None = None) -> Comparison:
+            with_ci: bool = False, family: str = "comparison", systems: list[System] | None = None,
+            allow_mixed_protocols: bool = False) -> Comparison:
     """Every row x setting x system against the baseline system (the runs grouped by their seeds,
     or `systems` as given: a report's arms). The family the correction runs over is the whole
     comparison, or (`family="setting"`, a report's exploratory tables) each setting's table on its own."""
@@ -299,6 +311,9 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
     common, dropped = evaluated_languages(with_data, dataset)     # a system without results shows as empty
     if not common:
         raise ValueError(f"the runs share no language evaluated on {dataset}: nothing to compare")
+    problem = None if allow_mixed_protocols else protocol_problem(with_data, dataset, common)
+    if problem:
+        raise ValueError(f"{problem} (--allow-mixed-protocols compares them anyway)")
     base = systems[baseline]
     rows, tested = [], []
     for label, summary, members in _plan(systems, dataset):

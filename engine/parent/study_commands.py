@@ -71,7 +71,7 @@ def compare_command(args: argparse.Namespace, console: Console) -> int:
     for dataset in datasets:
         try:
             comparison = compare(runs, dataset, args.metric, tuple(args.setting), test=test,
-                                 with_ci=args.format != "table")
+                                 with_ci=args.format != "table", allow_mixed_protocols=args.allow_mixed_protocols)
         except ValueError as error:
             raise RunError(str(error)) from None
         if args.require_seeds:
@@ -85,8 +85,8 @@ def compare_command(args: argparse.Namespace, console: Console) -> int:
             outputs.append(FORMATS[args.format](comparison))
     from engine.parent.report.saved import save_comparison
 
-    saved = save_comparison(store, [compare(runs, dataset, args.metric, tuple(args.setting), test=test, with_ci=True)
-                                    for dataset in datasets])
+    saved = save_comparison(store, [compare(runs, dataset, args.metric, tuple(args.setting), test=test, with_ci=True,
+                                            allow_mixed_protocols=args.allow_mixed_protocols) for dataset in datasets])
     print(f"saved as {saved}", file=sys.stderr)
     if args.format == "table":
         diff = comparison.diff
@@ -121,7 +121,8 @@ def report_command(args: argparse.Namespace, console: Console) -> int:
     declared = hypotheses_of(args)
     store = open_store(runs_dir_of(args))
     report = build(store, args.references, metrics=args.metric, reference=args.reference, partial=args.partial,
-                   allow_mixed=args.allow_mixed, test=test, title=args.title, hypotheses=declared, effect=args.effect)
+                   allow_mixed=args.allow_mixed, test=test, title=args.title, hypotheses=declared, effect=args.effect,
+                   allow_mixed_protocols=args.allow_mixed_protocols)
     folder = save_report(store, report, out, args.force)
     print_family(console, report["hypotheses"])
     for line in answer_lines(report["hypotheses"]):

@@ -20,7 +20,7 @@ from engine.contract.errors import RunError
 from engine.contract.layout import SETTINGS, read_json
 from engine.contract.spec import spec_diff
 from engine.parent.compare import Cell, Comparison, System, compare, group_seeds, language_value, load_run, \
-    seed_key, test_units, unit_matrices
+    protocol_problem, seed_key, test_units, unit_matrices
 from engine.parent.report import hypotheses as family
 from engine.parent.significance import Significance, correct, decompose
 
@@ -291,7 +291,7 @@ def dataset_section(arms: list[Arm], reference: Arm, dataset: str, metrics: list
     systems = [arm.system for arm in arms]
     for metric in metrics:
         comparison = compare(runs, dataset, metric, SETTINGS, baseline, exploratory, with_ci=True, family="setting",
-                             systems=systems)
+                             systems=systems, allow_mixed_protocols=True)     # build() checked them once
         section["tables"][metric] = table_of(comparison, arms)
         section["footnotes"][metric] = comparison.footnote
         section["family"][metric] = comparison.family
@@ -334,7 +334,8 @@ def provenance(arms: list[Arm], store) -> dict:
 
 def build(store, references: list[str], *, metrics: list[str] | None = None, reference: str | None = None,
           partial: bool = False, allow_mixed: bool = False, test: Significance | None = None,
-          title: str | None = None, hypotheses: list | None = None, effect: float = family.DEFAULT_EFFECT) -> dict:
+          title: str | None = None, hypotheses: list | None = None, effect: float = family.DEFAULT_EFFECT,
+          allow_mixed_protocols: bool = False) -> dict:
     """The whole report as one JSON-able document. `hypotheses` (validated specs) replaces the
     family the runs declare; neither: the default family."""
     test = test or Significance()
@@ -347,6 +348,10 @@ def build(store, references: list[str], *, metrics: list[str] | None = None, ref
     chosen = reference_arm(arms, reference)
     declared = hypotheses if hypotheses is not None else family.declared(arms)
     datasets = common_datasets(arms)
+    for dataset in datasets if not allow_mixed_protocols else ():
+        problem = protocol_problem([arm.system for arm in arms], dataset)
+        if problem:
+            raise RunError(f"{problem}; add --allow-mixed-protocols to report them together")
     sections = {dataset: dataset_section(arms, chosen, dataset, dataset_metrics(arms, dataset, metrics), test)
                 for dataset in datasets}
     return {"title": title or f"Study: {', '.join(references)}", "selection": references,

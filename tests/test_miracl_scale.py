@@ -1,0 +1,229 @@
+"""MIRACL at scale: the corpus in stored shards searched with faiss, the pooled protocol, and
+protocol fingerprints that keep incomparable numbers apart — on MIRACL-layout files, with the
+tiny model and the real bm25s, faiss and CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.child.corpus_search import Shard, TopK, encoded_shards, recall_against, search_approximate, search_exact
+from engine.child.data import miracl
+from engine.child.embedding_cache import EmbeddingCache
+from engine.child.eval_miracl import Shards, evaluate_language
+from engine.child.evaluator import Evaluator
+from engine.contract.errors import DataError
+from engine.contract.events import Notice
+from engine.contract.layout import RunFolder
+from engine.contract.miracl_protocol import read_pool
+from engine.contract.validation import parse_spec
+from runs_helpers import env
+from test_miracl import DOCS, QRELS, TOPICS, write_miracl
+
+# a corpus with distractors, so a pool is a strict part of it
+MORE_DOCS = DOCS + [(f"{20 + i}#0", f"Makala {i}", f"Hii ni makala ya {i} kuhusu historia ya eneo la {i % 7}.")
+                    for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model):
+    from engine.child.encoder import load_encoder
+    from engine.contract.spec import EncoderSpec
+
+    return load_encoder(EncoderSpec(name=str(tiny_model)))
+
+
+def key_of(texts: list[str]) -> str:
+    return hashlib.sha1("\n".join(texts).encode()).hexdigest()
+
+
+def counting_encode(encoder, calls: list, fail_after: int | None = None):
+    """The encoder's encode, recording each corpus call's size; optionally dying (as a killed
+    evaluation does) on the call after `fail_after` corpus calls."""
+    def encode(texts, is_query, progress):
+        if not is_query:
+            if fail_after is not None and len(calls) >= fail_after:
+                raise KeyboardInterrupt("killed")
+            calls.append(len(texts))
+        return encoder.encode(texts, is_query, 4, progress)
+    return encode
+
+
+def streaming_reference(queries: np.ndarray, passages: np.ndarray, k: int, chunk: int) -> TopK:
+    """Today's streaming top-k before shards: dense scores per chunk, merged."""
+    top = TopK(len(queries), k)
+    for start in range(0, len(passages), chunk):
+        block = passages[start:start + chunk]
+        top.add(queries @ block.T, [f"d{i}" for i in range(start, start + len(block))], start)
+    return top
+
+
+def test_exact_sharded_search_equals_the_streaming_top_k():
+    rng = np.random.default_rng(4)
+    passages = rng.standard_normal((500, 16)).astype(np.float32)
+    passages[[40, 41, 300, 301, 302]] = passages[7]            # ties across and within shards
+    queries = rng.standard_normal((9, 16)).astype(np.float32)
+    queries[3] = passages[7]                                   # a query whose best five are tied
+    reference = streaming_reference(queries, passages, 100, 8192)
+    for size in (1, 13, 64, 100, 500):
+        shards = [Shard(number, start, [f"d{i}" for i in range(start, min(start + size, 500))],
+                        passages[start:start + size]) for number, start in enumerate(range(0, 500, size))]
+        top = search_exact(queries, shards, 100)
+        assert (top.positions == reference.positions).all(), size
+        assert top.ids.tolist() == reference.ids.tolist()
+    assert top.ids[3, :6].tolist() == ["d7", "d40", "d41", "d300", "d301", "d302"]   # earlier passage first
+
+
+def test_approximate_indexes_report_their_recall_against_exact():
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((30, 32)).astype(np.float32)          # clustered, as embeddings are
+    passages = centres[rng.integers(0, 30, 3000)] + 0.3 * rng.standard_normal((3000, 32)).astype(np.float32)
+    passages /= np.linalg.norm(passages, axis=1, keepdims=True)
+    queries = passages[:20] + 0.05 * rng.standard_normal((20, 32)).astype(np.float32)
+    shards = [Shard(0, 0, [f"d{i}" for i in range(1500)], passages[:1500]),
+              Shard(1, 1500, [f"d{i}" for i in range(1500, 3000)], passages[1500:])]
+    exact = search_exact(queries, shards, 100)
+    for kind in ("hnsw", "ivf"):
+        approximate, seconds = search_approximate(queries, shards, 100, kind)
+        found = [len(set(a) & set(e)) / 100 for a, e in zip(approximate.ids.tolist(), exact.ids.tolist())]
+        assert recall_against(approximate, exact) == pytest.approx(np.mean(found))
+        assert 0.9 < np.mean(found) <= 1.0 and seconds > 0
+        assert all(f"d{i}" == row[0] for i, row in enumerate(approximate.ids.tolist()[:5]))   # the planted nearest
+
+
+def test_shards_are_stored_reused_and_a_killed_evaluation_goes_on(tmp_path, encoder):
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    data = miracl.load_local("sw", "dev", str(tmp_path))
+    whole, *_ = evaluate_language(data, counting_encode(encoder, []), lambda event: None, 0, "miracl",
+                                  shards=Shards(size=1000, dtype="float32"))
+    warnings = []
+    store = EmbeddingCache(tmp_path / "shards", warn=warnings.append, limit=2**40)
+    shards = Shards(size=10, dtype="float16", store=store, key_of=key_of)
+    calls = []
+    with pytest.raises(KeyboardInterrupt):                      # killed while encoding the third shard
+        evaluate_language(data, counting_encode(encoder, calls, fail_after=2), lambda event: None, 0, "miracl",
+                          shards=shards)
+    assert calls == [10, 10] and len(list((tmp_path / "shards").glob("*.npy"))) == 2
+    calls = []
+    resumed = evaluate_language(data, counting_encode(encoder, calls), lambda event: None, 0, "miracl", shards=shards)
+    assert calls == [10, 10, 6]                                # only the shards it had not written
+    for name in whole:
+        np.testing.assert_allclose(resumed.per_query[name], whole[name], atol=1e-6)
+    assert np.load(sorted((tmp_path / "shards").glob("*.npy"))[0]).dtype == np.float16
+    damaged = sorted((tmp_path / "shards").glob("*.npy"))[0]
+    data_bytes = bytearray(damaged.read_bytes())
+    data_bytes[-3] ^= 0xFF
+    damaged.write_bytes(bytes(data_bytes))
+    calls = []
+    again = evaluate_language(data, counting_encode(encoder, calls), lambda event: None, 0, "miracl", shards=shards)
+    assert calls == [10] and any("corrupt" in warning for warning in warnings)   # recomputed, never used
+    assert again.retrieved == resumed.retrieved
+
+
+def test_memory_mapped_shards_come_back_as_stored(tmp_path):
+    store = EmbeddingCache(tmp_path, limit=2**40)
+    documents = iter([(f"d{i}", f"text {i}") for i in range(25)])
+    rng = np.random.default_rng(1)
+    made = {}
+
+    def encode(texts, first):
+        made[first] = rng.standard_normal((len(texts), 8)).astype(np.float32)
+        return made[first]
+
+    first_pass = list(encoded_shards(documents, 10, encode, store, key_of, "float16"))
+    assert [len(shard.ids) for shard in first_pass] == [10, 10, 5]
+    for shard in first_pass:
+        np.testing.assert_array_equal(shard.embeddings, made[shard.first].astype(np.float16))
+
+
+def pool_cli(tmp_path, *arguments) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "pool", "--data-dir", str(tmp_path),
+                           "--runs-dir", str(tmp_path / "runs"), *arguments],
+                          capture_output=True, text=True, env=env(), timeout=600)
+
+
+def evaluate_spec(tmp_path, tiny_model, name: str, **miracl_options) -> dict:
+    spec = parse_spec({"name": name, "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                       "eval": {"datasets": ["miracl"], "languages": ["sw"], "cache": False,
+                                "miracl": {"shard_size": 16, **miracl_options}}})
+    events = []
+    from engine.child.encoder import load_encoder
+
+    assert Evaluator(spec, RunFolder(tmp_path / name), events.append).run(load_encoder(spec.encoder), 0)
+    assert not (tmp_path / name / "eval" / "miracl" / "shards").exists()     # the run's own shards: gone once done
+    return json.loads((tmp_path / name / "eval" / "miracl" / "results.json").read_text()), events
+
+
+def test_a_pool_is_built_once_and_evaluated_with_its_fingerprint(tmp_path, tiny_model):
+    from engine.parent.compare import compare, load_run
+
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    built = pool_cli(tmp_path, "--out", str(tmp_path / "pool.json"), "--depth", "3", "--retrievers",
+                     f"bm25,{tiny_model}")
+    assert built.returncode == 0, built.stderr
+    assert "sw: bm25 added" in built.stdout and "sw: " in built.stdout and "wrote" in built.stdout
+    pool, digest = read_pool(tmp_path / "pool.json")
+    entry = pool["languages"]["sw"]
+    judged = {doc for _, doc, _ in QRELS}
+    assert judged <= set(entry["docids"]) and len(entry["docids"]) < len(MORE_DOCS) and entry["corpus_size"] == 46
+    pooled, events = evaluate_spec(tmp_path, tiny_model, "pooled", protocol="pooled", pool=str(tmp_path / "pool.json"))
+    full, _ = evaluate_spec(tmp_path, tiny_model, "full")
+    assert pooled["protocol"]["protocol"] == "pooled" and pooled["protocol"]["pool_sha256"] == digest
+    assert pooled["protocol"]["languages"]["sw"]["searched"] == len(entry["docids"])
+    assert full["protocol"]["languages"]["sw"] == {**pooled["protocol"]["languages"]["sw"], "searched": 46}
+    runs = [load_run(RunFolder(tmp_path / "full")), load_run(RunFolder(tmp_path / "pooled"))]
+    with pytest.raises(ValueError, match="MIRACL results of different protocols: full is full · dev, "
+                                         "pooled is pooled pool"):
+        compare(runs, "miracl")
+    assert compare(runs, "miracl", allow_mixed_protocols=True).rows
+    # the CLI says it in one line, exit 2
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    for name in ("full", "pooled"):
+        (tmp_path / name).rename(tmp_path / "runs" / name)
+        (tmp_path / "runs" / name / "run.json").write_text(json.dumps({"id": name, "name": name, "status": "finished"}))
+    refused = subprocess.run([sys.executable, "-m", "engine.cli", "compare", "full", "pooled", "--runs-dir",
+                              str(tmp_path / "runs")], capture_output=True, text=True, env=env(), timeout=600)
+    (error,) = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.returncode == 2 and "different protocols" in error and "--allow-mixed-protocols" in error
+
+
+def test_bad_pools_get_one_line_each(tmp_path, tiny_model):
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    assert pool_cli(tmp_path, "--out", str(tmp_path / "pool.json"), "--depth", "2").returncode == 0
+    with pytest.raises(DataError, match="none.json: cannot read the MIRACL pool file"):
+        evaluate_spec(tmp_path, tiny_model, "nowhere", protocol="pooled", pool=str(tmp_path / "none.json"))
+    document = json.loads((tmp_path / "pool.json").read_text())
+    other = {**document, "languages": {"yo": document["languages"]["sw"]}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(DataError, match=r"other.json: no pool for sw \(it has yo\)"):
+        evaluate_spec(tmp_path, tiny_model, "a", protocol="pooled", pool=str(tmp_path / "other.json"))
+    stale = {**document, "languages": {"sw": {**document["languages"]["sw"], "qrels_sha256": "0" * 64}}}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    with pytest.raises(DataError, match="built on other judgements than these"):
+        evaluate_spec(tmp_path, tiny_model, "b", protocol="pooled", pool=str(tmp_path / "stale.json"))
+    grown = {**document, "languages": {"sw": {**document["languages"]["sw"], "corpus_size": 45}}}
+    (tmp_path / "grown.json").write_text(json.dumps(grown))
+    with pytest.raises(DataError, match="built on a corpus of 45 passages; this one has 46"):
+        evaluate_spec(tmp_path, tiny_model, "c", protocol="pooled", pool=str(tmp_path / "grown.json"))
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(DataError, match="broken.json: not a MIRACL pool file"):
+        evaluate_spec(tmp_path, tiny_model, "d", protocol="pooled", pool=str(tmp_path / "broken.json"))
+    missing = pool_cli(tmp_path, "--out", str(tmp_path / "x.json"), "--languages", "xx")
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0 and "'xx'" in missing.stderr
+    exists = pool_cli(tmp_path, "--out", str(tmp_path / "pool.json"))
+    assert exists.returncode == 2 and "exists (--force replaces it)" in exists.stderr
+    with pytest.raises(Exception, match="eval.miracl.pool"):
+        parse_spec({"name": "p", "eval": {"datasets": ["miracl"], "miracl": {"protocol": "pooled"}}})
+
+
+def test_an_approximate_index_says_its_recall(tmp_path, tiny_model):
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    results, events = evaluate_spec(tmp_path, tiny_model, "hnsw", index="hnsw")
+    recall = results["per_language"]["sw"]["index_recall"]
+    assert 0 < recall <= 1
+    assert any(isinstance(event, Notice) and "hnsw search recall@100 against exact" in event.message for event in events)
