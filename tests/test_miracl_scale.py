@@ -227,3 +227,41 @@ def test_an_approximate_index_says_its_recall(tmp_path, tiny_model):
     recall = results["per_language"]["sw"]["index_recall"]
     assert 0 < recall <= 1
     assert any(isinstance(event, Notice) and "hnsw search recall@100 against exact" in event.message for event in events)
+
+
+def test_two_encode_processes_share_the_shards_every_evaluation_reads(tmp_path, tiny_model, monkeypatch):
+    """`hbt-tui miracl encode SPEC --part 1/2` and `--part 2/2` at once (as on two GPUs or as two
+    cluster jobs) write the corpus's shards into the embedding cache; the evaluation then
+    encodes no passage and scores exactly as one that encoded everything itself."""
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HBT_EMBEDDING_CACHE_DIR", str(cache))
+    document = {"name": "enc", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "miracl": {"shard_size": 16}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    environment = {**env(), "HBT_EMBEDDING_CACHE_DIR": str(cache)}
+    parts = [subprocess.Popen([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                               "--part", f"{k}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=environment) for k in (1, 2)]
+    outputs = [process.communicate(timeout=600) for process in parts]
+    assert [process.returncode for process in parts] == [0, 0], outputs
+    assert "sw: shard 0 " in outputs[0][0] and "sw: shard 2 " in outputs[0][0] and "sw: shard 1 " in outputs[1][0]
+    shards = [json.loads(path.read_text())["about"] for path in cache.glob("*.json")
+              if "about" in json.loads(path.read_text())]
+    assert sorted(about["shard"] for about in shards) == [0, 1, 2] and {about["language"] for about in shards} == {"sw"}
+    from engine.child.encoder import load_encoder
+
+    spec = parse_spec(document)
+    events = []
+    evaluator = Evaluator(spec, RunFolder(tmp_path / "run"), events.append)
+    assert evaluator.run(load_encoder(spec.encoder), 0)
+    assert (evaluator.cache.hits, evaluator.cache.misses) == (3, 0)            # every shard read, none encoded
+    results = json.loads((tmp_path / "run" / "eval" / "miracl" / "results.json").read_text())
+    monkeypatch.setenv("HBT_EMBEDDING_CACHE_DIR", str(tmp_path / "empty-cache"))
+    alone = Evaluator(spec, RunFolder(tmp_path / "alone"), [].append)
+    assert alone.run(load_encoder(spec.encoder), 0) and alone.cache.hits == 0
+    assert json.loads((tmp_path / "alone" / "eval" / "miracl" / "results.json").read_text())["per_language"] \
+        == results["per_language"]
+    bad = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                          "--part", "3/2"], capture_output=True, text=True, env=environment, timeout=600)
+    assert bad.returncode == 2 and "expected 1 <= k <= n" in bad.stderr

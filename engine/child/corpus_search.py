@@ -69,17 +69,22 @@ def shards_of(documents: Iterator[tuple[str, str]], size: int) -> Iterator[tuple
 
 
 def encoded_shards(documents: Iterator[tuple[str, str]], size: int, encode: Callable[[list[str], int], np.ndarray],
-                   store, key_of: Callable[[list[str]], str], dtype: str) -> Iterator[Shard]:
+                   store, key_of: Callable[[list[str]], str], dtype: str, about: dict | None = None,
+                   part: tuple[int, int] | None = None) -> Iterator[Shard]:
     """Each shard's embeddings: from `store` when present and intact, else `encode(texts,
-    first_position)` stored as `dtype`. `store` None: computed, never kept."""
+    first_position)` stored as `dtype`. `store` None: computed, never kept. `part` (k, n): only
+    the shards whose number is k modulo n (one of n processes sharing the work)."""
     for number, first, chunk in shards_of(documents, size):
+        if part is not None and number % part[1] != part[0]:
+            continue
         texts = [text for _, text in chunk]
 
         def compute(texts=texts, first=first) -> np.ndarray:
             return np.ascontiguousarray(encode(texts, first), dtype=dtype)
 
-        embeddings = compute() if store is None else store.get_or_compute(key_of(texts), compute, rows=len(texts),
-                                                                          mmap=True)
+        embeddings = compute() if store is None else store.get_or_compute(
+            key_of(texts), compute, rows=len(texts), mmap=True,
+            about={**about, "shard": number, "first": first} if about is not None else None)
         yield Shard(number, first, [docid for docid, _ in chunk], embeddings)
 
 

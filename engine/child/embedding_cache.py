@@ -98,10 +98,11 @@ class EmbeddingCache:
 
     # --- the one entry point -------------------------------------------------------------------
     def get_or_compute(self, key: str, compute: Callable[[], np.ndarray], rows: int | None = None,
-                       mmap: bool = False) -> np.ndarray:
+                       mmap: bool = False, about: dict | None = None) -> np.ndarray:
         """The entry for `key` if present, intact and of `rows` rows (one per text); otherwise
         `compute()`, stored. With `mmap`, a stored entry is returned memory-mapped (read-only),
-        once its checksum is verified."""
+        once its checksum is verified. `about` is kept in the entry's metadata (what it is: a
+        corpus shard's encoder, dataset, language, number), for `--dry-run` to count."""
         if not self.enabled or not self._writable():
             self.misses += 1
             return compute()
@@ -116,7 +117,7 @@ class EmbeddingCache:
                 return found
             value = compute()
             self.misses += 1
-            self._write(key, value)
+            self._write(key, value, about)
         self._evict()
         return value
 
@@ -163,7 +164,7 @@ class EmbeddingCache:
             pass
         return array
 
-    def _write(self, key: str, value: np.ndarray) -> None:
+    def _write(self, key: str, value: np.ndarray, about: dict | None = None) -> None:
         array_path, meta_path = self._paths(key)
         suffix = f".tmp-{os.getpid()}"
         try:
@@ -173,7 +174,7 @@ class EmbeddingCache:
             temporary = array_path.with_name(array_path.name + suffix)
             temporary.write_bytes(data)
             meta = {"sha256": hashlib.sha256(data).hexdigest(), "shape": list(value.shape), "dtype": str(value.dtype),
-                    "created": time.time()}
+                    "created": time.time(), **({"about": about} if about else {})}
             meta_temporary = meta_path.with_name(meta_path.name + suffix)
             meta_temporary.write_text(json.dumps(meta), encoding="utf-8")
             os.replace(temporary, array_path)

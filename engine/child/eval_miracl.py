@@ -47,6 +47,22 @@ class Shards:
     store: object | None = None
     key_of: Callable[[list[str]], str] = lambda texts: ""
     index: str = "exact"
+    about: dict | None = None                 # kept with each stored shard (what `--dry-run` counts)
+    part: tuple[int, int] | None = None       # (k, n): only every n-th shard from the k-th
+
+
+def shard_setup(spec, dataset: str, fingerprint: str, store) -> Shards:
+    """The shards of `spec`'s MIRACL evaluation by an encoder of this fingerprint: how they are
+    cut, stored, keyed and searched — the one place an evaluation and `hbt-tui miracl encode`
+    agree on, so the shards one writes are the shards the other reads."""
+    from engine.child.embedding_cache import texts_key
+
+    options = spec.eval.miracl
+    return Shards(options.shard_size, options.shard_dtype, store,
+                  lambda texts: texts_key(f"{fingerprint}:shard:{options.shard_dtype}", texts, False), options.index,
+                  {"kind": "corpus-shard", "encoder": spec.encoder.name, "fingerprint": fingerprint,
+                   "dataset": dataset, "split": spec.eval.miracl_split, "protocol": options.protocol,
+                   "pool": options.pool, "size": options.shard_size, "dtype": options.shard_dtype})
 
 
 @dataclass
@@ -60,6 +76,60 @@ class LanguageResult:
 
     def __iter__(self):   # (per_query, retrieved, qrels, top), as before
         return iter((self.per_query, self.retrieved, self.qrels, self.top))
+
+
+def candidate_documents(data: miracl.MiraclLanguage, candidates: set[str] | None, counted: list[int],
+                        kept: list[int]) -> Iterator[tuple[str, str]]:
+    """The corpus's (docid, text) that are candidates (all under `full`), counting the corpus's
+    passages in counted[0] and the candidates in kept[0] as they pass."""
+    for docid, text in data.documents():
+        counted[0] += 1
+        if candidates is None or docid in candidates:
+            kept[0] += 1
+            yield docid, text
+
+
+def miracl_languages(spec, dataset: str) -> tuple[list[str], Callable[[str], miracl.MiraclLanguage]]:
+    """The languages a spec evaluates on this MIRACL dataset, and how one is loaded."""
+    split = spec.eval.miracl_split
+    if dataset == "miracl":
+        return (list(spec.eval.languages or miracl.local_languages(spec.data_dir)),
+                lambda language: miracl.load_local(language, split, spec.data_dir))
+    return list(spec.eval.languages or catalog.MIRACL_DEV_LANGUAGES), lambda language: miracl.load_hub(language, split)
+
+
+def pools_of(spec, languages: list[str]) -> tuple[dict, str | None]:
+    """The pooled protocol's pool per language and the pool file's hash ({} and None under full)."""
+    protocol, split = spec.eval.miracl, spec.eval.miracl_split
+    if protocol.protocol != "pooled":
+        return {}, None
+    document, pool_sha256 = read_pool(Path(protocol.pool))
+    if document.get("split") != split:
+        raise DataError(f"{protocol.pool}: a pool of the {document.get('split')!r} split; "
+                        f"eval.miracl_split is {split!r}")
+    absent = [language for language in languages if language not in document["languages"]]
+    if absent:
+        raise DataError(f"{protocol.pool}: no pool for {', '.join(absent)} "
+                        f"(it has {', '.join(sorted(document['languages'])) or 'none'})")
+    return document["languages"], pool_sha256
+
+
+def encode_part(spec, dataset: str, shards: Shards, encode: Callable, say: Callable[[str], None]) -> int:
+    """`hbt-tui miracl encode`: this process's part of every language's shards, into the store
+    (the evaluations that meet this encoder then read them); returns how many it wrote or found."""
+    languages, loader = miracl_languages(spec, dataset)
+    pools, _ = pools_of(spec, languages)
+    done = 0
+    for language in languages:
+        data = loader(language)
+        pool = pools.get(language)
+        documents = candidate_documents(data, set(pool["docids"]) if pool else None, [0], [0])
+        about = {**shards.about, "language": language}
+        for shard in encoded_shards(documents, shards.size, lambda texts, first: encode(texts, False, lambda d, t: None),
+                                    shards.store, shards.key_of, shards.dtype, about, shards.part):
+            done += 1
+            say(f"{language}: shard {shard.number} ({len(shard.ids)} passages from {shard.first})")
+    return done
 
 
 def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Callable[[Event], None], step: int,
@@ -80,19 +150,17 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
     seen: set[str] = set()
 
     def stream() -> Iterator[tuple[str, str]]:
-        for docid, text in data.documents():
-            counted[0] += 1
-            if candidates is None or docid in candidates:
-                kept[0] += 1
-                if docid in judged:
-                    seen.add(docid)
-                yield docid, text
+        for docid, text in candidate_documents(data, candidates, counted, kept):
+            if docid in judged:
+                seen.add(docid)
+            yield docid, text
 
     def embed(texts: list[str], first: int) -> np.ndarray:
         return encode(texts, False, lambda done, total: emit(
             EvalProgress(step=step, dataset=dataset, stage=data.language, done=first + done, total=0)))
 
-    corpus = encoded_shards(stream(), shards.size, embed, shards.store, shards.key_of, shards.dtype)
+    about = {**shards.about, "language": data.language} if shards.about is not None else None
+    corpus = encoded_shards(stream(), shards.size, embed, shards.store, shards.key_of, shards.dtype, about, shards.part)
     index_recall = None
     if shards.index == "exact":
         top = search_exact(queries, corpus, DEPTH)
@@ -130,26 +198,10 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
 def evaluate_miracl(spec, dataset: str, encode: Callable, emit: Callable[[Event], None], step: int,
                     folder: RunFolder, final: bool, shards: Shards | None = None) -> tuple[dict, float, dict]:
     """Every language of the spec; returns (per language, encoding seconds, the fingerprint)."""
-    split = spec.eval.miracl_split
-    if dataset == "miracl":
-        languages = spec.eval.languages or miracl.local_languages(spec.data_dir)
-        loader = lambda language: miracl.load_local(language, split, spec.data_dir)  # noqa: E731
-    else:
-        languages = spec.eval.languages or catalog.MIRACL_DEV_LANGUAGES
-        loader = lambda language: miracl.load_hub(language, split)  # noqa: E731
-    protocol = spec.eval.miracl
-    pools, pool_sha256 = {}, None
-    if protocol.protocol == "pooled":
-        document, pool_sha256 = read_pool(Path(protocol.pool))
-        if document.get("split") != split:
-            raise DataError(f"{protocol.pool}: a pool of the {document.get('split')!r} split; "
-                            f"eval.miracl_split is {split!r}")
-        pools = document["languages"]
-        absent = [language for language in languages if language not in pools]
-        if absent:
-            raise DataError(f"{protocol.pool}: no pool for {', '.join(absent)} "
-                            f"(it has {', '.join(sorted(pools)) or 'none'})")
-    fingerprint = {"protocol": protocol.protocol, "split": split, "pool_sha256": pool_sha256, "languages": {}}
+    languages, loader = miracl_languages(spec, dataset)
+    pools, pool_sha256 = pools_of(spec, languages)
+    fingerprint = {"protocol": spec.eval.miracl.protocol, "split": spec.eval.miracl_split,
+                   "pool_sha256": pool_sha256, "languages": {}}
     per_language, rows, encode_seconds = {}, [], 0.0
     for language in languages:
         started = time.perf_counter()

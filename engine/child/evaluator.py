@@ -126,17 +126,14 @@ class Evaluator:
         the evaluation is done (so a killed one goes on from its shards)."""
         import shutil
 
-        from engine.child.embedding_cache import EmbeddingCache, texts_key
-        from engine.child.eval_miracl import MIRACL_METRICS, Shards, evaluate_miracl
+        from engine.child.embedding_cache import EmbeddingCache
+        from engine.child.eval_miracl import MIRACL_METRICS, evaluate_miracl, shard_setup
 
-        options = self.spec.eval.miracl
         own = self.folder.path / "eval" / dataset / "shards"
         store = self.cache if self.cache is not None and self.cache.enabled else EmbeddingCache(
             own, warn=lambda message: self.emit(Notice(message=message, level="warning")),
             check_stop=self._check_stop, limit=2**62)
-        shards = Shards(options.shard_size, options.shard_dtype, store,
-                        lambda texts: texts_key(f"{fingerprint}:shard:{options.shard_dtype}", texts, False),
-                        options.index)
+        shards = shard_setup(self.spec, dataset, fingerprint, store)
         started = time.perf_counter()
         per_language, encode_seconds, protocol = evaluate_miracl(self.spec, dataset, encode_uncached, self.emit, step,
                                                                  self.folder, final, shards)

@@ -1,7 +1,8 @@
 """`hbt-tui miracl pool`: a MIRACL candidate pool, built once and shared (engine.child.miracl_pool
 builds it, in a child process: BM25 and encoders are the child's work). Run names among the
 retrievers become their TREC run folders here, so a finished run's ranking joins the pool
-without encoding anything again.
+without encoding anything again. `hbt-tui miracl encode SPEC --part k/n`: one of n processes
+(one per GPU, or n cluster jobs) writing a spec's corpus shards into the embedding cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def add_miracl_parser(commands, parser_class) -> None:
     pool.add_argument("--data-dir", help="where the local miracl/ folder is (default: $HBT_DATA_DIR)")
     pool.add_argument("--force", action="store_true", help="replace --out if it exists")
     pool.set_defaults(handler=miracl_command)
+    encode = actions.add_parser("encode", help="write a spec's MIRACL corpus shards into the embedding cache "
+                                "(one part of n: --part k/n)")
+    encode.add_argument("spec", help="a spec with a MIRACL dataset (its encoder, precision and eval.miracl)")
+    encode.add_argument("--part", default="1/1", help="k/n: this process's share of the shards (default 1/1)")
+    encode.set_defaults(handler=encode_command)
 
 
 def resolved_retrievers(names: list[str], args: argparse.Namespace, dataset: str) -> list[str]:
@@ -60,7 +66,7 @@ def miracl_command(args: argparse.Namespace, console: Console) -> int:
     if not names:
         raise RunError("--retrievers: name at least one (bm25, a run, an encoder)")
     retrievers = resolved_retrievers(names, args, "hf:miracl" if args.hub else "miracl")
-    command = [sys.executable, "-m", "engine.pool", "--out", args.out, "--split", args.split,
+    command = [sys.executable, "-m", "engine.miracl", "pool", "--out", args.out, "--split", args.split,
                "--depth", str(args.depth), "--retrievers", *retrievers]
     if args.languages:
         command += ["--languages", *args.languages]
@@ -69,3 +75,7 @@ def miracl_command(args: argparse.Namespace, console: Console) -> int:
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     return subprocess.run(command).returncode
+
+
+def encode_command(args: argparse.Namespace, console: Console) -> int:
+    return subprocess.run([sys.executable, "-m", "engine.miracl", "encode", args.spec, "--part", args.part]).returncode
