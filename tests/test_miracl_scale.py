@@ -265,3 +265,33 @@ def test_two_encode_processes_share_the_shards_every_evaluation_reads(tmp_path, 
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
                           "--part", "3/2"], capture_output=True, text=True, env=environment, timeout=600)
     assert bad.returncode == 2 and "expected 1 <= k <= n" in bad.stderr
+
+
+def test_a_dry_run_says_what_the_miracl_evaluations_will_cost(tmp_path, tiny_model, data_dir):
+    """Per language: passages under the protocol, shards, the base encoder's shards already
+    cached (after `miracl encode --part 1/2`: 2 of 3), and the passages left to encode."""
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    spec = {"name": "cost", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+            "train": {"dataset": "xquad-r", "steps": 10, "batch_size": 8, "eval_every": 5, "languages": ["en", "de"],
+                      "max_questions": 40},
+            "eval": {"datasets": ["miracl"], "at_start": True, "miracl": {"shard_size": 16}}, "grid": {"train.seed": [1, 2]}}
+    for name in ("xquad-r", "mlqa-r"):
+        (tmp_path / name).symlink_to(data_dir / name)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    environment = {**env(), "HBT_EMBEDDING_CACHE_DIR": str(tmp_path / "cache")}
+
+    def dry_run() -> str:
+        done = subprocess.run([sys.executable, "-m", "engine.cli", "--run", str(tmp_path / "spec.json"), "--runs-dir",
+                               str(tmp_path / "runs"), "--dry-run"], capture_output=True, text=True, env=environment,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    before = dry_run()
+    assert "2 runs: 4 trained evaluations + the base encoder once" in before
+    assert "sw             46 passages · 3 shards · 0 of the base encoder's cached · 230 to encode" in before
+    assert "at 100 passages/s (assumed for cpu: no MIRACL evaluation of this encoder here)" in before
+    encoded = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                              "--part", "1/2"], capture_output=True, text=True, env=environment, timeout=600)
+    assert encoded.returncode == 0, encoded.stderr
+    assert "46 passages · 3 shards · 2 of the base encoder's cached · 200 to encode" in dry_run()   # shard 1: 16 left

@@ -304,6 +304,11 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
         from engine.parent.continuation import plan
 
         print_plan(prepared, spec_path, plan(prepared.specs, store, retry_failed), jobs)
+        from engine.parent.launch import detect_gpus
+        from engine.parent.miracl_cost import cost_lines
+
+        for line in cost_lines(prepared.specs, store, "cuda" if detect_gpus() else "cpu"):
+            print(line)
         return 0
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
                                     log_every=log_every, executor=executor, partition=partition,
