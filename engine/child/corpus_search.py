@@ -106,11 +106,11 @@ def search_exact(queries: np.ndarray, shards: Iterable[Shard], k: int, top: TopK
         ids = np.array(shard.ids, dtype=object)
         kth = min(k, fetch) - 1
         tied = np.nonzero(scores[:, fetch - 1] >= scores[:, kth])[0] if fetch < count else np.array([], dtype=int)
-        if len(tied):   # a tie reaches past what was fetched: these queries take the whole shard
-            full = queries[tied] @ passages.T
-            order = np.lexsort((np.broadcast_to(np.arange(count), full.shape), -full), axis=1)[:, :fetch]
-            scores[tied] = np.take_along_axis(full, order, axis=1)
-            found[tied] = order
+        if len(tied):   # a tie reaches past what was fetched: these queries rank the whole shard (same scores)
+            full_scores, full_found = index.search(queries[tied], count)
+            order = np.lexsort((full_found, -full_scores), axis=1)[:, :fetch]
+            scores[tied] = np.take_along_axis(full_scores, order, axis=1)
+            found[tied] = np.take_along_axis(full_found, order, axis=1)
         top.add_candidates(scores, found + shard.first, ids[found])
     return top
 
