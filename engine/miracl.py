@@ -50,6 +50,9 @@ def encode(args: argparse.Namespace) -> int:
     datasets = [dataset for dataset in spec.eval.datasets if dataset in ("miracl", "hf:miracl")]
     if not datasets:
         raise UserError(f"{args.spec}: eval.datasets has no MIRACL dataset (miracl or hf:miracl)")
+    if not spec.eval.cache:
+        raise UserError(f"{args.spec}: eval.cache is false, so its evaluations would not read shards from the "
+                        "embedding cache; set it to true (the default)")
     encoder = load_encoder(spec.encoder)
     precision = pick_eval_precision(spec.eval.precision, encoder.device)
     fingerprint = encoder_fingerprint(encoder, precision, spec.eval.batch_size)
@@ -62,6 +65,9 @@ def encode(args: argparse.Namespace) -> int:
                                lambda texts, is_query, progress: inference.encode(texts, is_query,
                                                                                   spec.eval.batch_size),
                                lambda line: print(line, flush=True))
+    if cache.evicted_own:
+        raise UserError(f"the embedding cache's limit (HBT_EMBEDDING_CACHE_MB) is smaller than these shards: "
+                        f"{cache.evicted_own} of those just written were evicted again; raise it")
     print(f"part {args.part[0]}/{args.part[1]}: {written} shards in {cache.root} "
           f"({cache.misses} encoded, {cache.hits} already there)")
     return 0
@@ -72,7 +78,7 @@ def part(text: str) -> tuple[int, int]:
         k, n = (int(value) for value in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected k/n (e.g. 1/2), got {text!r}") from None
-    if not 1 <= k <= n <= 4096:
+    if not 1 <= k <= n:
         raise argparse.ArgumentTypeError(f"expected 1 <= k <= n, got {text!r}")
     return k, n
 

@@ -295,3 +295,55 @@ def test_a_dry_run_says_what_the_miracl_evaluations_will_cost(tmp_path, tiny_mod
                               "--part", "1/2"], capture_output=True, text=True, env=environment, timeout=600)
     assert encoded.returncode == 0, encoded.stderr
     assert "46 passages · 3 shards · 2 of the base encoder's cached · 200 to encode" in dry_run()   # shard 1: 16 left
+
+
+def test_fingerprints_refuse_what_differs_and_name_what_is_missing():
+    from engine.contract.miracl_protocol import mismatch
+
+    full = {"protocol": "full", "split": "dev", "pool_sha256": None, "index": "exact",
+            "languages": {"sw": {"corpus_size": 46, "qrels_sha256": "a"}, "yo": {"corpus_size": 9, "qrels_sha256": "b"}}}
+    assert mismatch([("a", full), ("b", dict(full))]) is None
+    assert "without a protocol fingerprint: a vs old (evaluate the older one again" in mismatch([("a", full), ("old", {})])
+    assert mismatch([("old", {}), ("older", {})]) is None
+    hnsw = {**full, "index": "hnsw"}
+    assert "a is full · dev, h is full · dev · hnsw search" in mismatch([("a", full), ("h", hnsw)])
+    assert mismatch([("a", full), ("f16", {**full, "shard_dtype": "float16"})]) is None      # recorded, not refused
+    other = {**full, "languages": {**full["languages"], "yo": {"corpus_size": 10, "qrels_sha256": "b"}}}
+    assert "MIRACL yo: a and b were evaluated on different corpus sizes (9 vs 10)" in mismatch([("a", full), ("b", other)])
+    assert mismatch([("a", full), ("b", other)], languages=["sw"]) is None      # compared on sw only: comparable
+
+
+def test_damaged_pools_and_stale_ones_fail_before_encoding(tmp_path, encoder):
+    import gzip
+
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    data = miracl.load_local("sw", "dev", str(tmp_path))
+    packed = gzip.compress(b'{"format": "hbt-tui-miracl-pool/1", "languages": {}}' * 50)
+    damaged = bytearray(packed)
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp_path / "damaged.json.gz").write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match="damaged.json.gz: not a MIRACL pool file"):
+        read_pool(tmp_path / "damaged.json.gz")
+    from engine.contract.miracl_protocol import qrels_sha256
+
+    stale = {"corpus_size": 46, "docids": ["10#0"],
+             "qrels_sha256": qrels_sha256({qid: data.qrels[qid] for qid in data.query_ids})}
+    calls = []
+    with pytest.raises(DataError, match=r"lacks judged passage '10#1' \(4 such; .*qrels.miracl-v1.0-sw-dev.tsv:2\)"):
+        evaluate_language(data, counting_encode(encoder, calls), lambda event: None, 0, "miracl", pool=stale)
+    assert calls == []                                         # nothing was encoded first
+
+
+def test_a_cache_too_small_for_the_shards_is_said_and_encode_fails(tmp_path, tiny_model):
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    document = {"name": "small", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "miracl": {"shard_size": 8}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    environment = {**env(), "HBT_EMBEDDING_CACHE_DIR": str(tmp_path / "cache"), "HBT_EMBEDDING_CACHE_MB": "0.002"}
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json")],
+                          capture_output=True, text=True, env=environment, timeout=600)
+    assert done.returncode == 2 and "smaller than these shards" in done.stderr and "raise it" in done.stderr
+    (tmp_path / "off.json").write_text(json.dumps({**document, "eval": {**document["eval"], "cache": False}}))
+    off = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "off.json")],
+                         capture_output=True, text=True, env=environment, timeout=600)
+    assert off.returncode == 2 and "eval.cache is false" in off.stderr

@@ -124,7 +124,9 @@ def search_approximate(queries: np.ndarray, shards: Iterable[Shard], k: int, kin
     import faiss
 
     started = time.perf_counter()
-    shards = list(shards)
+    shards = [shard for shard in shards if len(shard.ids)]
+    if not shards:
+        return TopK(len(queries), k), time.perf_counter() - started
     passages = np.concatenate([np.asarray(shard.embeddings, dtype=np.float32) for shard in shards])
     ids = np.array([docid for shard in shards for docid in shard.ids], dtype=object)
     dimension = passages.shape[1]

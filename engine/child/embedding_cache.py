@@ -95,6 +95,8 @@ class EmbeddingCache:
         self.enabled = True
         self.hits = 0
         self.misses = 0
+        self.written: set[str] = set()     # keys this process stored
+        self.evicted_own = 0               # of those, removed again by the size limit
 
     # --- the one entry point -------------------------------------------------------------------
     def get_or_compute(self, key: str, compute: Callable[[], np.ndarray], rows: int | None = None,
@@ -179,6 +181,7 @@ class EmbeddingCache:
             meta_temporary.write_text(json.dumps(meta), encoding="utf-8")
             os.replace(temporary, array_path)
             os.replace(meta_temporary, meta_path)
+            self.written.add(key)
         except OSError as error:
             for path in self.root.glob(f"{key}.*{suffix}"):
                 path.unlink(missing_ok=True)
@@ -223,4 +226,14 @@ class EmbeddingCache:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _evict(self) -> None:
-        evict(self.root, limit_bytes() if self.limit is None else self.limit)
+        """Keep the cache within its limit; entries this process wrote and loses again mean the
+        limit is smaller than one evaluation's needs (a corpus's shards): said once."""
+        if not evict(self.root, limit_bytes() if self.limit is None else self.limit):
+            return
+        gone = {key for key in self.written if not self._paths(key)[0].exists()}
+        if gone:
+            self.written -= gone
+            if not self.evicted_own:
+                self.warn(f"the embedding cache at {self.root} is smaller than what this evaluation stores: entries "
+                          "it wrote were evicted again (raise HBT_EMBEDDING_CACHE_MB to keep a corpus's shards)")
+            self.evicted_own += len(gone)

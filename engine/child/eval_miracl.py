@@ -146,6 +146,10 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
         raise DataError(f"the MIRACL pool for {data.language} was built on other judgements than these "
                         f"(qrels {judgements[:12]} vs the pool's {pool['qrels_sha256'][:12]}): build it again")
     candidates = set(pool["docids"]) if pool is not None else None
+    outside = sorted(judged - candidates) if candidates is not None else []
+    if outside:              # before any encoding: a stale pool costs one line, not an evaluation
+        raise DataError(f"the MIRACL pool for {data.language} lacks judged passage {outside[0]!r} "
+                        f"({len(outside)} such; {data.qrels_lines[outside[0]]}): build it again")
     counted, kept = [0], [0]                # passages in the corpus, and among the candidates
     seen: set[str] = set()
 
@@ -201,7 +205,8 @@ def evaluate_miracl(spec, dataset: str, encode: Callable, emit: Callable[[Event]
     languages, loader = miracl_languages(spec, dataset)
     pools, pool_sha256 = pools_of(spec, languages)
     fingerprint = {"protocol": spec.eval.miracl.protocol, "split": spec.eval.miracl_split,
-                   "pool_sha256": pool_sha256, "languages": {}}
+                   "pool_sha256": pool_sha256, "index": spec.eval.miracl.index,
+                   "shard_dtype": spec.eval.miracl.shard_dtype, "languages": {}}
     per_language, rows, encode_seconds = {}, [], 0.0
     for language in languages:
         started = time.perf_counter()

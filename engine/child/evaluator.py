@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from engine.contract import catalog
+from engine.contract.errors import DataError
 from engine.contract.events import Event, EvalDone, Notice
 from engine.contract.layout import RunFolder
 
@@ -135,8 +136,13 @@ class Evaluator:
             check_stop=self._check_stop, limit=2**62)
         shards = shard_setup(self.spec, dataset, fingerprint, store)
         started = time.perf_counter()
-        per_language, encode_seconds, protocol = evaluate_miracl(self.spec, dataset, encode_uncached, self.emit, step,
-                                                                 self.folder, final, shards)
+        try:
+            per_language, encode_seconds, protocol = evaluate_miracl(self.spec, dataset, encode_uncached, self.emit,
+                                                                     step, self.folder, final, shards)
+        except DataError:          # bad data will not be resumed: its shards would only take the disk
+            if store is not self.cache:
+                shutil.rmtree(own, ignore_errors=True)
+            raise
         self._finish(dataset, step, per_language, list(per_language), started, encode_seconds,
                      MIRACL_METRICS, MIRACL_METRICS[0], precision, hits, protocol=protocol)
         if store is not self.cache:

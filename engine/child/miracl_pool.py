@@ -24,7 +24,10 @@ from engine.contract.miracl_protocol import qrels_sha256
 
 
 def bm25_top(queries: list[str], documents: list[tuple[str, str]], depth: int) -> list[list[str]]:
-    import bm25s
+    try:
+        import bm25s
+    except ImportError:
+        raise DataError("the bm25 retriever needs the bm25s package (pip install bm25s)") from None
 
     if not documents:
         return [[] for _ in queries]
@@ -63,7 +66,9 @@ def encoder_top(model: str, data: miracl.MiraclLanguage, documents: list[tuple[s
 
 def pool_language(data: miracl.MiraclLanguage, depth: int, retrievers: list[str],
                   say: Callable[[str], None] = lambda text: None) -> dict:
-    """The pool of one language: {corpus_size, qrels_sha256, docids, sizes per retriever}."""
+    """The pool of one language: {corpus_size, qrels_sha256, docids, sizes per retriever}. The
+    language's corpus is held in memory while BM25 indexes it (as any in-memory BM25 does): a
+    corpus of tens of millions of passages needs a machine with the memory for it."""
     documents = list(data.documents())
     judged = {docid for qid in data.query_ids for docid in data.qrels[qid]}
     present = {docid for docid, _ in documents}

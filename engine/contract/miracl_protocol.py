@@ -4,11 +4,13 @@ the child writes and checks them, the parent reads them (compare, report, the TU
 A result's fingerprint says which numbers it can be compared with:
 
     {"protocol": "full" | "pooled", "split": "dev", "pool_sha256": str | None,
+     "index": "exact" | "hnsw" | "ivf", "shard_dtype": "float16" | "float32",
      "languages": {lang: {"corpus_size": int, "searched": int, "qrels_sha256": str}}}
 
-Two results are comparable when protocol, split and pool agree and, on every language both
-have, the corpus size and the judgements agree. A result from before fingerprints is `full`
-over an unknown corpus: comparable only with others that have none.
+Two results are comparable when protocol, split, pool and search index agree and, on every
+language both have, the corpus size and the judgements agree (the storage type is recorded,
+not refused: like bf16 encoding, it moves scores by about 1e-3). A result from before
+fingerprints has none: comparable only with others that have none.
 
 A pool file (`hbt-tui miracl pool` writes it; JSON, optionally gzipped):
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +65,9 @@ def read_pool(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         document = json.loads(text)
-    except (OSError, EOFError, ValueError):
-        raise DataError(f"{path}: not a MIRACL pool file (not JSON; `hbt-tui miracl pool` writes one)") from None
+    except (OSError, EOFError, ValueError, zlib.error):
+        raise DataError(f"{path}: not a MIRACL pool file (damaged, or not JSON; `hbt-tui miracl pool` writes one)") \
+            from None
     if not isinstance(document, dict) or document.get("format") != POOL_FORMAT \
             or not isinstance(document.get("languages"), dict):
         raise DataError(f"{path}: not a MIRACL pool file (format {POOL_FORMAT!r} expected)")
@@ -76,13 +80,15 @@ def read_pool(path: Path) -> tuple[dict[str, Any], str]:
 
 def fingerprint_of(results: dict) -> dict:
     """The fingerprint a results.json carries (one from before fingerprints: full, unknown corpus)."""
-    return results.get("protocol") or {"protocol": "full", "split": None, "pool_sha256": None, "languages": {}}
+    return results.get("protocol") or {}
 
 
 def describe(fingerprint: dict) -> str:
     name = fingerprint.get("protocol", "full")
     pool = fingerprint.get("pool_sha256")
-    return f"{name}{' pool ' + pool[:12] if pool else ''}{' · ' + fingerprint['split'] if fingerprint.get('split') else ''}"
+    index = fingerprint.get("index", "exact")
+    return (f"{name}{' pool ' + pool[:12] if pool else ''}{' · ' + fingerprint['split'] if fingerprint.get('split') else ''}"
+            f"{' · ' + index + ' search' if index != 'exact' else ''}")
 
 
 def mismatch(fingerprints: list[tuple[str, dict]], languages: list[str] | None = None) -> str | None:
@@ -92,8 +98,11 @@ def mismatch(fingerprints: list[tuple[str, dict]], languages: list[str] | None =
         return None
     first_name, first = fingerprints[0]
     for name, other in fingerprints[1:]:
-        for key in ("protocol", "split", "pool_sha256"):
-            if first.get(key) != other.get(key):
+        if bool(first) != bool(other):
+            return (f"MIRACL results with and without a protocol fingerprint: {first_name} vs {name} "
+                    "(evaluate the older one again to compare them)")
+        for key, default in (("protocol", None), ("split", None), ("pool_sha256", None), ("index", "exact")):
+            if first.get(key, default) != other.get(key, default):
                 return (f"MIRACL results of different protocols: {first_name} is {describe(first)}, "
                         f"{name} is {describe(other)}")
         shared = set(first.get("languages", {})) & set(other.get("languages", {}))
@@ -103,7 +112,4 @@ def mismatch(fingerprints: list[tuple[str, dict]], languages: list[str] | None =
                 if mine.get(key) != theirs.get(key):
                     return (f"MIRACL {language}: {first_name} and {name} were evaluated on different {what} "
                             f"({mine.get(key)} vs {theirs.get(key)})")
-        if bool(first.get("languages")) != bool(other.get("languages")):
-            return (f"MIRACL results with and without a protocol fingerprint: {first_name} vs {name} "
-                    "(evaluate again to compare them)")
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -35,8 +36,11 @@ def corpus_size(dataset: str, language: str, data_dir: str | None) -> int | None
     count = 0
     for path in sorted(set(folder.glob("**/*.jsonl")) | set(folder.glob("**/*.jsonl.gz"))):
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            count += sum(1 for line in handle if line.strip())
+        try:
+            with opener(path, "rt", encoding="utf-8") as handle:
+                count += sum(1 for line in handle if line.strip())
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+            return None                   # the evaluation names the damaged file; a cost is not worth a crash
     return count
 
 

@@ -175,7 +175,11 @@ class RunDetailScreen(RunView, Screen):
         """This run's latest evaluation against its evaluation at `step`, per cell, tested (off the UI thread)."""
         from engine.parent.compare import compare, load_run
 
-        comparison = compare([load_run(self.folder, step=step), load_run(self.folder)], dataset, metric)
+        try:
+            comparison = compare([load_run(self.folder, step=step), load_run(self.folder)], dataset, metric)
+        except ValueError as error:         # nothing to compare (no common language, other protocols)
+            self.app.call_from_thread(self.notify, f"Δ vs step {step}: {error}", severity="warning")
+            return
         self.post_message(VersusReady(comparison, step))
 
     def on_versus_ready(self, message: VersusReady) -> None:

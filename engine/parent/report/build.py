@@ -20,7 +20,7 @@ from engine.contract.errors import RunError
 from engine.contract.layout import SETTINGS, read_json
 from engine.contract.spec import spec_diff
 from engine.parent.compare import Cell, Comparison, System, compare, group_seeds, language_value, load_run, \
-    protocol_problem, seed_key, test_units, unit_matrices
+    evaluated_languages, protocol_problem, seed_key, test_units, unit_matrices
 from engine.parent.report import hypotheses as family
 from engine.parent.significance import Significance, correct, decompose
 
@@ -349,7 +349,8 @@ def build(store, references: list[str], *, metrics: list[str] | None = None, ref
     declared = hypotheses if hypotheses is not None else family.declared(arms)
     datasets = common_datasets(arms)
     for dataset in datasets if not allow_mixed_protocols else ():
-        problem = protocol_problem([arm.system for arm in arms], dataset)
+        systems = [arm.system for arm in arms if arm.system.has(dataset)]
+        problem = protocol_problem(systems, dataset, evaluated_languages(systems, dataset)[0])
         if problem:
             raise RunError(f"{problem}; add --allow-mixed-protocols to report them together")
     sections = {dataset: dataset_section(arms, chosen, dataset, dataset_metrics(arms, dataset, metrics), test)
