@@ -347,3 +347,24 @@ def test_a_cache_too_small_for_the_shards_is_said_and_encode_fails(tmp_path, tin
     off = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "off.json")],
                          capture_output=True, text=True, env=environment, timeout=600)
     assert off.returncode == 2 and "eval.cache is false" in off.stderr
+
+
+def test_encode_parts_run_as_executor_jobs(tmp_path, tiny_model):
+    """`--parts 2` starts both parts itself through the project's executor (local here: the cores
+    shared between them), prints their lines with their part, and every shard lands in the cache."""
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    document = {"name": "parts", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "miracl": {"shard_size": 16}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    environment = {**env(), "HBT_EMBEDDING_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                           "--parts", "2", "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True,
+                          env=environment, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "part 1/2: local (pid" in done.stdout and "[2/2] sw: shard 1 " in done.stdout
+    assert "[1/2] part 1/2: 2 shards" in done.stdout and "[2/2] part 2/2: 1 shards" in done.stdout
+    stored = [json.loads(path.read_text()).get("about", {}).get("shard") for path in (tmp_path / "cache").glob("*.json")]
+    assert sorted(shard for shard in stored if shard is not None) == [0, 1, 2]
+    bad = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                          "--parts", "0"], capture_output=True, text=True, env=environment, timeout=600)
+    assert bad.returncode == 2 and "--parts must be between 1 and 4096" in bad.stderr

@@ -36,6 +36,10 @@ def add_miracl_parser(commands, parser_class) -> None:
                                 "(one part of n: --part k/n)")
     encode.add_argument("spec", help="a spec with a MIRACL dataset (its encoder, precision and eval.miracl)")
     encode.add_argument("--part", default="1/1", help="k/n: this process's share of the shards (default 1/1)")
+    encode.add_argument("--parts", type=int, help="start n processes at once, one part each (over the local GPUs, "
+                        "or as jobs of --executor)")
+    encode.add_argument("--executor", help="where --parts run: local (default), ray://HOST:PORT, slurm, submitit-local")
+    encode.add_argument("--partition", help="the Slurm partition")
     encode.set_defaults(handler=encode_command)
 
 
@@ -78,4 +82,55 @@ def miracl_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def encode_command(args: argparse.Namespace, console: Console) -> int:
-    return subprocess.run([sys.executable, "-m", "engine.miracl", "encode", args.spec, "--part", args.part]).returncode
+    if args.parts is None:
+        return subprocess.run([sys.executable, "-m", "engine.miracl", "encode", args.spec, "--part", args.part]).returncode
+    if not 1 <= args.parts <= 4096:
+        raise RunError(f"--parts must be between 1 and 4096, got {args.parts}")
+    if not os.path.isfile(args.spec):
+        raise RunError(f"{args.spec}: no such spec file")
+    import asyncio
+
+    return asyncio.run(encode_parts(os.path.abspath(args.spec), args.parts, args.executor, args.partition,
+                                    runs_dir_of(args)))
+
+
+async def encode_parts(spec: str, parts: int, executor_spec: str | None, partition: str | None, runs_dir) -> int:
+    """n `engine.miracl encode --part k/n` processes through the project's executors: locally one
+    per GPU (CUDA_VISIBLE_DEVICES) or the cores shared among them, or n Ray/Slurm jobs. Their
+    lines are printed prefixed with their part; each part's stderr is kept in its folder."""
+    import asyncio
+    import time
+
+    from engine.contract.layout import RunFolder
+    from engine.parent.executors import from_spec
+    from engine.parent.launch import detect_gpus
+
+    executor = from_spec(executor_spec, partition)
+    executor.check()
+    gpus = detect_gpus() if executor.name == "local" else []
+    base = runs_dir / ".miracl-encode" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    handles = []
+    for k in range(1, parts + 1):
+        folder = RunFolder(base / f"part-{k}")
+        folder.path.mkdir(parents=True)
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[(k - 1) % len(gpus)]
+        elif executor.name == "local":
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parts))
+        command = [sys.executable, "-m", "engine.miracl", "encode", spec, "--part", f"{k}/{parts}"]
+        handles.append((k, folder, await executor.launch(command, env, folder)))
+        print(f"part {k}/{parts}: {handles[-1][2].where}", flush=True)
+
+    async def follow(k: int, folder, handle) -> int:
+        async for line in handle.lines():
+            print(f"[{k}/{parts}] {line.decode(errors='replace').rstrip()}", flush=True)
+        outcome = await handle.wait()
+        if outcome.returncode != 0:
+            tail = folder.stderr.read_text(errors="replace").strip().splitlines() if folder.stderr.exists() else []
+            print(f"part {k}/{parts} failed ({outcome.ended_as or f'exit {outcome.returncode}'})"
+                  f"{': ' + tail[-1] if tail else ''}", file=sys.stderr, flush=True)
+        return outcome.returncode if outcome.returncode is not None else 1
+
+    codes = await asyncio.gather(*(follow(*entry) for entry in handles))
+    return 0 if not any(codes) else 2 if 2 in codes else 1
