@@ -315,14 +315,19 @@ async def test_resize_mid_run_keeps_the_tables(tmp_path):
         assert plain(table.get_cell("macro", "multi")) != "·"
 
 
+async def ask_to_delete(pilot, app, run_id: str) -> None:
+    """Cursor on the run's row, `d`, until the question is shown."""
+    await pilot.pause()
+    table = runs_table(app)
+    table.move_cursor(row=table.get_row_index(run_id))
+    await pilot.press("d")
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+
+
 async def test_delete_asks_first(tmp_path):
     app = replay_app(tmp_path)
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause()
-        table = runs_table(app)
-        table.move_cursor(row=table.get_row_index("failed-run"))
-        await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await ask_to_delete(pilot, app, "failed-run")
         question = str(app.screen.query_one("#confirm-question", Static).render())
         assert "and its folder (" in question and "kB)" in question             # the size, measured first
         await pilot.press("n")
@@ -355,11 +360,7 @@ async def test_deleting_a_big_folder_leaves_the_screen_live(tmp_path, monkeypatc
     monkeypatch.setattr(run_service.shutil, "rmtree", slow_rmtree)
     app = replay_app(tmp_path)
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause()
-        table = runs_table(app)
-        table.move_cursor(row=table.get_row_index("failed-run"))
-        await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await ask_to_delete(pilot, app, "failed-run")
         await pilot.press("y")
         await wait_until(pilot, started.is_set)
         await pilot.press("question_mark")

@@ -88,12 +88,12 @@ def encoded_shards(documents: Iterator[tuple[str, str]], size: int, encode: Call
         yield Shard(number, first, [docid for docid, _ in chunk], embeddings)
 
 
-def search_exact(queries: np.ndarray, shards: Iterable[Shard], k: int, top: TopK | None = None) -> TopK:
+def search_exact(queries: np.ndarray, shards: Iterable[Shard], k: int) -> TopK:
     """Exact inner-product top-k over the shards, one at a time."""
     import faiss
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    top = top or TopK(len(queries), k)
+    top = TopK(len(queries), k)
     for shard in shards:
         passages = np.ascontiguousarray(shard.embeddings, dtype=np.float32)
         count = len(passages)
