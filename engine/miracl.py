@@ -58,18 +58,27 @@ def encode(args: argparse.Namespace) -> int:
     fingerprint = encoder_fingerprint(encoder, precision, spec.eval.batch_size)
     inference = encoder.for_inference(precision)
     cache = EmbeddingCache(warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    echo = Path(args.echo_to) if args.echo_to else None
+
+    def say(line: str) -> None:
+        """A line on stdout, and in --echo-to (what a Slurm job's follower reads: its stdout is not kept)."""
+        print(line, flush=True)
+        if echo is not None:
+            with open(echo, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
     written = 0
     for dataset in datasets:
         shards = replace(shard_setup(spec, dataset, fingerprint, cache), part=(args.part[0] - 1, args.part[1]))
         written += encode_part(spec, dataset, shards,
                                lambda texts, is_query, progress: inference.encode(texts, is_query,
                                                                                   spec.eval.batch_size),
-                               lambda line: print(line, flush=True))
+                               say)
     if cache.evicted_own:
         raise UserError(f"the embedding cache's limit (HBT_EMBEDDING_CACHE_MB) is smaller than these shards: "
                         f"{cache.evicted_own} of those just written were evicted again; raise it")
-    print(f"part {args.part[0]}/{args.part[1]}: {written} shards in {cache.root} "
-          f"({cache.misses} encoded, {cache.hits} already there)")
+    say(f"part {args.part[0]}/{args.part[1]}: {written} shards in {cache.root} "
+        f"({cache.misses} encoded, {cache.hits} already there)")
     return 0
 
 
@@ -97,6 +106,7 @@ def main(argv: list[str]) -> int:
     encoding = actions.add_parser("encode")
     encoding.add_argument("spec")
     encoding.add_argument("--part", type=part, default=(1, 1))
+    encoding.add_argument("--echo-to", help="also append each line to this file")
     args = parser.parse_args(argv)
     try:
         return pool(args) if args.action == "pool" else encode(args)

@@ -107,3 +107,27 @@ def test_the_runner_launches_train_devices_under_torchrun(tmp_path, tiny_model):
     (summary,) = json.loads(result.stdout)
     assert summary["status"] == "finished" and summary["device"].endswith("x 2 ranks")
     assert summary["results"]["xquad-r"]["macro"]["multi"] is not None
+
+
+def test_the_ranks_of_a_run_share_the_encoding_of_a_miracl_corpus(tmp_path, tiny_model):
+    """With train.devices 2 each rank encodes every other shard of the corpus into the embedding
+    cache before rank 0 evaluates, so rank 0 reads all of them (none encoded twice)."""
+    from test_miracl import write_miracl
+    from test_miracl_scale import MORE_DOCS
+
+    write_miracl(tmp_path, docs=MORE_DOCS)                 # 46 passages: 3 shards of 16
+    document = tiny_spec(tiny_model, **{"train.devices": 2, "train.steps": 2, "train.checkpoint_every": 0,
+                                        "train.batch_size": 8, "data_dir": str(tmp_path),
+                                        "eval.datasets": ["miracl"], "eval.languages": ["sw"],
+                                        "eval.miracl": {"shard_size": 16}})
+    spec = write(tmp_path / "spec.json", document)
+    done = subprocess.run([*TORCHRUN, "-m", "engine.train", str(spec), "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, env={**env(), "HBT_EMBEDDING_CACHE_DIR": str(tmp_path / "c")},
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = events_of(done.stdout)
+    shared = [event.message for event in events if event.kind == "notice" and "corpus shards" in event.message]
+    assert shared == ["corpus shards encoded by 2 ranks: rank 0 2, rank 1 1"]
+    (evaluated,) = [event for event in events if event.kind == "eval_done" and event.dataset == "miracl"]
+    assert evaluated.cached == 3                             # rank 0 found every shard, its own and rank 1's
+    assert events[-1].kind == "finished"

@@ -125,6 +125,31 @@ def test_ray_jobs_finish_cancel_and_sigkill_with_states_the_index_and_folders_ag
     assert listed.returncode == 0 and listed.stdout.count(f"ray {ray_head[6:]}") == 3
 
 
+@pytest.mark.parametrize("cluster", ["ray", "slurm"])
+def test_miracl_encode_parts_run_as_cluster_jobs(tmp_path, tiny_model, cluster, request):
+    """`hbt-tui miracl encode --parts 2 --executor ray://…|slurm`: two jobs on the real head or
+    single-node Slurm, their lines followed and prefixed with their part, every shard in the
+    embedding cache the evaluations read."""
+    from test_miracl import write_miracl
+    from test_miracl_scale import MORE_DOCS
+
+    executor = ["--executor", request.getfixturevalue("ray_head")] if cluster == "ray" else \
+        (request.getfixturevalue("slurm"), ["--executor", "slurm", "--partition", "debug"])[1]
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    document = {"name": "parts", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "miracl": {"shard_size": 16}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                           "--parts", "2", *executor, "--runs-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, env={**env(), "HBT_EMBEDDING_CACHE_DIR": str(tmp_path / "c")},
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"part 1/2: {cluster} " in done.stdout and f"part 2/2: {cluster} " in done.stdout, done.stdout
+    assert "[1/2] part 1/2: 2 shards" in done.stdout and "[2/2] part 2/2: 1 shards" in done.stdout
+    stored = [json.loads(path.read_text()).get("about", {}).get("shard") for path in (tmp_path / "c").glob("*.json")]
+    assert sorted(shard for shard in stored if shard is not None) == [0, 1, 2]
+
+
 def test_unreachable_ray_address_is_one_line_and_makes_no_folder(tmp_path, tiny_model):
     importlib.import_module("ray.job_submission")
     runs = tmp_path / "runs"

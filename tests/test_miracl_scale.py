@@ -368,3 +368,75 @@ def test_encode_parts_run_as_executor_jobs(tmp_path, tiny_model):
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
                           "--parts", "0"], capture_output=True, text=True, env=environment, timeout=600)
     assert bad.returncode == 2 and "--parts must be between 1 and 4096" in bad.stderr
+
+
+def test_a_disk_that_fills_while_shards_are_written_fails_cleanly_and_keeps_the_complete_ones(tmp_path, tiny_model):
+    """The file-size limit of the encode process (RLIMIT_FSIZE: a write past it fails as a full
+    disk does) is set below one shard's size: the command stops at the first shard it cannot
+    store with one line and exit 2, leaves no half-written file, and the shards written before
+    are intact — the next attempt, with room, encodes only what is missing."""
+    import resource
+
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    document = {"name": "full", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "miracl": {"shard_size": 16}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    cache = tmp_path / "cache"
+    environment = {**env(), "HBT_EMBEDDING_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json")]
+    first = subprocess.run(command + ["--part", "1/2"], capture_output=True, text=True, env=environment, timeout=600)
+    assert first.returncode == 0, first.stderr                                  # shards 0 and 2
+    before = {path.name: path.read_bytes() for path in cache.iterdir() if path.suffix in (".npy", ".json")}
+    limit = max(path.stat().st_size for path in cache.glob("*.npy")) - 1       # a full shard no longer fits
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    full = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600,
+                          preexec_fn=small_disk)
+    assert full.returncode == 2, full.stderr
+    lines = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "while writing shard 1 of miracl/sw" in lines[0] and "are kept" in lines[0], full.stderr
+    assert "Traceback" not in full.stderr
+    after = {path.name: path.read_bytes() for path in cache.iterdir() if path.suffix in (".npy", ".json")}
+    assert after == before and not [path for path in cache.iterdir() if ".tmp-" in path.name]
+    again = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert again.returncode == 0 and "(1 encoded, 2 already there)" in again.stdout, again.stdout + again.stderr
+
+
+def write_hub_pool(folder, language: str, docids: list[str]) -> None:
+    """A pool in the layout of MTEB's `mteb/miracl-hard-negatives` on the Hugging Face hub (a
+    `corpus-LANG` configuration, split `corpus`, column `_id`), as a local dataset folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: corpus-{language}\n  data_files:\n"
+                                      f"  - split: corpus\n    path: corpus-{language}.jsonl\n---\n")
+    (folder / f"corpus-{language}.jsonl").write_text(
+        "".join(json.dumps({"_id": docid, "title": "", "text": "…"}) + "\n" for docid in docids))
+
+
+def test_a_pool_published_as_a_hugging_face_dataset_is_read_like_a_pool_file(tmp_path, tiny_model):
+    """`eval.miracl.pool: "hf:NAME"` and `hbt-tui miracl pool --retrievers hf:NAME` read a pool in
+    MTEB's hard-negative layout (here a local folder in it: no network): every judged passage
+    joins it, a passage the corpus lacks is left out, and both ways score the same."""
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    judged = sorted({doc for _, doc, _ in QRELS})
+    distractors = [f"{20 + i}#0" for i in range(0, 40, 3)]
+    published = tmp_path / "hard-negatives"
+    write_hub_pool(published, "sw", distractors + judged[:1] + ["not-in-this-corpus"])
+    direct, _ = evaluate_spec(tmp_path, tiny_model, "hub", protocol="pooled", pool=f"hf:{published}")
+    fingerprint = direct["protocol"]
+    assert fingerprint["protocol"] == "pooled" and len(fingerprint["pool_sha256"]) == 64
+    assert fingerprint["languages"]["sw"]["searched"] == len(set(distractors) | set(judged))
+    built = pool_cli(tmp_path, "--out", str(tmp_path / "pool.json"), "--retrievers", f"hf:{published}")
+    assert built.returncode == 0, built.stderr
+    pool, _ = read_pool(tmp_path / "pool.json")
+    assert pool["retrievers"] == [f"hf:{published}"]
+    assert sorted(pool["languages"]["sw"]["docids"]) == sorted(set(distractors) | set(judged))
+    from_file, _ = evaluate_spec(tmp_path, tiny_model, "file", protocol="pooled", pool=str(tmp_path / "pool.json"))
+    assert from_file["per_language"] == direct["per_language"]
+    again, _ = evaluate_spec(tmp_path, tiny_model, "again", protocol="pooled", pool=f"hf:{published}")
+    assert again["protocol"]["pool_sha256"] == fingerprint["pool_sha256"]       # the same pool, the same fingerprint
+    with pytest.raises(DataError, match=r"hf:.*nowhere: cannot read the pool of sw \(configuration corpus-sw"):
+        evaluate_spec(tmp_path, tiny_model, "gone", protocol="pooled", pool=f"hf:{tmp_path / 'nowhere'}")
+    bad = pool_cli(tmp_path, "--out", str(tmp_path / "x.json"), "--retrievers", f"hf:{tmp_path / 'nowhere'}")
+    assert bad.returncode == 2 and "cannot read the pool of sw" in bad.stderr and "Traceback" not in bad.stderr

@@ -17,7 +17,10 @@ unreadable entry is deleted and recomputed, never used. Writes are atomic (temp 
 the least recently used entries are removed beyond `HBT_EMBEDDING_CACHE_MB` (default 4096).
 A lock file per key makes concurrent runs of a grid compute an entry once: the second waits
 for the first. A cache directory that cannot be written turns the cache off for the run,
-with one warning.
+with one warning — except for a corpus's shards (entries whose `about` says `corpus-shard`):
+a disk that fills while one is written fails the evaluation with one line (`ShardDiskFull`),
+the shards already complete kept for the next attempt, since going on would encode the rest
+of a corpus that cannot be stored.
 """
 
 from __future__ import annotations
@@ -36,8 +39,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.contract.embedding_files import cache_root, evict, limit_bytes
+from engine.contract.errors import UserError
 
 LOCK_POLL_SECONDS = 0.2
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)      # out of space, of quota, or of the file-size limit
+
+
+class ShardDiskFull(UserError):
+    """A corpus shard could not be stored for lack of space; the complete ones are kept."""
 
 
 def tokenizer_identity(tokenizer) -> str:
@@ -185,6 +194,12 @@ class EmbeddingCache:
         except OSError as error:
             for path in self.root.glob(f"{key}.*{suffix}"):
                 path.unlink(missing_ok=True)
+            if about and about.get("kind") == "corpus-shard" and error.errno in FULL:
+                kept = sum(1 for stored in self.written if self._paths(stored)[0].exists())
+                raise ShardDiskFull(
+                    f"{self.root}: {error.strerror or error} while writing shard {about.get('shard')} of "
+                    f"{about.get('dataset')}/{about.get('language')} ({kept} shards written before it and every "
+                    "earlier one are kept; free space and run again to go on from them)") from None
             self._disable(f"could not write to the embedding cache at {self.root} ({error.strerror or error})")
 
     def _writable(self) -> bool:

@@ -12,6 +12,7 @@ reports. Every result carries its protocol fingerprint (`engine.contract.miracl_
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ def pools_of(spec, languages: list[str]) -> tuple[dict, str | None]:
     protocol, split = spec.eval.miracl, spec.eval.miracl_split
     if protocol.protocol != "pooled":
         return {}, None
+    if protocol.pool.startswith("hf:"):
+        return hub_pools(protocol.pool, languages)
     document, pool_sha256 = read_pool(Path(protocol.pool))
     if document.get("split") != split:
         raise DataError(f"{protocol.pool}: a pool of the {document.get('split')!r} split; "
@@ -114,6 +117,28 @@ def pools_of(spec, languages: list[str]) -> tuple[dict, str | None]:
     return document["languages"], pool_sha256
 
 
+def hub_pools(source: str, languages: list[str]) -> tuple[dict, str]:
+    """A pool published as a Hugging Face dataset (`hf:NAME[@REVISION]`), read as a pool file is:
+    per language its passage ids (every judged passage joins them, as in a pool `hbt-tui miracl
+    pool` builds); no corpus size or judgements of its own to check, so the fingerprint is the
+    hash of the ids themselves — two runs that read the same pool agree, another revision differs."""
+    from engine.child.miracl_pool import hub_pool
+
+    entries = {language: {"docids": sorted(set(hub_pool(source[3:], language))), "corpus_size": None,
+                          "qrels_sha256": None, "with_judged": True} for language in languages}
+    digest = hashlib.sha256()
+    for language, entry in sorted(entries.items()):
+        digest.update("\n".join(f"{language}\t{docid}" for docid in entry["docids"]).encode("utf-8") + b"\n")
+    return entries, digest.hexdigest()
+
+
+def pool_candidates(pool: dict | None, judged: set[str]) -> set[str] | None:
+    """The passages a language's pool lets through (None: the whole corpus)."""
+    if pool is None:
+        return None
+    return set(pool["docids"]) | judged if pool.get("with_judged") else set(pool["docids"])
+
+
 def encode_part(spec, dataset: str, shards: Shards, encode: Callable, say: Callable[[str], None]) -> int:
     """`hbt-tui miracl encode`: this process's part of every language's shards, into the store
     (the evaluations that meet this encoder then read them); returns how many it wrote or found."""
@@ -123,7 +148,8 @@ def encode_part(spec, dataset: str, shards: Shards, encode: Callable, say: Calla
     for language in languages:
         data = loader(language)
         pool = pools.get(language)
-        documents = candidate_documents(data, set(pool["docids"]) if pool else None, [0], [0])
+        judged = {docid for judgements in data.qrels.values() for docid in judgements}
+        documents = candidate_documents(data, pool_candidates(pool, judged), [0], [0])
         about = {**shards.about, "language": language}
         for shard in encoded_shards(documents, shards.size, lambda texts, first: encode(texts, False, lambda d, t: None),
                                     shards.store, shards.key_of, shards.dtype, about, shards.part):
@@ -142,10 +168,10 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
     queries = encode(data.queries, True, lambda done, total: None)                  # (Q, H)
     judged = {docid for judgements in data.qrels.values() for docid in judgements}
     judgements = qrels_sha256({qid: data.qrels[qid] for qid in data.query_ids})
-    if pool is not None and pool["qrels_sha256"] != judgements:
+    if pool is not None and pool["qrels_sha256"] not in (None, judgements):
         raise DataError(f"the MIRACL pool for {data.language} was built on other judgements than these "
                         f"(qrels {judgements[:12]} vs the pool's {pool['qrels_sha256'][:12]}): build it again")
-    candidates = set(pool["docids"]) if pool is not None else None
+    candidates = pool_candidates(pool, judged)
     outside = sorted(judged - candidates) if candidates is not None else []
     if outside:              # before any encoding: a stale pool costs one line, not an evaluation
         raise DataError(f"the MIRACL pool for {data.language} lacks judged passage {outside[0]!r} "
@@ -175,7 +201,7 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
         index_recall = recall_against(top, exact)
         emit(Notice(message=f"{dataset} {data.language}: {shards.index} search recall@{DEPTH} against exact "
                             f"{index_recall:.4f} ({seconds:.1f} s)"))
-    if pool is not None and counted[0] != pool["corpus_size"]:
+    if pool is not None and pool["corpus_size"] not in (None, counted[0]):
         raise DataError(f"the MIRACL pool for {data.language} was built on a corpus of {pool['corpus_size']} "
                         f"passages; this one has {counted[0]}: build the pool again")
     missing = [docid for docid in judged if docid not in seen and data.hub_corpus is None]

@@ -127,13 +127,9 @@ class Evaluator:
         the evaluation is done (so a killed one goes on from its shards)."""
         import shutil
 
-        from engine.child.embedding_cache import EmbeddingCache
         from engine.child.eval_miracl import MIRACL_METRICS, evaluate_miracl, shard_setup
 
-        own = self.folder.path / "eval" / dataset / "shards"
-        store = self.cache if self.cache is not None and self.cache.enabled else EmbeddingCache(
-            own, warn=lambda message: self.emit(Notice(message=message, level="warning")),
-            check_stop=self._check_stop, limit=2**62)
+        own, store = self._shard_store(dataset)
         shards = shard_setup(self.spec, dataset, fingerprint, store)
         started = time.perf_counter()
         try:
@@ -147,6 +143,46 @@ class Evaluator:
                      MIRACL_METRICS, MIRACL_METRICS[0], precision, hits, protocol=protocol)
         if store is not self.cache:
             shutil.rmtree(own, ignore_errors=True)
+
+    def _shard_store(self, dataset: str):
+        """(the run's own shard folder, the store a MIRACL corpus's shards go to): the embedding
+        cache, or with it off a store in that folder."""
+        from engine.child.embedding_cache import EmbeddingCache
+
+        own = self.folder.path / "eval" / dataset / "shards"
+        if self.cache is not None and self.cache.enabled:
+            return own, self.cache
+        return own, EmbeddingCache(own, warn=lambda message: self.emit(Notice(message=message, level="warning")),
+                                   check_stop=self._check_stop, limit=2**62)
+
+    @property
+    def shares_corpus_encoding(self) -> bool:
+        """Whether the spec has a corpus in shards that the ranks of a run can encode together."""
+        return any(dataset not in catalog.LAREQA_DATASETS for dataset in self.spec.eval.datasets)
+
+    def encode_shard_part(self, encoder, part: tuple[int, int]) -> int | None:
+        """This rank's part (k of n) of every MIRACL corpus's shards, into the store the
+        evaluation reads (rank 0 then finds them all there); how many shards it encoded or found,
+        None when a stop came meanwhile."""
+        from dataclasses import replace
+
+        from engine.child.embedding_cache import encoder_fingerprint
+        from engine.child.eval_miracl import encode_part, shard_setup
+        from engine.child.runtime import pick_eval_precision
+
+        precision = pick_eval_precision(self.spec.eval.precision, encoder.device)
+        fingerprint = encoder_fingerprint(encoder, precision, self.spec.eval.batch_size)
+        encode = self._encode_fn(encoder.for_inference(precision), None)
+        done = 0
+        try:
+            for dataset in self.spec.eval.datasets:
+                if dataset in catalog.LAREQA_DATASETS:
+                    continue
+                shards = replace(shard_setup(self.spec, dataset, fingerprint, self._shard_store(dataset)[1]), part=part)
+                done += encode_part(self.spec, dataset, shards, encode, lambda line: None)
+        except StopRequested:
+            return None
+        return done
 
     def seen_unseen(self, languages: list[str]) -> dict[str, tuple[str, ...]]:
         """The evaluated languages a trained run trained on, and the others; nothing when one

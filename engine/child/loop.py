@@ -172,7 +172,15 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
         stop_world(world)
 
     def evaluate(step: int, final: bool = True) -> bool:
-        """Rank 0 evaluates while the others wait; False when a stop came meanwhile."""
+        """Every rank encodes its part of a MIRACL corpus's shards, then rank 0 evaluates (reading
+        them) while the others wait; False when a stop came meanwhile."""
+        if world.distributed and evaluator.shares_corpus_encoding:
+            shared = gather_objects(evaluator.encode_shard_part(encoder, (world.rank, world.size)), world)
+            if None in shared:
+                return False
+            if world.main:
+                writer.emit(Notice(message=f"corpus shards encoded by {world.size} ranks: "
+                                           + ", ".join(f"rank {rank} {count}" for rank, count in enumerate(shared))))
         completed = evaluator.run(encoder, step, final=final) if world.main else True
         barrier(world)
         return not any_rank(not completed, world)

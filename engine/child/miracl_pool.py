@@ -7,7 +7,10 @@ Retrievers: `bm25` (the `bm25s` library, its default Unicode word tokenizer — 
 languages written without spaces, as any word-level BM25), `run:NAME=FOLDER` (the TREC run
 files a finished run wrote for this dataset: its own top-k, no encoding), and any encoder
 name `load_encoder` accepts (a model folder, a hub name, `bundled:…`), which encodes the
-corpus in shards and searches it exactly.
+corpus in shards and searches it exactly. `hf:NAME[@REVISION]` takes a pool someone else built
+— a Hugging Face dataset in MTEB's retrieval layout, such as `hf:mteb/miracl-hard-negatives`
+(configuration `corpus-LANG`, split `corpus`, column `_id`), or a local folder in that layout —
+as one more source: its passages of the language that are in this corpus join the pool.
 """
 
 from __future__ import annotations
@@ -52,6 +55,23 @@ def run_top(folder: Path, language: str, query_ids: list[str], depth: int) -> li
     return [[docid for _, docid in sorted(ranked.get(qid, []))[:depth]] for qid in query_ids]
 
 
+def hub_pool(source: str, language: str) -> list[str]:
+    """The passage ids of `language` in a pool published as a Hugging Face dataset (or a local
+    folder in its layout): `source` is NAME or NAME@REVISION."""
+    name, _, revision = source.partition("@")
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(name, f"corpus-{language}", split="corpus", revision=revision or None)
+        return [str(docid) for docid in rows["_id"]]
+    except ImportError:
+        raise DataError("a Hugging Face pool needs the datasets package (pip install datasets)") from None
+    except Exception as error:  # noqa: BLE001 - the hub's errors (offline, no such config, no such column) vary
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"hf:{source}: cannot read the pool of {language} (configuration corpus-{language}, "
+                        f"split corpus, column _id): {first}") from None
+
+
 def encoder_top(model: str, data: miracl.MiraclLanguage, documents: list[tuple[str, str]], depth: int,
                 batch_size: int = 64) -> list[list[str]]:
     from engine.child.encoder import load_encoder
@@ -81,6 +101,8 @@ def pool_language(data: miracl.MiraclLanguage, depth: int, retrievers: list[str]
     for retriever in retrievers:
         if retriever == "bm25":
             ranked = bm25_top(data.queries, documents, depth)
+        elif retriever.startswith("hf:"):
+            ranked = [hub_pool(retriever[3:], data.language)]
         elif retriever.startswith("run:"):
             ranked = run_top(Path(retriever.split("=", 1)[1]), data.language, data.query_ids, depth)
         else:

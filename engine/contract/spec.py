@@ -101,7 +101,8 @@ class TrainSpec:
 class MiraclEvalSpec:
     """How MIRACL is evaluated. `full`: every passage of each language's corpus; `pooled`: the
     candidates of a pool file (`hbt-tui miracl pool`: every judged passage plus the union of
-    reference retrievers' top-k). The corpus is encoded in shards of `shard_size` passages,
+    reference retrievers' top-k), or of a pool published as a Hugging Face dataset in MTEB's
+    layout (`hf:mteb/miracl-hard-negatives[@REVISION]`). The corpus is encoded in shards of `shard_size` passages,
     stored as `shard_dtype` with a checksum and reused when present (a killed evaluation goes
     on from its shards); `index` is the search over them (exact inner product, or faiss IVF /
     HNSW, whose recall against exact search is reported)."""

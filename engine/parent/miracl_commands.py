@@ -27,7 +27,8 @@ def add_miracl_parser(commands, parser_class) -> None:
     pool.add_argument("--split", default="dev")
     pool.add_argument("--depth", type=int, default=250, help="each retriever's top-k per query (default 250)")
     pool.add_argument("--retrievers", default="bm25",
-                      help="comma-separated: bm25, finished runs (by id or name), encoders (folder, hub name, bundled:…)")
+                      help="comma-separated: bm25, finished runs (by id or name), encoders (folder, hub name, bundled:…), "
+                      "published pools (hf:mteb/miracl-hard-negatives[@REVISION] or a local folder in its layout)")
     pool.add_argument("--hub", action="store_true", help="MIRACL from the Hugging Face hub (hf:miracl), not local files")
     pool.add_argument("--data-dir", help="where the local miracl/ folder is (default: $HBT_DATA_DIR)")
     pool.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -44,11 +45,11 @@ def add_miracl_parser(commands, parser_class) -> None:
 
 
 def resolved_retrievers(names: list[str], args: argparse.Namespace, dataset: str) -> list[str]:
-    """bm25 and encoders as given; a run (by id, prefix or name) as `run:NAME=ITS TREC FOLDER`."""
+    """bm25, hf: pools and encoders as given; a run (by id, prefix or name) as `run:NAME=ITS TREC FOLDER`."""
     resolved = []
     store = None
     for name in names:
-        if name == "bm25":
+        if name == "bm25" or name.startswith("hf:"):
             resolved.append(name)
             continue
         try:
@@ -118,7 +119,8 @@ async def encode_parts(spec: str, parts: int, executor_spec: str | None, partiti
             env["CUDA_VISIBLE_DEVICES"] = gpus[(k - 1) % len(gpus)]
         elif executor.name == "local":
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parts))
-        command = [sys.executable, "-m", "engine.miracl", "encode", spec, "--part", f"{k}/{parts}"]
+        command = [sys.executable, "-m", "engine.miracl", "encode", spec, "--part", f"{k}/{parts}",
+                   "--echo-to", str(folder.events)]      # where a Slurm job's lines are followed
         handles.append((k, folder, await executor.launch(command, env, folder)))
         print(f"part {k}/{parts}: {handles[-1][2].where}", flush=True)
 

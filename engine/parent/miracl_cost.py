@@ -113,6 +113,11 @@ def cost_lines(specs: list, store, device: str = "cpu") -> list[str]:
         languages = list(spec.eval.languages or (MIRACL_DEV_LANGUAGES if dataset == "hf:miracl"
                                                  else local_languages(data_dir)))
         pool = None
+        if options.protocol == "pooled" and options.pool.startswith("hf:"):
+            lines.append(f"MIRACL {dataset}: the pool {options.pool} is read from the Hugging Face hub when evaluated, "
+                         f"so its size is not known here (`hbt-tui miracl pool --retrievers {options.pool}` makes a "
+                         "local pool file this estimate can count)")
+            continue
         if options.protocol == "pooled":
             try:
                 pool, _ = read_pool(Path(options.pool))
