@@ -23,7 +23,7 @@ from engine.contract.layout import RunFolder
 from engine.contract.miracl_protocol import read_pool
 from engine.contract.validation import parse_spec
 from runs_helpers import env
-from test_miracl import DOCS, QRELS, TOPICS, write_miracl
+from test_miracl import DOCS, QRELS, write_miracl
 
 # a corpus with distractors, so a pool is a strict part of it
 MORE_DOCS = DOCS + [(f"{20 + i}#0", f"Makala {i}", f"Hii ni makala ya {i} kuhusu historia ya eneo la {i % 7}.")

@@ -164,3 +164,12 @@ def test_multitask_gives_each_objective_the_full_batch_by_default(source):
     assert SamplingSpec().multitask_batch == "full" and SamplingSpec().cross_batch == "mixed"
     mono, cross = sampler(source, strategy="multitask").next_step()
     assert len(mono.items) == len(cross.items) == 16
+
+
+def test_every_strategy_is_declared_once_and_the_spec_accepts_exactly_those():
+    import typing
+
+    from engine.contract import arms, spec
+
+    hints = typing.get_type_hints(spec.SamplingSpec)
+    assert typing.get_args(hints["strategy"]) == tuple(arms.STRATEGIES) == spec.STRATEGIES

@@ -24,8 +24,8 @@ from engine.contract.catalog import cache_dir
 from engine.contract.errors import ModelError
 from engine.contract.model_names import BUNDLED_MODELS, BUNDLED_PREFIX
 
-_BLOCK = 32          # weights per Q4_0 block
-_BLOCK_BYTES = 18    # fp16 scale + 16 bytes of nibbles
+_BLOCK = 32                        # weights per Q4_0 block
+_BLOCK_BYTES = 2 + _BLOCK // 2     # fp16 scale + 16 bytes of nibbles
 _DTYPE_F32, _DTYPE_Q4 = 0, 1
 
 

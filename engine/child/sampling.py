@@ -1,4 +1,5 @@
-"""Batch samplers: monolingual, cross-lingual, hybrid and multitask (DESIGN.md).
+"""Batch samplers: monolingual, cross-lingual, hybrid and multitask (docs/method.md); what each
+strategy draws per step is declared once, in engine.contract.arms.STRATEGIES.
 
 - monolingual (X-X-mono): each batch is one language X, drawn per batch.
 - crosslingual (X-Y), `cross_batch: mixed` (the default, the paper's, after LAReQA's X-Y):
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.child.data.pairs import PairSource
+from engine.contract.arms import CROSS, MONO, STRATEGIES
 from engine.contract.errors import DataError
 from engine.contract.spec import SamplingSpec
 
@@ -127,8 +129,8 @@ class BatchSampler:
         self.sampling = sampling
         self.hard_negatives = hard_negatives
         self.seed = seed
-        multitask_half = sampling.strategy == "multitask" and sampling.multitask_batch == "half"
-        self.part_size = batch_size // 2 if multitask_half else batch_size
+        self.strategy = STRATEGIES[sampling.strategy]
+        self.part_size = batch_size // 2 if self.strategy.halves(sampling) else batch_size
         self.mixed = sampling.cross_batch == "mixed"
         self.mono = self._eligible({(lang, lang): self._items(lang, lang) for lang in source.languages}, True)
         self.cross = self._eligible({(x, y): self._items(x, y) for x in source.languages
@@ -150,9 +152,8 @@ class BatchSampler:
         return {pair: pool for pair, pool in built.items() if pool.distinct_passages >= need}
 
     def _check_pools(self, batch_size: int) -> None:
-        strategy = self.sampling.strategy
-        needs_mono = strategy in ("monolingual", "multitask") or (strategy == "hybrid" and self.sampling.alpha > 0)
-        needs_cross = strategy in ("crosslingual", "multitask") or (strategy == "hybrid" and self.sampling.alpha < 1)
+        needs = self.strategy.needs(self.sampling)
+        needs_mono, needs_cross = MONO in needs, CROSS in needs
         languages = ", ".join(self.source.languages)
         if needs_mono and not self.mono:
             raise DataError(f"no language has enough distinct monolingual training pairs for a batch of "
@@ -187,15 +188,7 @@ class BatchSampler:
         if self.index >= self.steps_per_epoch:
             self.set_epoch(self.epoch + 1)
         self.index += 1
-        strategy = self.sampling.strategy
-        if strategy == "multitask":
-            return (self._batch("mono"), self._batch("cross"))
-        if strategy == "monolingual":
-            return (self._batch("mono"),)
-        if strategy == "crosslingual":
-            return (self._batch("cross"),)
-        kind = "mono" if self.rng.random() < self.sampling.alpha else "cross"
-        return (self._batch(kind),)
+        return tuple(self._batch(kind) for kind in self.strategy.draw(self.sampling, self.rng))
 
     def _choose(self, pools: list[_Pool]) -> _Pool:
         if self.sampling.language_weighting == "by_size":

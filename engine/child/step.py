@@ -23,6 +23,7 @@ from engine.child.distributed import World, gather, shard
 from engine.child.encoder import DualEncoder
 from engine.child.losses import info_nce
 from engine.child.sampling import Batch
+from engine.contract.arms import STRATEGIES
 from engine.contract.spec import ExperimentSpec
 
 
@@ -55,8 +56,9 @@ def objective(context: StepContext, query_embeddings: torch.Tensor, passage_embe
                     offset=world.rank * B, all_queries=all_queries)
 
 
-def weights(spec: ExperimentSpec, batches: tuple[Batch, ...]) -> list[float]:
-    return [1.0] if len(batches) == 1 else [spec.sampling.mono_weight, spec.sampling.cross_weight]
+def weights(spec: ExperimentSpec, batches: tuple[Batch, ...]) -> tuple[float, ...]:
+    """Each batch's objective weight, as its strategy declares (engine.contract.arms)."""
+    return STRATEGIES[spec.sampling.strategy].weights(spec.sampling)
 
 
 def backward(context: StepContext, batches: tuple[Batch, ...], scale: float = 1.0) -> tuple[float, dict, int]:

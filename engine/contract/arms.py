@@ -2,7 +2,8 @@
 named the way every table, verdict and hypothesis names it.
 
 One declaration per strategy (`STRATEGIES`): its spec value, the arm kind the report orders
-and compares by, its label and its place on the α axis (0 = X-Y, 1 = X-X). A hypothesis names
+and compares by, its label and its place on the α axis (0 = X-Y, 1 = X-X), and what the
+sampler and the step do with it (the batch kinds a step draws, the objectives' weights). A hypothesis names
 arms by these labels; `match_arm` accepts the spellings a user types ("hybrid alpha=0.5",
 "monolingual", "multitask full"). Stdlib only: the spec validator checks hypotheses with it.
 """
@@ -10,9 +11,11 @@ arms by these labels; `match_arm` accepts the spellings a user types ("hybrid al
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 # the spec fields that decide a run's arm (a grid over anything else keeps the arm)
 ARM_FIELDS = ("sampling.strategy", "sampling.alpha", "sampling.cross_batch", "sampling.multitask_batch",
@@ -21,21 +24,40 @@ ARM_FIELDS = ("sampling.strategy", "sampling.alpha", "sampling.cross_batch", "sa
 
 @dataclass(frozen=True)
 class Strategy:
+    """One batch-sampling strategy, everything that differs between them in one place: the
+    report's arm (kind, label and place on the α axis, from a spec document's `sampling`
+    section) and the training (from the parsed `SamplingSpec`): the batch kinds one step
+    draws, which kinds it can draw at all (the sampler checks that the data can fill them),
+    each objective's weight, and whether a step's batches share the batch size."""
+
     name: str                                       # sampling.strategy
     kind: str                                       # xx | xy | hybrid | multitask
     label: Callable[[dict], str]                    # from the spec's sampling section
     alpha: Callable[[dict], float | None]           # its place on the α axis
+    draw: Callable[[Any, random.Random], tuple[str, ...]]   # one step's batch kinds ("mono", "cross")
+    needs: Callable[[Any], frozenset[str]]          # the kinds it may draw
+    weights: Callable[[Any], tuple[float, ...]] = lambda sampling: (1.0,)  # one per batch of a step
+    halves: Callable[[Any], bool] = lambda sampling: False                 # each batch gets half the size
 
 
+MONO, CROSS = "mono", "cross"
 STRATEGIES = {strategy.name: strategy for strategy in (
-    Strategy("monolingual", "xx", lambda sampling: "X-X", lambda sampling: 1.0),
+    Strategy("monolingual", "xx", lambda sampling: "X-X", lambda sampling: 1.0,
+             draw=lambda sampling, rng: (MONO,), needs=lambda sampling: frozenset({MONO})),
     Strategy("crosslingual", "xy",
              lambda sampling: "X-Y" if sampling.get("cross_batch", "mixed") == "mixed" else "X-Y (one pair per batch)",
-             lambda sampling: 0.0),
+             lambda sampling: 0.0,
+             draw=lambda sampling, rng: (CROSS,), needs=lambda sampling: frozenset({CROSS})),
     Strategy("hybrid", "hybrid", lambda sampling: f"hybrid α={float(sampling.get('alpha', 0.5)):g}",
-             lambda sampling: float(sampling.get("alpha", 0.5))),
+             lambda sampling: float(sampling.get("alpha", 0.5)),
+             draw=lambda sampling, rng: (MONO,) if rng.random() < sampling.alpha else (CROSS,),
+             needs=lambda sampling: frozenset({MONO} if sampling.alpha > 0 else set())
+             | frozenset({CROSS} if sampling.alpha < 1 else set())),
     Strategy("multitask", "multitask", lambda sampling: f"multitask ({sampling.get('multitask_batch', 'full')})",
-             lambda sampling: None),
+             lambda sampling: None,
+             draw=lambda sampling, rng: (MONO, CROSS), needs=lambda sampling: frozenset({MONO, CROSS}),
+             weights=lambda sampling: (sampling.mono_weight, sampling.cross_weight),
+             halves=lambda sampling: sampling.multitask_batch == "half"),
 )}
 KIND_ORDER = {"xx": 0, "xy": 1, "hybrid": 2, "multitask": 3, "zero-shot": 4, "other": 5}
 

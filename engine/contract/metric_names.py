@@ -33,7 +33,3 @@ def parse_metric(name: str) -> tuple[str, int | None]:
         raise ValueError(f"metric {name[:40]!r}: the cut-off must be at most {MAX_CUTOFF:,}")
     return family, int(k) if k else None
 
-
-def max_cutoff(names: tuple[str, ...] | list[str]) -> int:
-    """Largest k among the metrics (0 when all are full-ranking)."""
-    return max((parse_metric(name)[1] or 0 for name in names), default=0)

@@ -14,11 +14,13 @@ import dataclasses
 import hashlib
 import json
 import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from engine.contract import arms
+
 BUNDLED_ENCODER = "bundled:multilingual-e5-small"
-STRATEGIES = ("monolingual", "crosslingual", "hybrid", "multitask")
+STRATEGIES = tuple(arms.STRATEGIES)        # the names, in the table's order
 MAX_STEPS = 10**9                   # every count of steps is bounded: a billion steps is no run anyone waits for
 
 
@@ -199,9 +201,6 @@ class ExperimentSpec:
         canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def with_name(self, name: str) -> ExperimentSpec:
-        return replace(self, name=name)
-
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
@@ -209,11 +208,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     return value
-
-
-def section_fields(section: type) -> list[str]:
-    """Field names of a spec section, in declaration order (for forms and docs)."""
-    return [spec_field.name for spec_field in fields(section)]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ shows progress as it happens. `--json` prints only the final JSON. `--dry-run` c
 everything and prints the runs it would create, starting nothing.
 
 Ctrl-C cancels cleanly, during submission too: every run gets SIGTERM, checkpoints and is
-marked cancelled. Exit code 0 only if every run finished; 2 for bad input (nothing started).
+marked cancelled. Exit code 0 only if every run finished; 2 for bad input — found before
+anything starts (nothing is created), or when a submission is refused midway (a full disk):
+the runs already queued are then cancelled with checkpoints and listed, never lost.
 """
 
 from __future__ import annotations

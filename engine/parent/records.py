@@ -98,10 +98,6 @@ def owner_alive(owner: dict | None) -> bool:
     return started is None or process_start(owner["pid"]) in (None, started)
 
 
-def is_current_owner(owner: dict | None) -> bool:
-    return bool(owner) and owner.get("pid") == os.getpid() and owner.get("host") in (None, host())
-
-
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False

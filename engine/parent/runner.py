@@ -11,7 +11,8 @@ last event (`launch.final_status`). It writes that state to the run's own `run.j
 index is a copy that may lag (a failed index write is retried later and never changes an
 outcome). Each run names this runner's process as its owner, so other parents on the same
 runs directory leave it alone; they ask for a cancel by dropping `cancel.request` into the
-run folder, which the owner watches. Stdlib only: the UI runs this in its event loop.
+run folder, which the owner watches. It imports no torch or training code (the child does):
+the UI runs it in its event loop.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from engine.contract.errors import UserError
 from engine.contract.events import Step
 from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
-from engine.parent.tables import markup_safe, plain
+from engine.parent.tables import plain
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
 from tui.run_groups import SETTINGS, Row, build_rows
 from tui.screens.confirm import ConfirmScreen
