@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 DATA ?= $(abspath ../shared/data)
 export HBT_DATA_DIR ?= $(DATA)
 
-.PHONY: setup run test tui bench clean
+.PHONY: setup run test tui bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ bench: setup
 	$(PY) benchmarks/gradcache_memory.py
 	$(PY) benchmarks/store_scale.py
 	$(PY) benchmarks/tui_responsiveness.py
+
+# the pages generated from the code (a test fails when they differ from it)
+docs: setup
+	$(PY) -c "from engine.contract.spec_reference import render; open('docs/spec.md', 'w').write(render())"
 
 clean:
 	rm -rf $(VENV) .hbt-cache .pytest_cache

@@ -104,7 +104,7 @@ def write_run_folders(runs_dir: Path, summaries: list[dict]) -> None:
 
 
 def write_step_source(folder: Path) -> Path:
-    """A recorded run of one step, for `engine.parent.replay --repeat-steps`: a stream of step events."""
+    """A recorded run of one step, for `engine.child.replay --repeat-steps`: a stream of step events."""
     folder.mkdir()
     lines = [{"v": 1, "event": "started", "time": 0.0, "run_name": "load", "pid": 0, "device": "cpu",
               "precision": "fp32", "total_steps": 1, "parameters": 1, "trainable_parameters": 1},
@@ -116,7 +116,7 @@ def write_step_source(folder: Path) -> Path:
 
 
 def measure_parent(streams: int, rate: float, seconds: float, folder: Path) -> dict:
-    from engine.parent.replay import replay_command
+    from engine.child.replay import replay_command
     from engine.parent.runner import Runner
     from engine.contract.validation import parse_spec
     from engine.parent.store import RunStore

@@ -79,7 +79,7 @@ def measure_startup(count: int, folder: Path) -> tuple[float, int]:
 
 def measure_load(streams: int, rate: float, seconds: float, folder: Path) -> dict:
     from benchmarks.store_scale import write_step_source
-    from engine.parent.replay import replay_command
+    from engine.child.replay import replay_command
     from engine.parent.runner import Runner
     from engine.contract.validation import parse_spec
     from engine.parent.store import RunStore

@@ -1,6 +1,6 @@
 """The project's import rules, checked statically: every module's imports are read from its
 AST (those inside functions included), resolved to project modules, and checked against the
-floors of the code (DESIGN.md, "Shape of the code").
+floors of the code (docs/code.md).
 
     contract   standard library only (and other contract modules)
     parent     never the child side, never torch / transformers / faiss / datasets (nor their kin)
@@ -20,7 +20,7 @@ from pathlib import Path
 
 HEAVY = ("torch", "transformers", "faiss", "datasets", "sentence_transformers", "safetensors", "tokenizers",
          "huggingface_hub")
-ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.check", "engine.card", "engine.replay", "engine.miracl",
+ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.preflight", "engine.card", "engine.replay", "engine.miracl",
                 "tui.cli")
 PACKAGES = ("engine", "tui")
 

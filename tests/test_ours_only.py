@@ -420,7 +420,7 @@ def test_ctrl_c_during_the_pre_run_check_ends_cleanly(tmp_path, tiny_model):
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if b"engine.check" in (entry / "cmdline").read_bytes() and \
+                    if b"engine.preflight" in (entry / "cmdline").read_bytes() and \
                             int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent.pid:
                         return True
                 except (OSError, ValueError, IndexError):

@@ -250,7 +250,7 @@ def test_a_torn_last_event_line_is_cut_before_appending(tmp_path, tiny_model):
 async def test_an_index_write_failure_never_changes_a_runs_outcome(tmp_path, monkeypatch):
     from engine.contract.validation import parse_spec
     from engine.parent import store as store_module
-    from engine.parent.replay import replay_command
+    from engine.child.replay import replay_command
     from engine.parent.runner import Runner
 
     store = RunStore(tmp_path / "runs")

@@ -191,7 +191,7 @@ def test_unknown_run_and_resume_of_a_finished_run(tmp_path, tiny_model):
 
 
 async def test_queue_starts_runs_by_priority_then_submission(tmp_path):
-    from engine.parent.replay import replay_command
+    from engine.child.replay import replay_command
     from engine.parent.runner import Runner
     from engine.contract.validation import parse_spec
     from tui_helpers import FIXTURES

@@ -132,3 +132,16 @@ def test_cross_batch_choices_and_the_multitask_default():
     assert problems_of({"name": "x", "sampling": {"cross_batch": "pairs"}}) == [
         "sampling.cross_batch: must be one of mixed, single; got 'pairs'"]
     assert parse_spec({"name": "x"}).sampling.multitask_batch == "full"
+
+
+def test_the_spec_field_reference_is_the_one_the_code_generates():
+    """docs/spec.md is written from the spec's dataclasses (`make docs`); editing a field without
+    regenerating it fails here, so the page cannot drift from what the validator accepts."""
+    from conftest import ROOT
+    from engine.contract.spec_reference import render
+    from engine.contract.spec import leaf_fields
+
+    page = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+    assert page == render(), "docs/spec.md is stale: run `make docs`"
+    for leaf in leaf_fields():
+        assert f"`{leaf.path}`" in page, leaf.path

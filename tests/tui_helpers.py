@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from engine.parent.replay import replay_command
+from engine.child.replay import replay_command
 from engine.parent.runner import Runner
 from engine.parent.store import RunStore
 from tui.app import create_app

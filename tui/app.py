@@ -225,7 +225,7 @@ class HbtApp(App):
     def queue_document(self, document: dict) -> list[str]:
         """Check and queue a spec document now (blocking: for scripts and tests; the Compose
         screen uses `prepare_document`, which checks in a worker thread)."""
-        from engine.parent.preflight import prepare
+        from engine.parent.submission import prepare
 
         return self.submit_prepared(prepare(document, store=self.store))
 
@@ -233,7 +233,7 @@ class HbtApp(App):
     def prepare_document(self, document: dict, requester: object | None = None) -> None:
         """Validate, expand the grid and check every run (a subprocess) off the UI thread; a
         refusal goes to the screen that asked (its form shows it), else to a notification."""
-        from engine.parent.preflight import prepare
+        from engine.parent.submission import prepare
 
         try:
             prepared = prepare(document, store=self.store)

@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.child import metrics
 from engine.child.data.lareqa import LareqaLanguage
-from engine.child.eval_outputs import mean_metrics
+from engine.child.averages import mean_metrics
 from engine.contract.results import write_per_query, write_trec
 from engine.contract.events import Eval, EvalProgress, Event
 

@@ -23,7 +23,7 @@ import numpy as np
 from engine.child import metrics
 from engine.child.corpus_search import TopK, encoded_shards, recall_against, search_approximate, search_exact
 from engine.child.data import miracl
-from engine.child.eval_outputs import mean_metrics
+from engine.child.averages import mean_metrics
 from engine.contract import catalog
 from engine.contract.errors import DataError
 from engine.contract.events import Eval, EvalProgress, Event, Notice

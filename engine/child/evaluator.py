@@ -198,7 +198,7 @@ class Evaluator:
     def _finish(self, dataset: str, step: int, per_language: dict, languages: list[str], started: float,
                 encode_seconds: float, metric_names: tuple[str, ...], primary: str, precision: str,
                 hits_before: int, files_seconds: float | None = None, protocol: dict | None = None) -> None:
-        from engine.child.eval_outputs import summarise
+        from engine.child.averages import summarise
         from engine.contract.results import write_results
 
         groups = {**catalog.groups_for(languages, self.spec.eval.groups), **self.seen_unseen(languages)}

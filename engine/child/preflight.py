@@ -2,7 +2,7 @@
 batch, a model whose configuration suits the spec, the device and precision it asks for.
 
 The training subprocess runs these checks before it touches its run folder; the parent runs
-them for a whole grid through `python -m engine.check` before it creates any run folder, so
+them for a whole grid through `python -m engine.preflight` before it creates any run folder, so
 bad input never starts a run. torch is imported only when the spec asks for a GPU or a
 reduced precision.
 """
@@ -227,7 +227,7 @@ def check_device(spec: ExperimentSpec) -> dict:
     return {"cuda": has_cuda}
 
 
-# --- python -m engine.check ------------------------------------------------------------------------
+# --- python -m engine.preflight ------------------------------------------------------------------------
 
 def check_documents(documents: list[dict]) -> list[dict]:
     """One verdict per spec document: {"ok": true, "facts": {...}} or {"error": "..."}."""

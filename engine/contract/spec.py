@@ -30,31 +30,33 @@ def _range(low: float | None = None, high: float | None = None, *, low_open: boo
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    name: str = BUNDLED_ENCODER
-    pooling: Literal["mean", "cls"] = "mean"
-    max_query_length: int = field(default=64, metadata=_range(4, 8192))
-    max_passage_length: int = field(default=128, metadata=_range(4, 8192))
-    query_prefix: str = "query: "
-    passage_prefix: str = "passage: "
-    freeze_word_embeddings: bool = False
+    name: str = BUNDLED_ENCODER                             # a model folder, hub name or bundled:…
+    pooling: Literal["mean", "cls"] = "mean"                # how token vectors become one embedding
+    max_query_length: int = field(default=64, metadata=_range(4, 8192))  # tokens
+    max_passage_length: int = field(default=128, metadata=_range(4, 8192))  # tokens
+    query_prefix: str = "query: "                           # prepended to every query (e5's convention)
+    passage_prefix: str = "passage: "                       # prepended to every passage
+    freeze_word_embeddings: bool = False                    # keep the word-embedding table fixed while training
 
 
 @dataclass(frozen=True)
 class SamplingSpec:
+    # how a batch is drawn (docs/method.md)
     strategy: Literal["monolingual", "crosslingual", "hybrid", "multitask"] = "hybrid"
-    alpha: float = field(default=0.5, metadata=_range(0, 1))
-    mono_weight: float = field(default=0.5, metadata=_range(0, 1000))
+    alpha: float = field(default=0.5, metadata=_range(0, 1))  # hybrid: the share of monolingual batches
+    mono_weight: float = field(default=0.5, metadata=_range(0, 1000))  # multitask: the monolingual objective's weight
+    # multitask: the cross-lingual objective's weight
     cross_weight: float = field(default=0.5, metadata=_range(0, 1000))
     multitask_batch: Literal["full", "half"] = "full"     # full: the same in-batch negatives as the others
-    language_weighting: Literal["uniform", "by_size"] = "uniform"
+    language_weighting: Literal["uniform", "by_size"] = "uniform"  # how a batch's language (pair) is chosen
     cross_batch: Literal["mixed", "single"] = "mixed"     # mixed: each item its own (X, Y), the paper's X-Y
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    temperature: float = field(default=0.05, metadata=_range(0, 10, low_open=True))
-    symmetric: bool = False
-    hard_negatives: int = field(default=0, metadata=_range(0, 16))
+    temperature: float = field(default=0.05, metadata=_range(0, 10, low_open=True))  # InfoNCE's softmax temperature
+    symmetric: bool = False                                 # add the passage-to-query direction
+    hard_negatives: int = field(default=0, metadata=_range(0, 16))  # mined negatives per query
     chunk_size: int | None = field(default=None, metadata=_range(1, 65536))   # GradCache: embed in chunks
 
 
@@ -62,41 +64,41 @@ class LossSpec:
 class HFSourceSpec:
     """A Hugging Face dataset of query-passage pairs (mMARCO and friends)."""
 
-    path: str = ""
-    config: str | None = "{language}"
+    path: str = ""                                          # the dataset's hub name
+    config: str | None = "{language}"                       # its configuration ({language} is replaced)
     split: str = "train"
-    query_field: str = "query"
-    positive_field: str = "positive"
-    negative_field: str | None = None
-    id_field: str | None = None
-    max_rows: int | None = field(default=None, metadata=_range(1, 10**10))
+    query_field: str = "query"                              # column of the query
+    positive_field: str = "positive"                        # column of the positive passage
+    negative_field: str | None = None                       # column of a negative passage
+    id_field: str | None = None                             # column of the question id shared across languages
+    max_rows: int | None = field(default=None, metadata=_range(1, 10**10))  # read at most this many rows
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    dataset: str = "mlqa-r"
-    languages: tuple[str, ...] | None = None
-    passage: Literal["sentence", "sentence+paragraph"] = "sentence"
+    dataset: str = "mlqa-r"                                 # mlqa-r, xquad-r or hf (train.hf)
+    languages: tuple[str, ...] | None = None                # default: every language of the dataset
+    passage: Literal["sentence", "sentence+paragraph"] = "sentence"  # what a passage is
     max_questions: int | None = field(default=None, metadata=_range(1, 10**7))   # a representative slice
-    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))
-    hf: HFSourceSpec | None = None
-    batch_size: int = field(default=16, metadata=_range(2, 65536))
-    lr: float = field(default=2e-5, metadata=_range(0, 1, low_open=True))
+    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))  # which slice max_questions takes
+    hf: HFSourceSpec | None = None                          # see train.hf below
+    batch_size: int = field(default=16, metadata=_range(2, 65536))  # pairs per batch (the in-batch negatives)
+    lr: float = field(default=2e-5, metadata=_range(0, 1, low_open=True))  # AdamW's peak learning rate
     weight_decay: float = field(default=0.01, metadata=_range(0, 1))
-    warmup_steps: int = field(default=0, metadata=_range(0, MAX_STEPS))
+    warmup_steps: int = field(default=0, metadata=_range(0, MAX_STEPS))  # linear warm-up, then linear decay
     steps: int | None = field(default=None, metadata=_range(0, MAX_STEPS))  # 0: evaluate only
-    epochs: float | None = field(default=None, metadata=_range(0, 1000, low_open=True))
-    grad_accumulation: int = field(default=1, metadata=_range(1, 1024))
-    max_grad_norm: float = field(default=1.0, metadata=_range(0, 10**6))
-    seed: int = field(default=42, metadata=_range(0, 2**32 - 1))
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    epochs: float | None = field(default=None, metadata=_range(0, 1000, low_open=True))  # instead of steps
+    grad_accumulation: int = field(default=1, metadata=_range(1, 1024))  # batches per optimizer step
+    max_grad_norm: float = field(default=1.0, metadata=_range(0, 10**6))  # gradient clipping
+    seed: int = field(default=42, metadata=_range(0, 2**32 - 1))  # the training seed (a source of variance)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware runs it
     device: Literal["auto", "cpu", "cuda"] = "auto"
     devices: int = field(default=1, metadata=_range(1, 1024))     # > 1: one run over N processes (torchrun)
-    num_threads: int | None = field(default=None, metadata=_range(1, 1024))
-    log_every: int = field(default=1, metadata=_range(1, MAX_STEPS))
-    eval_every: int = field(default=0, metadata=_range(0, MAX_STEPS))
-    checkpoint_every: int = field(default=0, metadata=_range(0, MAX_STEPS))
-    keep_checkpoints: int = field(default=2, metadata=_range(1, 10000))
+    num_threads: int | None = field(default=None, metadata=_range(1, 1024))  # torch threads (default: the slot's cores)
+    log_every: int = field(default=1, metadata=_range(1, MAX_STEPS))  # steps between step events
+    eval_every: int = field(default=0, metadata=_range(0, MAX_STEPS))  # 0: only at the end
+    checkpoint_every: int = field(default=0, metadata=_range(0, MAX_STEPS))  # 0: only on stop and at the end
+    keep_checkpoints: int = field(default=2, metadata=_range(1, 10000))  # the newest kept
 
 
 @dataclass(frozen=True)
@@ -109,33 +111,33 @@ class MiraclEvalSpec:
     on from its shards); `index` is the search over them (exact inner product, or faiss IVF /
     HNSW, whose recall against exact search is reported)."""
 
-    protocol: Literal["full", "pooled"] = "full"
-    pool: str | None = None
-    shard_size: int = field(default=65536, metadata=_range(1, 10**8))
-    shard_dtype: Literal["float16", "float32"] = "float16"
-    index: Literal["exact", "ivf", "hnsw"] = "exact"
+    protocol: Literal["full", "pooled"] = "full"            # every passage, or a pool's candidates
+    pool: str | None = None                                 # a pool file or hf:NAME[@REVISION]
+    shard_size: int = field(default=65536, metadata=_range(1, 10**8))  # passages per stored shard
+    shard_dtype: Literal["float16", "float32"] = "float16"  # how shard embeddings are stored
+    index: Literal["exact", "ivf", "hnsw"] = "exact"        # the search over the shards
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    datasets: tuple[str, ...] = ("xquad-r",)
-    languages: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] = ("xquad-r",)                # xquad-r, mlqa-r, miracl, hf:miracl
+    languages: tuple[str, ...] | None = None                # default: every language of the dataset
     metrics: tuple[str, ...] = ("map", "map@20", "ndcg@10", "recall@1", "recall@10", "mrr@10")
-    primary_metric: str = "map"
-    groups: dict[str, tuple[str, ...]] | None = None
-    passage: Literal["sentence", "sentence+paragraph"] = "sentence"
+    primary_metric: str = "map"                             # the one tables lead with
+    groups: dict[str, tuple[str, ...]] | None = None        # named language groups (high, low, …)
+    passage: Literal["sentence", "sentence+paragraph"] = "sentence"  # what a passage is
     max_queries: int | None = field(default=None, metadata=_range(1, 10**7))     # a representative slice
-    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))
+    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))  # which slice max_questions takes
     allow_train_overlap: bool = False                     # evaluate on the training dataset (marked seen)
-    batch_size: int = field(default=64, metadata=_range(1, 65536))
+    batch_size: int = field(default=64, metadata=_range(1, 65536))  # texts per encoding batch
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 where the hardware runs it fast
     cache: bool = True                    # reuse embeddings of an unchanged encoder (engine.child.embedding_cache)
-    at_start: bool = False
+    at_start: bool = False                                  # evaluate the untrained model too
     at_end: bool = True
-    trec_runs: Literal["none", "mono+multi", "all"] = "mono+multi"
-    trec_depth: int = field(default=100, metadata=_range(1, 10000))
+    trec_runs: Literal["none", "mono+multi", "all"] = "mono+multi"  # which TREC run files to write
+    trec_depth: int = field(default=100, metadata=_range(1, 10000))  # passages per query in them
     miracl_split: str = "dev"
-    miracl: MiraclEvalSpec = MiraclEvalSpec()
+    miracl: MiraclEvalSpec = MiraclEvalSpec()               # see eval.miracl below
 
 
 @dataclass(frozen=True)
@@ -146,16 +148,16 @@ class HypothesisSpec:
     direction, "!=" any difference, ">=" / "<=" that the reference is not worse (better) by more
     than `margin` (non-inferiority). Omitted, it is read from the claim ("hybrid > multitask")."""
 
-    id: str
-    claim: str
-    reference: str
-    baseline: str
+    id: str                                                 # its name in the report
+    claim: str                                              # as written ("hybrid > multitask")
+    reference: str                                          # an arm label
+    baseline: str                                           # an arm label
     dataset: str = "xquad-r"
     metric: str = "map@10"
     setting: Literal["mono", "cross", "multi"] = "multi"
-    group: str = "all"
-    direction: Literal[">", "<", "!=", ">=", "<="] | None = None
-    margin: float = field(default=0.01, metadata=_range(0, 1, low_open=True))
+    group: str = "all"                                      # a language group of eval.groups, or all
+    direction: Literal[">", "<", "!=", ">=", "<="] | None = None  # default: read from the claim
+    margin: float = field(default=0.01, metadata=_range(0, 1, low_open=True))  # non-inferiority margin
 
     @property
     def sense(self) -> str:
@@ -171,18 +173,19 @@ class HypothesisSpec:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    name: str
-    description: str = ""
-    tags: tuple[str, ...] = ()
-    data_dir: str | None = None
-    baseline: str | None = None
+    name: str                                               # the run's name (a grid adds its swept values)
+    description: str = ""                                   # free text, shown with the run
+    tags: tuple[str, ...] = ()                              # labels to filter runs by
+    data_dir: str | None = None                             # where the benchmark files are (default $HBT_DATA_DIR)
+    baseline: str | None = None                             # a run (id or name) to compare against
     encoder: EncoderSpec = EncoderSpec()
     sampling: SamplingSpec = SamplingSpec()
     loss: LossSpec = LossSpec()
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
+    # dotted field → values, or a list of such grids: one run per combination
     grid: dict[str, tuple[Any, ...]] | tuple[dict[str, tuple[Any, ...]], ...] = field(default_factory=dict)
-    hypotheses: tuple[HypothesisSpec, ...] = ()
+    hypotheses: tuple[HypothesisSpec, ...] = ()             # a study's confirmatory family
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -204,9 +204,9 @@ def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """A zero-shot evaluation is a run: checked, queued, indexed and compared like any other."""
-    from engine.parent.evaluate import zero_shot_document
+    from engine.parent.zero_shot import zero_shot_document
     from engine.parent.headless import run_prepared
-    from engine.parent.preflight import prepare
+    from engine.parent.submission import prepare
 
     store = open_store(runs_dir_of(args))
     document = zero_shot_document(args.target, store=store, datasets=args.datasets, languages=args.languages,

@@ -36,7 +36,7 @@ from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.events import EvalDone, EvalProgress, Event, Failed, Finished, Notice, Started, Step, Stopped
 from engine.contract.spec import spec_diff
 from engine.contract.text import printable
-from engine.parent.preflight import Prepared
+from engine.parent.submission import Prepared
 from engine.parent.run_state import RunState
 from engine.parent.store import RunStore
 
@@ -291,7 +291,7 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
                   track: list[str] | None = None) -> int:
     from engine.contract.validation import read_document
     from engine.parent.executors import from_spec
-    from engine.parent.preflight import check_baseline, prepare
+    from engine.parent.submission import check_baseline, prepare
 
     if jobs < 1:
         raise RunError(f"--jobs must be at least 1, got {jobs}")

@@ -1,4 +1,4 @@
-"""`python -m engine.check < specs.json`: the child-side checks of a list of spec documents
+"""`python -m engine.preflight < specs.json`: the child-side checks of a list of spec documents
 (data, model, device, batches), one JSON verdict per spec on stdout. The parent runs it before
 it creates any run folder. An entry point: nothing imports it."""
 

@@ -3,7 +3,7 @@
 `prepare(document)` validates the spec, refuses grids above `MAX_GRID_RUNS` unless asked,
 expands the grid, checks the baseline names a run, then has the child side check every run
 (data on disk and large enough for a batch, the model's configuration, device and precision)
-in one short `python -m engine.check` subprocess, so the parent never imports torch. Bad
+in one short `python -m engine.preflight` subprocess, so the parent never imports torch. Bad
 input is one UserError naming the run and the field.
 """
 
@@ -75,7 +75,7 @@ def child_check(specs: list[ExperimentSpec]) -> list[dict]:
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
-        output = subprocess.run([sys.executable, "-m", "engine.check"], input=json.dumps(documents),
+        output = subprocess.run([sys.executable, "-m", "engine.preflight"], input=json.dumps(documents),
                                 capture_output=True, text=True, timeout=CHECK_TIMEOUT_SECONDS, env=env)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise RunError(f"could not check the runs before starting them: {error}") from None
