@@ -7,7 +7,7 @@ floors of the code (docs/code.md).
     child      never the parent side
     tui        never the child side, never those heavy libraries
     engine     never textual
-    entry points (engine/{train,evaluate,cli,check,card,replay}.py, tui/cli.py) are imported by nothing
+    entry points (engine/{train,evaluate,cli,preflight,card,replay,miracl}.py, tui/cli.py) are imported by nothing
     no import circle among project modules
 """
 

@@ -77,7 +77,7 @@ async def main():
         print("STARTUP:" + loaded(("numpy", "scipy") + HEAVY))
         queued = app.queue_document({{"name": "queued", "train": {{"languages": ["en", "de"], "steps": 12}},
                                       "eval": {{"languages": ["en", "de"], "max_queries": 10}}}})
-        await app.runner.wait(queued)
+        await app.service.wait(queued)
         for keys in (["enter"], ["escape", "n"], ["escape", "space", "space", "m"], ["escape", "question_mark"]):
             await pilot.press(*keys)
             await pilot.pause(0.3)
@@ -95,3 +95,89 @@ def test_the_ui_starts_without_numpy_and_never_loads_the_training_stack(tmp_path
     assert lines["STARTUP"] == ""          # start-up path: neither numpy nor scipy nor anything heavy
     assert lines["STATUS"] == "finished"   # the queue path ran: checked in a subprocess, queued, replayed
     assert lines["AFTER"] == ""            # Runs, detail, compose, compare, help: still no torch & co.
+
+
+def runtime_imports_of_runner(path: Path) -> list[int]:
+    """Lines of `path` that import engine.parent.runner, outside `if TYPE_CHECKING:` blocks."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for statement in block.body for node in ast.walk(statement)}
+    lines = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and (node.module == "engine.parent.runner" or (
+                node.module == "engine.parent" and any(alias.name == "runner" for alias in node.names))):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Import) and any(alias.name == "engine.parent.runner" for alias in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_cli_and_the_tui_reach_the_runner_through_the_run_service_only():
+    """The walk of `--run` and of the UI: CLI → run service → runner. Only the run service (and
+    the runner's own floor) imports the runner; nothing in the UI or the commands reaches into
+    a runner's attributes."""
+    import ast
+
+    allowed = {"engine/parent/run_service.py", "engine/parent/runner.py"}
+    modules = [path for folder in ("engine", "tui") for path in (ROOT / folder).rglob("*.py")]
+    offenders = [f"{path.relative_to(ROOT)}:{line}" for path in modules
+                 if str(path.relative_to(ROOT)) not in allowed for line in runtime_imports_of_runner(path)]
+    assert offenders == []
+    reaching = []
+    for path in [*(ROOT / "tui").rglob("*.py"), *(ROOT / "engine" / "parent").glob("*commands.py"),
+                 ROOT / "engine" / "parent" / "headless.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                    and node.value.attr == "runner":
+                reaching.append(f"{path.relative_to(ROOT)}:{node.lineno}: .runner.{node.attr}")
+    assert reaching == []
+
+
+def test_the_parent_never_reads_back_the_spec_of_a_run_it_launched(tmp_path):
+    """A run queued, launched, followed to its end and resumed through the run service: the
+    parent writes each run's spec.json once and never opens it again (it keeps what it needs,
+    `train.devices` included, from the spec it was given and the run's record). Checked with an
+    audit hook on every `open` of this process."""
+    import asyncio
+    import json
+
+    from engine.child.replay import replay_command
+    from engine.contract.validation import parse_spec
+    from engine.parent.run_service import RunService
+    from engine.parent.store import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    opened: list[tuple[str, str]] = []
+    watching = [True]                       # an audit hook cannot be removed: it goes quiet after the test
+
+    def audit(event: str, arguments: tuple) -> None:
+        if watching[0] and event == "open" and isinstance(arguments[0], (str, Path)) \
+                and Path(arguments[0]).name == "spec.json":
+            opened.append((str(arguments[0]), str(arguments[1])))
+
+    sys.addaudithook(audit)
+    spec = parse_spec({"name": "walk", "train": {"steps": 2, "devices": 1}})
+
+    async def walk() -> str:
+        service = RunService.start(store, 1, command=replay_command(FIXTURES / "hybrid", rate=500))
+        run_id = service.submit(spec)
+        await service.wait([run_id])
+        record = json.loads((store.folder(run_id).record).read_text())
+        record["status"] = "interrupted"
+        (store.folder(run_id).record).write_text(json.dumps(record))
+        service.resume(run_id)
+        await service.wait([run_id])
+        return run_id
+
+    try:
+        run_id = asyncio.run(walk())
+    finally:
+        watching[0] = False
+    assert (store.folder(run_id).path / "spec.json").exists()
+    reads = [(path, mode) for path, mode in opened if "r" in mode and "+" not in mode]
+    assert reads == [], reads

@@ -253,7 +253,7 @@ async def test_compose_grid_save_and_queue(tmp_path):
         assert isinstance(app.screen, RunsScreen)
         queued = [run for run in app.store.all() if run["name"].startswith("sweep-strategy=")]
         assert len(queued) == 4
-        await app.runner.wait([run["id"] for run in queued])
+        await app.service.wait([run["id"] for run in queued])
         await pilot.pause()
         assert {app.store.get(run["id"])["status"] for run in queued} == {"finished"}
 
@@ -308,7 +308,7 @@ async def test_resize_mid_run_keeps_the_tables(tmp_path):
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
         await pilot.resize_terminal(160, 50)
-        await app.runner.wait([run_id])
+        await app.service.wait([run_id])
         await pilot.pause()
         table = app.screen.query_one("#detail-table")
         assert {key.value for key in table.rows} >= {"en", "de", "zh", "macro"}
@@ -384,7 +384,7 @@ async def test_quitting_with_runs_going_asks_first(tmp_path):
         assert "1 run is queued or running" in str(app.screen.query_one("#confirm-question", Static).render())
         await pilot.press("s")                                   # stay: nothing is cancelled
         await wait_until(pilot, lambda: not isinstance(app.screen, ChoiceScreen))
-        assert app.runner.runs[run_id].status == "running" and app.is_running
+        assert app.service.status_here(run_id) == "running" and app.is_running
         await pilot.press("ctrl+q")
         await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
         await pilot.press("c")
@@ -401,13 +401,13 @@ async def test_cancel_then_resume_from_the_keyboard(tmp_path):
         table = runs_table(app)
         table.move_cursor(row=table.get_row_index(run_id))
         await pilot.press("c")
-        await app.runner.wait([run_id])
+        await app.service.wait([run_id])
         await pilot.pause()
         assert app.store.get(run_id)["status"] == "cancelled"
         assert plain(table.get_cell(run_id, "status")).endswith("cancelled")
         await pilot.press("r")
         await wait_until(pilot, lambda: app.store.get(run_id)["status"] in ("queued", "running"))
-        await app.runner.wait([run_id])
+        await app.service.wait([run_id])
         await pilot.pause()
         assert app.store.get(run_id)["status"] == "finished"
         assert plain(table.get_cell(run_id, "status")).endswith("finished")

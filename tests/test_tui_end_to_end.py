@@ -215,7 +215,7 @@ async def test_quitting_can_leave_the_runs_training_in_the_background(tmp_path, 
     background = None
     try:
         async with app.run_test(size=(120, 30)) as pilot:
-            run_id = app.runner.submit(spec)
+            run_id = app.service.submit(spec)
             await wait_until(pilot, lambda: app.ensure_live(run_id).step >= 2, tries=6000)
             await pilot.press("ctrl+q")
             await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))

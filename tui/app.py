@@ -1,7 +1,8 @@
-"""The hbt-tui Textual app: a thin shell around the screens, the store and the runner.
+"""The hbt-tui Textual app: the screens over the store and the run service (engine.parent.run_service).
 
 `create_app(store, runner)` builds it, so tests inject a runner that replays recorded
-events instead of training. The runner runs in the app's event loop: each run's process
+events instead of training; the app reaches it only through a `RunService`. The runner runs
+in the app's event loop: each run's process
 is watched by an app-level worker (it outlives any screen) whose callbacks only post
 messages; the handlers here own the live state and pass updates to the screens that are
 `RunView`s. Blocking work (checking a submission, reading results) runs in thread workers
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
@@ -25,11 +27,14 @@ from textual.worker import Worker, WorkerState
 from engine.contract.errors import UserError
 from engine.contract.events import Event
 from engine.contract.text import printable
+from engine.parent.run_service import RunService
 from engine.parent.run_state import EventTail, RunState, state_of
-from engine.parent.runner import Runner
 from engine.parent.store import RunStore
 from tui.messages import (RunEventReceived, RunsPrepared, RunsRefused, RunStatusChanged, RunView, StepReceived,
                           event_message)
+
+if TYPE_CHECKING:
+    from engine.parent.runner import Runner
 
 
 class ActionsProvider(Provider):
@@ -73,20 +78,20 @@ class HbtApp(App):
     BINDINGS = [Binding("question_mark", "help", "Help", show=False),
                 Binding("ctrl+q", "quit", "Quit", priority=True)]
 
-    def __init__(self, store: RunStore, runner: Runner, experiments_dir: Path = Path("experiments"),
-                 exports_dir: Path = Path("exports"), open_spec: Path | None = None) -> None:
+    def __init__(self, store: RunStore, runner: Runner | None = None, experiments_dir: Path = Path("experiments"),
+                 exports_dir: Path = Path("exports"), open_spec: Path | None = None,
+                 service: RunService | None = None) -> None:
         super().__init__()
         self.store = store
-        self.runner = runner
+        self.service = service or RunService(store, runner)
         self.experiments_dir = experiments_dir
         self.exports_dir = exports_dir
         self.open_spec_path = open_spec
         self.live: dict[str, RunState] = {}           # the fold of each shown run's events
         self.tails: dict[str, EventTail] = {}          # where each one's events.jsonl was read up to
         self.statuses: dict[str, str | None] = {}      # the index's status of runs followed from their files
-        runner.on_event = self._runner_event
-        runner.on_status = self._runner_status
-        runner.spawn = lambda coroutine: self.run_worker(coroutine, group="runs", exit_on_error=False)
+        self.service.follow(self._runner_event, self._runner_status,
+                            lambda coroutine: self.run_worker(coroutine, group="runs", exit_on_error=False))
 
     def notify(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None,
                markup: bool = False) -> None:
@@ -99,7 +104,7 @@ class HbtApp(App):
         from tui.screens.runs import RunsScreen
 
         self.set_timer(0.3, self._freeze_startup_objects)  # after the first frame, before any load
-        for message in self.store.messages + self.runner.reconcile():
+        for message in self.store.messages + self.service.reconcile():
             self.notify(message, severity="warning", timeout=10)
         self.push_screen(RunsScreen())
         self.set_interval(FOLLOW_SECONDS, self.follow_elsewhere)
@@ -162,10 +167,10 @@ class HbtApp(App):
         their events.jsonl become events here, exactly as this runner's do, and a change of their
         status in the index is announced; so a run looks the same whoever started it."""
         for summary in self.store.all():
-            if summary.get("status") == "running" and summary["id"] not in self.runner.runs:
+            if summary.get("status") == "running" and not self.service.here(summary["id"]):
                 self.ensure_live(summary["id"])
         for run_id, tail in list(self.tails.items()):
-            if run_id in self.runner.runs:           # its events come from its process: only skip ahead
+            if self.service.here(run_id):           # its events come from its process: only skip ahead
                 tail.read_new()
                 continue
             for event in tail.read_new():
@@ -188,9 +193,8 @@ class HbtApp(App):
         self.push_screen(CompareScreen(run_ids))
 
     def cancel_run(self, run_id: str) -> None:
-        run = self.runner.runs.get(run_id)
-        if run is not None and run.status in ("queued", "running"):
-            self.run_worker(self.runner.cancel(run_id), group="cancel", exit_on_error=False)
+        if self.service.status_here(run_id) in ("queued", "running"):
+            self.run_worker(self.service.cancel(run_id), group="cancel", exit_on_error=False)
             self.notify(f"Cancelling {run_id}: it checkpoints and stops.")
             return
         summary = self.store.get(run_id)
@@ -202,10 +206,8 @@ class HbtApp(App):
 
     async def _cancel_elsewhere(self, run_id: str) -> None:
         """A run another hbt-tui (or `--run`) owns: its owner is asked and stops it."""
-        from engine.parent.orphans import cancel_elsewhere
-
         try:
-            status = await cancel_elsewhere(self.store, run_id, self.runner.grace_seconds)
+            status = await self.service.cancel(run_id)
         except UserError as error:
             self.notify(str(error), severity="error")
             return
@@ -214,7 +216,7 @@ class HbtApp(App):
 
     def resume_run(self, run_id: str) -> None:
         try:
-            self.runner.resume(run_id)
+            self.service.resume(run_id)
         except UserError as error:
             self.notify(str(error), severity="error")
             return
@@ -256,10 +258,8 @@ class HbtApp(App):
         from engine.parent.continuation import plan
 
         continuation = plan(prepared.specs, self.store)
-        queued = [self.runner.submit(spec, group=prepared.group) for spec in continuation.start]
-        for _, summary in continuation.resume:
-            self.runner.resume(summary["id"])
-            queued.append(summary["id"])
+        queued = [self.service.queue(spec, None, group=prepared.group) for spec in continuation.start]
+        queued += [self.service.queue(spec, summary) for spec, summary in continuation.resume]
         if continuation.is_continuation:
             self.notify(f"{len(continuation.finished)} already finished, {len(continuation.resume)} resumed, "
                         f"{len(continuation.failed)} failed kept (the CLI's --retry-failed re-runs them).")
@@ -333,7 +333,7 @@ class HbtApp(App):
         follows them), or stay."""
         from tui.screens.confirm import ChoiceScreen
 
-        active = [run.id for run in self.runner.runs.values() if run.status in ("queued", "running")]
+        active = self.service.active()
         if not active:
             self.exit()
             return
@@ -346,15 +346,13 @@ class HbtApp(App):
             if choice == "stay":
                 return
             self.notify("Stopping the runs (they checkpoint)…")
-            await self.runner.cancel_all()
-            await self.runner.wait(active)
+            await self.service.cancel_all()
+            await self.service.wait(active)
             if choice == "cancel":
                 self.exit()
                 return
-            from engine.parent.run_service import continue_in_background
-
             try:
-                pid, log = continue_in_background(self.store, active, self.runner.cpu_slots)
+                pid, log = self.service.continue_in_background(active)
             except UserError as error:
                 self.notify(str(error), severity="error", timeout=10)
                 return
@@ -366,7 +364,7 @@ class HbtApp(App):
                                                  ("s", "Stay", "stay")]), answered)
 
 
-def create_app(store: RunStore, runner: Runner, **options) -> HbtApp:
+def create_app(store: RunStore, runner: Runner | None = None, **options) -> HbtApp:
     return HbtApp(store, runner, **options)
 
 
@@ -383,13 +381,13 @@ def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = 
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        runner = Runner(store, cpu_slots=jobs)
+        service = RunService.start(store, jobs)
     except UserError as error:
         import sys
 
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    app = create_app(store, runner, open_spec=Path(open_spec) if open_spec else None)
+    app = create_app(store, open_spec=Path(open_spec) if open_spec else None, service=service)
     said = app.run(**run_options)
     if isinstance(said, str):   # what quitting left behind (runs handed to the background)
         print(said)

@@ -24,7 +24,7 @@ from engine.contract.layout import EVAL_DIR, EVENTS_FILE, RunFolder
 
 def replay_command(source: Path, rate: float | None = None, repeat_steps: int = 0):
     """A runner `command` that replays `source` instead of training."""
-    def command(folder: RunFolder, resume: bool) -> list[str]:
+    def command(folder: RunFolder, resume: bool, devices: int = 1) -> list[str]:
         arguments = [sys.executable, "-m", "engine.replay", str(source), "--run-dir", str(folder.path)]
         if rate:
             arguments += ["--rate", str(rate)]

@@ -32,7 +32,7 @@ from rich.text import Text
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.text import printable
-from engine.parent.headless import open_store, runs_dir_of
+from engine.parent.run_service import open_store, runs_dir_of
 from engine.parent.terminal import guard_streams
 from engine.parent.study_commands import (
     add_family_options,
@@ -133,22 +133,22 @@ def _cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
     from engine.parent.headless import PlainView, ProgressView, print_summaries
-    from engine.parent.runner import Runner
+    from engine.parent.run_service import RunService
 
     store = open_store(runs_dir_of(args))
     summaries = list({summary["id"]: summary for summary in map(store.resolve, args.runs)}.values())
 
     async def resume() -> list[dict]:
         view = ProgressView(console, enabled=True) if console.is_terminal else PlainView(sys.stdout, 10)
-        runner = Runner(store, cpu_slots=args.jobs, on_event=view.on_event, on_status=view.on_status)
-        for message in runner.reconcile():
+        service = RunService.start(store, args.jobs, on_event=view.on_event, on_status=view.on_status)
+        for message in service.reconcile():
             print(f"note: {message}", file=sys.stderr)
         with view:
             for summary in summaries:
-                runner.resume(summary["id"])
+                service.resume(summary["id"])
                 view.add(summary["id"], summary["name"])
-            await runner.wait([summary["id"] for summary in summaries])
-        return [runner.final_summary(summary["id"]) or summary for summary in summaries]
+            await service.wait([summary["id"] for summary in summaries])
+        return [service.final_summary(summary["id"]) or summary for summary in summaries]
 
     finals = asyncio.run(resume())
     print_summaries(finals, store, console)
@@ -156,27 +156,27 @@ def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.orphans import cancel_elsewhere
     from engine.parent.records import ACTIVE
+    from engine.parent.run_service import RunService
 
     store = open_store(runs_dir_of(args))
     summary = store.resolve(args.run)
     if summary["status"] not in ACTIVE:
         raise RunError(f"run {summary['id']} is {summary['status']}, not queued or running")
-    status = asyncio.run(cancel_elsewhere(store, summary["id"]))
+    status = asyncio.run(RunService(store).cancel(summary["id"]))
     print(f"{summary['id']}: {status}", file=sys.stderr)
     return 0 if status == "cancelled" else 1
 
 
 def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.run_service import delete_run
+    from engine.parent.run_service import RunService
 
     store = open_store(runs_dir_of(args))
     summary = store.resolve(args.run)
     store.folder(summary["id"])                  # a plain folder name inside the runs directory, or refused
     if not args.yes:
         raise RunError(f"deleting {summary['id']} removes its folder; add --yes to confirm")
-    print(delete_run(store, summary["id"]), file=sys.stderr)
+    print(RunService(store).delete(summary["id"]), file=sys.stderr)
     return 0
 
 

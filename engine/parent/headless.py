@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -36,12 +35,12 @@ from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
 from engine.contract.events import EvalDone, EvalProgress, Event, Failed, Finished, Notice, Started, Step, Stopped
 from engine.contract.spec import spec_diff
 from engine.contract.text import printable
-from engine.parent.submission import Prepared
+from engine.parent.run_service import open_store
 from engine.parent.run_state import RunState
 from engine.parent.store import RunStore
+from engine.parent.submission import Prepared
 
 EXIT_INTERRUPTED = 130
-DEFAULT_RUNS_DIR = "runs"
 
 
 class ProgressView:
@@ -213,14 +212,14 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
                        priority: int = 0, log_every: int = 10, executor: str | None = None,
                        partition: str | None = None, retry_failed: bool = False,
                        track: list[str] | None = None) -> int:
-    from engine.parent.runner import Runner
+    from engine.parent.run_service import RunService
 
     specs = prepared.specs
     view = (ProgressView(console, enabled=not as_json) if console.is_terminal or as_json
             else PlainView(sys.stdout, log_every))
-    runner = Runner(store, cpu_slots=jobs, on_event=view.on_event, on_status=view.on_status, executor=executor,
-                    partition=partition, trackers=track)
-    for message in runner.reconcile():
+    service = RunService.start(store, jobs, on_event=view.on_event, on_status=view.on_status, executor=executor,
+                               partition=partition, trackers=track)
+    for message in service.reconcile():
         print(f"note: {message}", file=sys.stderr)
     interrupted = False
 
@@ -229,7 +228,7 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
         if not interrupted:
             interrupted = True
             print("cancelling: runs checkpoint and stop (Ctrl-C again is ignored)…", file=sys.stderr)
-            asyncio.get_running_loop().create_task(runner.cancel_all())
+            asyncio.get_running_loop().create_task(service.cancel_all())
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
@@ -249,11 +248,7 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
             if interrupted:
                 break
             try:
-                if summary is None:
-                    run_id = runner.submit(spec, priority=priority, group=prepared.group, source=prepared.source)
-                else:
-                    run_id = summary["id"]
-                    runner.resume(run_id, priority=priority)
+                run_id = service.queue(spec, summary, priority=priority, group=prepared.group, source=prepared.source)
             except UserError as error:  # e.g. the disk filled up: keep what was queued, stop cleanly
                 failure = error
                 break
@@ -261,9 +256,9 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
             run_ids.append(run_id)
             await asyncio.sleep(0)  # let Ctrl-C in between submissions
         if interrupted or failure is not None:
-            await runner.cancel_all()
-        await runner.wait(run_ids)
-    summaries = [runner.final_summary(run_id) or {"id": run_id, "name": run_id, "status": "missing"}
+            await service.cancel_all()
+        await service.wait(run_ids)
+    summaries = [service.final_summary(run_id) or {"id": run_id, "name": run_id, "status": "missing"}
                  for run_id in run_ids]
     if as_json:      # the whole grid: what ran now, and what was left as it was (marked)
         kept = [{**_json_summary(store.get(summary["id"]) or summary, store), "skipped": True}
@@ -315,19 +310,6 @@ def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *
     return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
                                     log_every=log_every, executor=executor, partition=partition,
                                     retry_failed=retry_failed, track=track))
-
-
-def runs_dir_of(args) -> Path:
-    """The runs directory a command names (`--runs-dir`), else $HBT_RUNS_DIR, else ./runs."""
-    return Path(args.runs_dir or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
-
-
-def open_store(runs_dir: Path) -> RunStore:
-    """The index of a runs directory; what it had to repair is said on stderr, one plain line each."""
-    store = RunStore(runs_dir)
-    for message in store.messages:
-        print(f"note: {message}", file=sys.stderr)
-    return store
 
 
 def _json_summary(summary: dict, store: RunStore) -> dict:

@@ -15,14 +15,14 @@ from engine.contract.layout import RunFolder, read_json
 
 
 def run_devices(folder: RunFolder) -> int:
+    """`train.devices` of a run recorded before its run.json kept it (read from its spec)."""
     return int(((read_json(folder.spec) or {}).get("train") or {}).get("devices") or 1)
 
 
-def train_command(folder: RunFolder, resume: bool) -> list[str]:
+def train_command(folder: RunFolder, resume: bool, devices: int = 1) -> list[str]:
     """`python -m engine.train`, under torchrun (one process per device) when the spec asks
     for `train.devices` > 1."""
     command = ["-m", "engine.train", str(folder.spec), "--run-dir", str(folder.path)] + (["--resume"] if resume else [])
-    devices = run_devices(folder)
     if devices > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", *command]
     return [sys.executable, *command]

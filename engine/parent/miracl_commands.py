@@ -15,7 +15,7 @@ import sys
 from rich.console import Console
 
 from engine.contract.errors import RunError
-from engine.parent.headless import open_store, runs_dir_of
+from engine.parent.run_service import open_store, runs_dir_of
 
 
 def add_miracl_parser(commands, parser_class) -> None:

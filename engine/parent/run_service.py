@@ -1,4 +1,10 @@
-"""What the CLI and the TUI both do to runs that are not running here, written once.
+"""The parent-side run service: what the CLI and the TUI do to runs, written once.
+
+`RunService` is the one way both reach the runner: queue (a grid's new runs, and the
+interrupted ones it resumes), cancel (a run of this process, or one another process owns —
+its owner is asked), resume, wait, delete, hand runs over to a background process, and what
+is going on here (`active`, `state`). The runs directory and its index: `runs_dir_of`,
+`open_store`.
 
 `delete_run` removes a run's folder and its index row — only what is the run's: a folder that
 is a symbolic link loses the link, never what it points to; a folder that cannot be removed
@@ -15,9 +21,144 @@ import sys
 import time
 from pathlib import Path
 
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING
+
 from engine.contract.errors import RunError
 from engine.parent.records import ACTIVE
 from engine.parent.store import RunStore
+
+if TYPE_CHECKING:
+    from engine.contract.events import Event
+    from engine.contract.spec import ExperimentSpec
+    from engine.parent.run_state import RunState
+    from engine.parent.runner import Runner
+
+DEFAULT_RUNS_DIR = "runs"
+GRACE_SECONDS = 20.0
+
+
+def runs_dir_of(args) -> Path:
+    """The runs directory a command names (`--runs-dir`), else $HBT_RUNS_DIR, else ./runs."""
+    return Path(getattr(args, "runs_dir", None) or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+
+
+def open_store(runs_dir: Path) -> RunStore:
+    """The index of a runs directory; what it had to repair is said on stderr, one plain line each."""
+    store = RunStore(runs_dir)
+    for message in store.messages:
+        print(f"note: {message}", file=sys.stderr)
+    return store
+
+
+class RunService:
+    """Runs of one runs directory, as this process acts on them (the runner underneath starts
+    and follows the processes; nothing else touches it)."""
+
+    def __init__(self, store: RunStore, runner: Runner | None = None) -> None:
+        self.store = store
+        self._made: Runner | None = runner
+
+    @property
+    def _runner(self) -> Runner:
+        """The runner, made the first time one is needed (deleting or cancelling another
+        process's run needs none)."""
+        if self._made is None:
+            from engine.parent.runner import Runner
+
+            self._made = Runner(self.store)
+        return self._made
+
+    @classmethod
+    def start(cls, store: RunStore, jobs: int = 1, **options) -> RunService:
+        """A service with its own runner (`options`: the Runner's: on_event, on_status,
+        executor, partition, trackers, …); RunError for a bad --jobs or executor."""
+        from engine.parent.runner import Runner
+
+        return cls(store, Runner(store, cpu_slots=jobs, **options))
+
+    def follow(self, on_event: Callable[[str, Event], None], on_status: Callable[[str, dict], None],
+               spawn: Callable[[Coroutine], object] | None = None) -> None:
+        """Where the runs' events and status changes go, and how their watchers are started."""
+        self._runner.subscribe(on_event, on_status, spawn)
+
+    # --- what is going on here ---------------------------------------------------------------------
+    @property
+    def jobs(self) -> int:
+        return self._runner.cpu_slots
+
+    @property
+    def grace_seconds(self) -> float:
+        """How long a cancelled run has to checkpoint before it is killed."""
+        return self._made.grace_seconds if self._made is not None else GRACE_SECONDS
+
+    def _runs(self) -> dict:
+        return self._made.runs if self._made is not None else {}
+
+    def here(self, run_id: str) -> bool:
+        """Whether this process runs (or ran) `run_id`: its events come from its own process."""
+        return run_id in self._runs()
+
+    def status_here(self, run_id: str) -> str | None:
+        run = self._runs().get(run_id)
+        return run.status if run is not None else None
+
+    def state(self, run_id: str) -> RunState | None:
+        """The fold of the events of a run of this process (None for any other run)."""
+        run = self._runs().get(run_id)
+        return run.state if run is not None else None
+
+    def active(self) -> list[str]:
+        """This process's runs that are queued or running."""
+        return [run.id for run in self._runs().values() if run.status in ACTIVE]
+
+    def reconcile(self) -> list[str]:
+        return self._runner.reconcile()
+
+    def final_summary(self, run_id: str) -> dict | None:
+        return self._runner.final_summary(run_id)
+
+    # --- acting on runs -----------------------------------------------------------------------------
+    def submit(self, spec: ExperimentSpec, priority: int = 0, group: str | None = None,
+               source: str | None = None) -> str:
+        return self._runner.submit(spec, priority=priority, group=group, source=source)
+
+    def resume(self, run_id: str, priority: int = 0) -> None:
+        self._runner.resume(run_id, priority=priority)
+
+    def queue(self, spec: ExperimentSpec, summary: dict | None, *, priority: int = 0, group: str | None = None,
+              source: str | None = None) -> str:
+        """One run a grid still needs (engine.parent.continuation): a new one (`summary` None) or
+        an interrupted one resumed from its checkpoint; its id."""
+        if summary is None:
+            return self.submit(spec, priority, group, source)
+        self.resume(summary["id"], priority)
+        return summary["id"]
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel a run of this process (it checkpoints and stops), or ask the process that owns
+        it; what became of it, in words."""
+        if self.status_here(run_id) in ACTIVE:
+            await self._runner.cancel(run_id)
+            return "cancelled"
+        from engine.parent.orphans import cancel_elsewhere
+
+        summary = self.store.get(run_id)
+        if summary is None or summary.get("status") not in ACTIVE:
+            raise RunError(f"{run_id} is not queued or running")
+        return await cancel_elsewhere(self.store, run_id, self.grace_seconds)
+
+    async def cancel_all(self) -> None:
+        await self._runner.cancel_all()
+
+    async def wait(self, run_ids: list[str] | None = None) -> None:
+        await self._runner.wait(run_ids)
+
+    def delete(self, run_id: str) -> str:
+        return delete_run(self.store, run_id)
+
+    def continue_in_background(self, run_ids: list[str]) -> tuple[int, Path]:
+        return continue_in_background(self.store, run_ids, self.jobs)
 
 
 def folder_bytes(store: RunStore, run_id: str) -> int:

@@ -62,7 +62,7 @@ from engine.parent.store import IndexWriteError, RunStore
 if TYPE_CHECKING:
     from engine.contract.spec import ExperimentSpec
 
-Command = Callable[[RunFolder, bool], list[str]]
+Command = Callable[[RunFolder, bool, int], list[str]]   # (folder, resume, devices)
 EventCallback = Callable[[str, Event], None]
 StatusCallback = Callable[[str, dict], None]
 MessageCallback = Callable[[str], None]
@@ -77,6 +77,7 @@ class LiveRun:
     folder: RunFolder
     priority: int = 0
     resume: bool = False
+    devices: int = 1                                      # train.devices: processes (ranks) of the run
     status: str = "queued"
     handle: Handle | None = None
     cancel_requested: bool = False
@@ -154,6 +155,14 @@ class Runner:
         self._last_flush = time.monotonic()
         self._git_commit: str | None | bool = False    # looked up at the first submission, not at start-up
 
+    def subscribe(self, on_event: EventCallback, on_status: StatusCallback,
+                  spawn: Callable[[Coroutine], object] | None = None) -> None:
+        """Where events and status changes go from now on, and how run coroutines start (the UI
+        passes an app-level worker, so runs outlive any screen)."""
+        self.on_event, self.on_status = on_event, on_status
+        if spawn is not None:
+            self.spawn = spawn
+
     # --- submitting ----------------------------------------------------------------------------
     def submit(self, spec: ExperimentSpec, priority: int = 0, group: str | None = None,
                source: str | None = None) -> str:
@@ -167,14 +176,15 @@ class Runner:
             write_json_atomic(folder.spec, spec.to_dict(), indent=2)
             record = {"id": run_id, "name": spec.name, "status": "queued", "created": time.time(),
                       "priority": priority, "spec_hash": spec.config_hash(), "git_commit": self._git_commit,
-                      "host": host(), "group": group, "owner": self.owner, "source": source}
+                      "host": host(), "group": group, "owner": self.owner, "source": source,
+                      "devices": spec.train.devices}
             write_json_atomic(folder.record, record)
         except OSError as error:
             shutil.rmtree(folder.path, ignore_errors=True)  # no half-made folder
             raise RunError(f"cannot create run folder {folder.path}: {error.strerror or error}") from None
         self._index(run_id, lambda: self.store.upsert({**record, **spec_summary(spec.to_dict()),
                                                        "results": {}, "step": 0}))
-        self._enqueue(LiveRun(run_id, folder, priority))
+        self._enqueue(LiveRun(run_id, folder, priority, devices=spec.train.devices))
         return run_id
 
     def resume(self, run_id: str, priority: int = 0) -> None:
@@ -203,7 +213,8 @@ class Runner:
         self._index(run_id, lambda: self.store.update(run_id, status="queued", owner=self.owner, error=None,
                                                       ended=None))
         self.on_status(run_id, self.store.get(run_id) or {})
-        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint))
+        devices = record.get("devices") or run_devices(folder)     # runs recorded before `devices`: their spec
+        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint, devices=int(devices)))
 
     def _enqueue(self, run: LiveRun) -> None:
         self.runs[run.id] = run
@@ -224,7 +235,7 @@ class Runner:
                 heapq.heappop(self._queue)
                 continue
             gpus = self._free_slots[0].get("CUDA_VISIBLE_DEVICES")
-            wanted = min(run_devices(run.folder), self.slot_count) if gpus else 1
+            wanted = min(run.devices, self.slot_count) if gpus else 1
             if len(self._free_slots) < wanted:
                 return
             heapq.heappop(self._queue)
@@ -254,8 +265,8 @@ class Runner:
 
     async def _launch(self, run: LiveRun, slot: dict[str, str]) -> None:
         env = {**os.environ, **slot, "PYTHONUNBUFFERED": "1", "HBT_PARENT_PID": str(os.getpid())}
-        run.handle = await self.executor.launch(self.command(run.folder, run.resume), env, run.folder,
-                                                run_devices(run.folder))
+        run.handle = await self.executor.launch(self.command(run.folder, run.resume, run.devices), env, run.folder,
+                                                run.devices)
         self._transition(run.id, "running", pid=run.handle.pid, pgid=run.handle.pid,
                          pid_start=process_start(run.handle.pid) if run.handle.pid else None, parent_pid=os.getpid(),
                          started=time.time(), slot=slot.get("CUDA_VISIBLE_DEVICES") or ("cpu" if slot else "cluster"),

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.contract.errors import RunError
-from engine.parent.headless import open_store, runs_dir_of
+from engine.parent.run_service import open_store, runs_dir_of
 from engine.parent.tables import plain
 
 

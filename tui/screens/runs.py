@@ -422,10 +422,8 @@ class RunsScreen(RunView, Screen):
     @work(thread=True, exclusive=True, group="delete", exit_on_error=False)
     def delete(self, run_id: str) -> None:
         """Off the UI thread: removing gigabytes takes seconds; the screen stays live meanwhile."""
-        from engine.parent.run_service import delete_run
-
         try:
-            done = delete_run(self.app.store, run_id)
+            done = self.app.service.delete(run_id)
         except UserError as error:
             self.post_message(RunDeleted(run_id, str(error)))
             return
