@@ -13,9 +13,9 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
+from engine.contract.layout import SETTINGS
 from engine.parent.records import primary_results
 
-SETTINGS = ("mono", "cross", "multi")
 _SEED = re.compile(r"-seed=[0-9]+")
 
 

@@ -159,7 +159,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls for cls in (Notice, Started, Step, EvalProgress, Eval, EvalDone, Checkpoint, Finished, Stopped,
                               Failed)
 }
-TERMINAL_EVENTS = ("finished", "stopped", "failed")
+TERMINAL_EVENTS = (Finished, Stopped, Failed)      # the events a run ends with
 
 
 def _fits(value: Any, hint: Any) -> bool:

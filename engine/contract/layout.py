@@ -60,6 +60,7 @@ STEP_PREFIX = "step-"
 
 SETTINGS = ("mono", "cross", "multi")
 """The three LAReQA retrieval settings, in table order."""
+SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+,@-]{0,159}$")
 

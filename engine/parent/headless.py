@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
-from engine.contract.events import EvalDone, EvalProgress, Event, Failed, Finished, Notice, Started, Step, Stopped
+from engine.contract.events import TERMINAL_EVENTS, EvalDone, EvalProgress, Event, Notice, Started, Step
 from engine.contract.spec import spec_diff
 from engine.contract.text import printable
 from engine.parent.run_service import open_store
@@ -88,7 +88,7 @@ class ProgressView:
             self._update(task, detail=f"eval {event.dataset} {event.stage} ({event.done} texts)")
         elif isinstance(event, EvalDone):
             self._update(task, detail=f"eval {event.dataset} done")
-        elif isinstance(event, (Finished, Failed, Stopped)):
+        elif isinstance(event, TERMINAL_EVENTS):
             self._update(task, detail=event.kind)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.contract.events import EvalDone, Failed, Finished, Stopped, read_events
+from engine.contract.events import TERMINAL_EVENTS, EvalDone, Failed, Finished, read_events
 from engine.contract.layout import RunFolder, is_run_id, read_json
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
@@ -244,7 +244,7 @@ def damaged_summary(folder: RunFolder, record: dict, reason: str) -> dict:
 
 def status_from_events(events: list, record: dict) -> str:
     """The status a run's own files imply when no live parent owns it."""
-    terminal = next((event for event in reversed(events) if isinstance(event, (Finished, Failed, Stopped))), None)
+    terminal = next((event for event in reversed(events) if isinstance(event, TERMINAL_EVENTS)), None)
     if terminal is None:
         return "cancelled" if record.get("cancel_requested") else "interrupted"
     if isinstance(terminal, Finished):

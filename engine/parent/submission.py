@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from engine.contract.errors import RunError, UserError
@@ -72,8 +71,9 @@ def check_baseline(specs: list[ExperimentSpec], store) -> None:
 def child_check(specs: list[ExperimentSpec]) -> list[dict]:
     """The child-side checks of every run, in a subprocess; a UserError for the first failure."""
     documents = [run.to_dict() for run in specs]
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    from engine.parent.records import PROJECT_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         output = subprocess.run([sys.executable, "-m", "engine.preflight"], input=json.dumps(documents),
                                 capture_output=True, text=True, timeout=CHECK_TIMEOUT_SECONDS, env=env)

@@ -14,12 +14,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
-from engine.contract.layout import REPORT_DATA_FILE, REPORT_FILE, report_folder
+from engine.contract.layout import REPORT_DATA_FILE, REPORT_FILE, SETTING_NAMES, report_folder
 from engine.contract.text import printable
 from engine.parent.tables import plain
 from tui.messages import ReportLoaded
 
-SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 
 
 def _cells(line: str) -> list[str]:

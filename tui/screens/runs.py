@@ -24,11 +24,12 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.contract.errors import UserError
 from engine.contract.events import Step
+from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
 from engine.parent.tables import plain
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
-from tui.run_groups import SETTINGS, Row, build_rows
+from tui.run_groups import Row, build_rows
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.cells import number
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.contract.layout import SETTINGS
 from engine.parent.run_state import EvalCells
 from engine.parent.tables import plain
 from tui.widgets.cells import number
 
-SETTINGS = ("mono", "cross", "multi")
 PENDING = Text("·", style="dim")
 
 

@@ -26,6 +26,14 @@ def _plt():
     return plt
 
 
+def saved(figure, folder: Path, name: str) -> str:
+    """Lay the figure out, write it as `folder/name` and free it; its name."""
+    figure.tight_layout()
+    figure.savefig(folder / name, dpi=DPI)
+    _plt().close(figure)
+    return name
+
+
 def _slug(text: str) -> str:
     return "".join(character if character.isalnum() else "-" for character in text).strip("-")
 
@@ -68,11 +76,7 @@ def alpha_sweep(report: dict, section: dict, metric: str, folder: Path) -> str |
         axis.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
     figure.suptitle(f"{section['dataset']} · {metric}: the α sweep")
-    figure.tight_layout()
-    name = f"alpha-sweep-{_slug(section['dataset'])}-{_slug(metric)}.png"
-    figure.savefig(folder / name, dpi=DPI)
-    plt.close(figure)
-    return name
+    return saved(figure, folder, f"alpha-sweep-{_slug(section['dataset'])}-{_slug(metric)}.png")
 
 
 def language_gains(report: dict, section: dict, metric: str, setting: str) -> dict[str, list[tuple[str, float, bool]]]:
@@ -119,11 +123,7 @@ def per_language_gains(report: dict, section: dict, metric: str, folder: Path) -
                        "(solid, *: significant after correction)", fontsize=9)
         axis.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=len(language_gains(report, section, metric, settings[0])))
-    figure.tight_layout()
-    name = f"language-gains-{_slug(section['dataset'])}-{_slug(metric)}.png"
-    figure.savefig(folder / name, dpi=DPI)
-    plt.close(figure)
-    return name
+    return saved(figure, folder, f"language-gains-{_slug(section['dataset'])}-{_slug(metric)}.png")
 
 
 def language_bias(report: dict, section: dict, folder: Path) -> str | None:
@@ -141,11 +141,7 @@ def language_bias(report: dict, section: dict, folder: Path) -> str | None:
     axis.set_ylabel("language bias (mean rank spread; lower is better)")
     axis.set_title(f"{section['dataset']}: language bias by arm (± sd over seeds)", fontsize=10)
     axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    name = f"language-bias-{_slug(section['dataset'])}.png"
-    figure.savefig(folder / name, dpi=DPI)
-    plt.close(figure)
-    return name
+    return saved(figure, folder, f"language-bias-{_slug(section['dataset'])}.png")
 
 
 def cross_matrix(section: dict, folder: Path) -> str | None:
@@ -171,11 +167,7 @@ def cross_matrix(section: dict, folder: Path) -> str | None:
     axis.set_ylabel("query language X")
     axis.set_title(f"{matrix['reference']} minus {matrix['baseline']}\n(cross-lingual, ×100)", fontsize=9)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
-    figure.tight_layout()
-    name = f"cross-matrix-{_slug(section['dataset'])}.png"
-    figure.savefig(folder / name, dpi=DPI)
-    plt.close(figure)
-    return name
+    return saved(figure, folder, f"cross-matrix-{_slug(section['dataset'])}.png")
 
 
 def render(report: dict, folder: Path) -> dict[str, list[str]]:

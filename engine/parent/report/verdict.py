@@ -10,7 +10,8 @@ is never called supported by a non-significant test: the sentence gives the CI i
 
 from __future__ import annotations
 
-SETTING_NAMES = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
+from engine.contract.layout import SETTING_NAMES
+
 
 # The paper's claims on XQuAD-R (docs/method.md: XLM-R X-X .792/.674/.547, X-Y .755/.700/.593,
 # hybrid .798/.705/.593, mAP mono/cross/multi; language bias X-X 410 -> hybrid 287).
