@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.contract import catalog
 from engine.contract.errors import DataError, ModelError, UserError
+from engine.contract.layout import read_json_object
 from engine.contract.model_names import (BUNDLED_PREFIX, check_encoder_name, check_model_folder, hub_unreachable,
                                         looks_like_path)
 from engine.contract.spec import ExperimentSpec
@@ -170,13 +171,7 @@ def model_config(name: str) -> dict:
 
 
 def _read_config(path: Path, name: str) -> dict:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelError(f"encoder {name!r}: cannot read {path.name} ({error})") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"encoder {name!r}: {path.name} is not a JSON object")
-    return config
+    return read_json_object(path, lambda why: ModelError(f"encoder {name!r}: {path.name}: {why}"))
 
 
 def hub_file(name: str, filename: str) -> str:

@@ -27,6 +27,7 @@ import errno
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,18 @@ def read_json(path: Path) -> dict | None:
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_json_object(path: Path, refuse: Callable[[str], Exception]) -> dict:
+    """A file that must hold one JSON object; otherwise `refuse(why)` is raised (unreadable, not
+    JSON, not an object), the caller's error naming what the file is for."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise refuse(f"cannot read it as JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise refuse("it is not a JSON object")
+    return value
 
 
 def repair_torn_line(path: Path) -> bool:

@@ -28,6 +28,7 @@ from engine.contract.text import printable
 from engine.parent.records import where_label
 from engine.parent.run_state import EvalCells
 from engine.parent.tables import markup_safe, plain
+from tui.keys import RUN_ACTIONS
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
 from tui.screens.runs import size_text, status_text
 from tui.widgets.language_table import LanguageTable
@@ -84,8 +85,7 @@ class RunDetailScreen(RunView, Screen):
         Binding("t", "next_dataset", "Dataset"),
         Binding("v", "next_versus", "Δ vs step"),
         Binding("k", "config", "Config"),
-        Binding("c", "cancel", "Cancel", show=False),     # in ? and the palette: the footer fits 80 columns
-        Binding("r", "resume", "Resume", show=False),     # in ? and the palette: the footer fits 80 columns
+        *RUN_ACTIONS,
         Binding("question_mark", "app.help", "Help"),
     ]
 

@@ -28,6 +28,7 @@ from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
 from engine.parent.tables import plain
+from tui.keys import RUN_ACTIONS, hidden
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
 from tui.run_groups import Row, build_rows
 from tui.screens.confirm import ConfirmScreen
@@ -119,10 +120,9 @@ class RunsScreen(RunView, Screen):
         Binding("n", "compose", "New"),
         Binding("space", "mark", "Mark"),
         Binding("m", "compare", "Compare"),
-        Binding("c", "cancel", "Cancel", show=False),     # in ? and the palette: the footer fits 80 columns
-        Binding("r", "resume", "Resume", show=False),     # in ? and the palette: the footer fits 80 columns
-        Binding("d", "delete", "Delete", show=False),     # in ? and the palette: the footer fits 80 columns
-        Binding("s", "sort", "Sort", show=False),     # in ? and the palette: the footer fits 80 columns
+        *RUN_ACTIONS,
+        hidden("d", "delete", "Delete"),
+        hidden("s", "sort", "Sort"),
         Binding("slash", "filter", "Filter"),
         Binding("R", "app.reports", "Reports"),
         Binding("question_mark", "app.help", "Help"),

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from engine.contract.errors import RunError
+from engine.contract.layout import read_json_object
 from engine.parent.executors.base import Executor, Handle, Outcome
 from engine.parent.executors.local import LocalExecutor
 from engine.parent.executors.ray_jobs import RayExecutor
@@ -50,17 +51,10 @@ def config() -> dict:
     "gpus": true, "cpus_per_task": 8, "time_limit_min": 240} or {"executor": "ray://head:8265",
     "ray_python": "/shared/venv/bin/python", "gpus": true}. `gpus`: each run asks for
     train.devices GPUs."""
-    import json
-
     path = Path(os.environ.get("HBT_CONFIG") or "hbt-tui.json")
     if not path.is_file():
         return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise RunError(f"{path}: not a JSON config ({error})") from None
-    if not isinstance(value, dict):
-        raise RunError(f"{path}: must be a JSON object")
+    value = read_json_object(path, lambda why: RunError(f"{path}: not a JSON config: {why}"))
     for key, (kinds, low, high) in CONFIG_FIELDS.items():
         if key in value and value[key] is not None:
             item = value[key]
