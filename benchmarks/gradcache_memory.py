@@ -101,7 +101,8 @@ def child(batch_size: int, chunk: int | None, steps: int) -> None:
     device = encoder.device
     optimizer = make_optimizer(encoder, spec)
     scaler = torch.amp.GradScaler(device.type, enabled=False)
-    context = StepContext(encoder, source, spec, World(), scaler, lambda: torch.autocast(device.type, enabled=False))
+    context = StepContext.for_spec(encoder, source, spec, World(), scaler,
+                                   lambda: torch.autocast(device.type, enabled=False))
 
     def step(sampler: BatchSampler) -> None:
         backward(context, sampler.next_step())
@@ -109,7 +110,7 @@ def child(batch_size: int, chunk: int | None, steps: int) -> None:
         optimizer.zero_grad(set_to_none=True)
 
     warm = experiment(8, None)
-    step_of_8 = StepContext(encoder, source, warm, World(), scaler, context.autocast)
+    step_of_8 = StepContext.for_spec(encoder, source, warm, World(), scaler, context.autocast)
     backward(step_of_8, BatchSampler(source, warm.sampling, 8, 0, seed=1).next_step())
     optimizer.step()                                      # the optimizer state exists from here on
     optimizer.zero_grad(set_to_none=True)

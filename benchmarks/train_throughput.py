@@ -107,8 +107,9 @@ def run_ours(drawn: Drawn, experiment, variant: str = "") -> tuple[list[float], 
         masters = [parameter.detach().float().requires_grad_(True) for parameter in trained]
         encoder.model.to(torch.bfloat16)
         optimizer = torch.optim.AdamW(masters, lr=LR, weight_decay=experiment.train.weight_decay, fused=True)
-    context = StepContext(encoder, drawn.source, experiment, World(), torch.amp.GradScaler(DEVICE, enabled=False),
-                          lambda: torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None))
+    context = StepContext.for_spec(encoder, drawn.source, experiment, World(),
+                                   torch.amp.GradScaler(DEVICE, enabled=False),
+                                   lambda: torch.autocast(DEVICE, dtype=dtype, enabled=dtype is not None))
 
     def step(batch) -> float:
         loss, _, _ = backward(context, (batch,))

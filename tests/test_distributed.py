@@ -61,8 +61,8 @@ def test_gradcache_equals_the_whole_batch_step(tiny_model, data_dir):
         torch.manual_seed(0)
         encoder = load_encoder(spec.encoder)
         encoder.eval()
-        context = StepContext(encoder, source, spec, World(), torch.amp.GradScaler("cpu", enabled=False),
-                              contextlib.nullcontext)
+        context = StepContext.for_spec(encoder, source, spec, World(), torch.amp.GradScaler("cpu", enabled=False),
+                                       contextlib.nullcontext)
         loss, _, _ = backward(context, batches)
         results.append((loss, [p.grad.clone() for p in encoder.parameters() if p.grad is not None]))
     (whole, whole_grads), (cached, cached_grads) = results

@@ -144,8 +144,9 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
         writer.emit(Notice(message=f"resuming from {resumable.path.name} (step {state.step})"))
         log.info("resumed from %s (step %d)", resumable.path, state.step)
     evaluator = Evaluator(spec, folder, writer.emit, should_stop=lambda: stop.requested)
-    context = StepContext(encoder, source, spec, world, scaler,
-                          lambda: torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None))
+    context = StepContext.for_spec(encoder, source, spec, world, scaler,
+                                   lambda: torch.autocast(device.type, dtype=autocast_dtype,
+                                                          enabled=autocast_dtype is not None))
     parameters = sum(p.numel() for p in encoder.parameters())
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     writer.emit(Started(run_name=spec.name, pid=os.getpid(), device=describe_device(device, world.size),

@@ -12,6 +12,8 @@ of the whole global batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -31,3 +33,24 @@ def info_nce(query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor, t
         reverse = local_positives @ queries.T / temperature                              # (B, P)
         loss = (loss + F.cross_entropy(reverse, labels)) / 2
     return loss
+
+
+@dataclass(frozen=True)
+class ContrastiveLoss:
+    """The training objective as an object built with the values it uses: InfoNCE at
+    `temperature`, optionally symmetric; with `chunk_size` the step computes it GradCache's way
+    (embeddings in chunks without a graph, then each chunk again with its cached gradient), as
+    sentence-transformers' CachedMultipleNegativesRankingLoss carries its mini-batch size."""
+
+    temperature: float = 0.05
+    symmetric: bool = False
+    chunk_size: int | None = None          # None: the whole batch in one pass
+
+    @classmethod
+    def from_spec(cls, loss) -> ContrastiveLoss:
+        """From a spec's `loss` section (engine.contract.spec.LossSpec)."""
+        return cls(loss.temperature, loss.symmetric, loss.chunk_size)
+
+    def __call__(self, query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor, offset: int = 0,
+                 all_queries: torch.Tensor | None = None) -> torch.Tensor:
+        return info_nce(query_embeddings, passage_embeddings, self.temperature, self.symmetric, offset, all_queries)

@@ -21,7 +21,7 @@ import torch
 from engine.child.data.pairs import PairSource
 from engine.child.distributed import World, gather, shard
 from engine.child.encoder import DualEncoder
-from engine.child.losses import info_nce
+from engine.child.losses import ContrastiveLoss
 from engine.child.sampling import Batch
 from engine.contract.arms import STRATEGIES
 from engine.contract.spec import ExperimentSpec
@@ -29,12 +29,23 @@ from engine.contract.spec import ExperimentSpec
 
 @dataclass
 class StepContext:
+    """What a step uses, by value: the encoder and the pairs, the loss, each batch's objective
+    weight (its strategy's), the ranks, the grad scaler and the autocast of the precision."""
+
     encoder: DualEncoder
     source: PairSource
-    spec: ExperimentSpec
     world: World
     scaler: torch.amp.GradScaler
     autocast: Callable[[], AbstractContextManager]
+    loss: ContrastiveLoss
+    weights: tuple[float, ...]
+
+    @classmethod
+    def for_spec(cls, encoder: DualEncoder, source: PairSource, spec: ExperimentSpec, world: World,
+                 scaler: torch.amp.GradScaler, autocast: Callable[[], AbstractContextManager]) -> StepContext:
+        """The context of a run's spec: its loss and its strategy's objective weights."""
+        return cls(encoder, source, world, scaler, autocast, ContrastiveLoss.from_spec(spec.loss),
+                   STRATEGIES[spec.sampling.strategy].weights(spec.sampling))
 
 
 def texts(batch: Batch, source: PairSource, world: World) -> tuple[list[str], list[str]]:
@@ -48,26 +59,20 @@ def texts(batch: Batch, source: PairSource, world: World) -> tuple[list[str], li
 
 def objective(context: StepContext, query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor) -> torch.Tensor:
     """InfoNCE of the local queries against every rank's passages (this rank's loss share)."""
-    world, loss = context.world, context.spec.loss
+    world, loss = context.world, context.loss
     B = query_embeddings.shape[0]
     passages = gather(passage_embeddings.float(), world)                              # (W·B + H, D)
     all_queries = gather(query_embeddings.float(), world) if loss.symmetric and world.distributed else None
-    return info_nce(query_embeddings.float(), passages, loss.temperature, loss.symmetric,
-                    offset=world.rank * B, all_queries=all_queries)
-
-
-def weights(spec: ExperimentSpec, batches: tuple[Batch, ...]) -> tuple[float, ...]:
-    """Each batch's objective weight, as its strategy declares (engine.contract.arms)."""
-    return STRATEGIES[spec.sampling.strategy].weights(spec.sampling)
+    return loss(query_embeddings.float(), passages, offset=world.rank * B, all_queries=all_queries)
 
 
 def backward(context: StepContext, batches: tuple[Batch, ...], scale: float = 1.0) -> tuple[float, dict, int]:
     """Forward and backward of one sampler step; returns (loss, its parts, real tokens encoded).
     `scale` divides the loss over gradient-accumulation micro-steps."""
     losses, tokens = [], 0
-    whole = context.spec.loss.chunk_size is None
+    whole = context.loss.chunk_size is None
     total = None
-    for batch, weight in zip(batches, weights(context.spec, batches)):
+    for batch, weight in zip(batches, context.weights):
         queries, passages = texts(batch, context.source, context.world)
         if whole:
             with context.autocast():               # one pass over both sides' tokens (DualEncoder.embed_sides)
@@ -82,7 +87,7 @@ def backward(context: StepContext, batches: tuple[Batch, ...], scale: float = 1.
         losses.append(float(loss.detach()))
     if whole:
         context.scaler.scale(total * scale).backward()
-    value = sum(weight * loss for weight, loss in zip(weights(context.spec, batches), losses))
+    value = sum(weight * loss for weight, loss in zip(context.weights, losses))
     parts = {} if len(batches) == 1 else {"mono": losses[0], "cross": losses[1]}
     return value, parts, tokens
 
@@ -95,7 +100,7 @@ def _rng_state(device: torch.device) -> tuple:
 
 def _embed_without_graph(context: StepContext, texts_: list[str], is_query: bool) -> tuple[torch.Tensor, list, int]:
     """(N, D) embeddings in chunks with no graph kept, each chunk's RNG state, real tokens."""
-    chunk, device = context.spec.loss.chunk_size, context.encoder.device
+    chunk, device = context.loss.chunk_size, context.encoder.device
     pieces, states, tokens = [], [], 0
     with torch.no_grad():
         for start in range(0, len(texts_), chunk):
@@ -109,7 +114,7 @@ def _embed_without_graph(context: StepContext, texts_: list[str], is_query: bool
 
 def _replay(context: StepContext, texts_: list[str], is_query: bool, states: list, gradient: torch.Tensor) -> None:
     """Each chunk again, with its graph and its RNG state, its cached gradient pushed through."""
-    chunk, device = context.spec.loss.chunk_size, context.encoder.device
+    chunk, device = context.loss.chunk_size, context.encoder.device
     devices = [device] if device.type == "cuda" else []
     for number, start in enumerate(range(0, len(texts_), chunk)):
         with torch.random.fork_rng(devices=devices):

@@ -22,8 +22,8 @@ def step(spec, world, source, batches):
     torch.manual_seed(0)
     encoder = load_encoder(spec.encoder)
     encoder.eval()                       # no dropout: the two steps must see identical forwards
-    context = StepContext(encoder, source, spec, world, torch.amp.GradScaler("cpu", enabled=False),
-                          contextlib.nullcontext)
+    context = StepContext.for_spec(encoder, source, spec, world, torch.amp.GradScaler("cpu", enabled=False),
+                                   contextlib.nullcontext)
     loss, _, _ = backward(context, batches)
     return encoder, loss
 
