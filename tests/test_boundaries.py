@@ -4,6 +4,7 @@ UI (queue path included) without loading what the UI must never load."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,12 @@ def test_the_parent_never_reads_back_the_spec_of_a_run_it_launched(tmp_path):
     assert (store.folder(run_id).path / "spec.json").exists()
     reads = [(path, mode) for path, mode in opened if "r" in mode and "+" not in mode]
     assert reads == [], reads
+
+
+def test_the_code_map_names_every_module():
+    """docs/code.md is the way into the house: a module it does not name is a room no map shows."""
+    page = (ROOT / "docs" / "code.md").read_text(encoding="utf-8")
+    named = {Path(token).name for token in re.findall(r"[\w/]+\.py|\b\w+\b", page)}
+    missing = [str(path.relative_to(ROOT)) for folder in ("engine", "tui") for path in (ROOT / folder).rglob("*.py")
+               if path.name != "__init__.py" and path.name not in named and path.stem not in named]
+    assert missing == [], f"docs/code.md does not name {missing}"
