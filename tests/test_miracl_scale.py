@@ -20,7 +20,7 @@ from engine.child.evaluator import Evaluator
 from engine.contract.errors import DataError
 from engine.contract.events import Notice
 from engine.contract.layout import RunFolder
-from engine.contract.miracl_protocol import read_pool
+from engine.contract.miracl_protocol import mismatch, read_pool
 from engine.contract.validation import parse_spec
 from runs_helpers import env
 from test_miracl import DOCS, QRELS, write_miracl
@@ -425,8 +425,9 @@ def test_a_pool_published_as_a_hugging_face_dataset_is_read_like_a_pool_file(tmp
     write_hub_pool(published, "sw", distractors + judged[:1] + ["not-in-this-corpus"])
     direct, _ = evaluate_spec(tmp_path, tiny_model, "hub", protocol="pooled", pool=f"hf:{published}")
     fingerprint = direct["protocol"]
-    assert fingerprint["protocol"] == "pooled" and len(fingerprint["pool_sha256"]) == 64
+    assert fingerprint["protocol"] == "pooled" and fingerprint["pool_sha256"] == f"hf:{published}"
     assert fingerprint["languages"]["sw"]["searched"] == len(set(distractors) | set(judged))
+    assert len(fingerprint["languages"]["sw"]["pool_sha256"]) == 64          # the ids of the language's pool
     built = pool_cli(tmp_path, "--out", str(tmp_path / "pool.json"), "--retrievers", f"hf:{published}")
     assert built.returncode == 0, built.stderr
     pool, _ = read_pool(tmp_path / "pool.json")
@@ -435,8 +436,37 @@ def test_a_pool_published_as_a_hugging_face_dataset_is_read_like_a_pool_file(tmp
     from_file, _ = evaluate_spec(tmp_path, tiny_model, "file", protocol="pooled", pool=str(tmp_path / "pool.json"))
     assert from_file["per_language"] == direct["per_language"]
     again, _ = evaluate_spec(tmp_path, tiny_model, "again", protocol="pooled", pool=f"hf:{published}")
-    assert again["protocol"]["pool_sha256"] == fingerprint["pool_sha256"]       # the same pool, the same fingerprint
+    assert again["protocol"] == fingerprint                                     # the same pool, the same fingerprint
+    write_hub_pool(published, "sw", distractors[1:] + judged[:1])              # the pool published again, changed
+    changed, _ = evaluate_spec(tmp_path, tiny_model, "changed", protocol="pooled", pool=f"hf:{published}")
+    assert "different pools" in mismatch([("again", again["protocol"]), ("changed", changed["protocol"])])
     with pytest.raises(DataError, match=r"hf:.*nowhere: cannot read the pool of sw \(configuration corpus-sw"):
         evaluate_spec(tmp_path, tiny_model, "gone", protocol="pooled", pool=f"hf:{tmp_path / 'nowhere'}")
     bad = pool_cli(tmp_path, "--out", str(tmp_path / "x.json"), "--retrievers", f"hf:{tmp_path / 'nowhere'}")
     assert bad.returncode == 2 and "cannot read the pool of sw" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_pool_that_lacks_a_language_is_refused_before_the_run_starts(tmp_path, tiny_model):
+    """The pool is checked with the rest of a submission (engine.preflight): a published pool
+    without a configuration for an evaluated language, or a pool file without it, is one line
+    before any run folder exists — not a failure at the final evaluation, after training."""
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    published = tmp_path / "hard-negatives"
+    write_hub_pool(published, "yo", ["20#0"])
+    runs = tmp_path / "runs"
+    for pool in (f"hf:{published}", str(tmp_path / "pool.json")):
+        if not pool.startswith("hf:"):
+            (tmp_path / "pool.json").write_text(json.dumps({"format": "hbt-tui-miracl-pool/1", "split": "dev",
+                                                            "languages": {"yo": {"docids": [], "corpus_size": 1,
+                                                                                 "qrels_sha256": "0" * 64}}}))
+        document = {"name": "pooled", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                    "train": {"steps": 0},
+                    "eval": {"datasets": ["miracl"], "languages": ["sw"],
+                             "miracl": {"protocol": "pooled", "pool": pool}}}
+        (tmp_path / "spec.json").write_text(json.dumps(document))
+        refused = subprocess.run([sys.executable, "-m", "engine.cli", "--run", str(tmp_path / "spec.json"),
+                                  "--runs-dir", str(runs)], capture_output=True, text=True, env=env(), timeout=600)
+        lines = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+        assert ("no configuration corpus-sw" if pool.startswith("hf:") else "no pool for sw (it has yo)") in lines[0]
+        assert not runs.exists() or not [path for path in runs.iterdir() if not path.name.startswith(".")]

@@ -105,6 +105,7 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
         self.written: set[str] = set()     # keys this process stored
+        self.shards_written: set[str] = set()   # of those, corpus shards
         self.evicted_own = 0               # of those, removed again by the size limit
 
     # --- the one entry point -------------------------------------------------------------------
@@ -121,7 +122,7 @@ class EmbeddingCache:
         if found is not None:
             self.hits += 1
             return found
-        with self._locked(key):
+        with self._locked(key, about):
             found = self._read(key, rows, mmap)      # another run may have computed it while this one waited
             if found is not None:
                 self.hits += 1
@@ -191,16 +192,25 @@ class EmbeddingCache:
             os.replace(temporary, array_path)
             os.replace(meta_temporary, meta_path)
             self.written.add(key)
+            if about and about.get("kind") == "corpus-shard":
+                self.shards_written.add(key)
         except OSError as error:
             for path in self.root.glob(f"{key}.*{suffix}"):
                 path.unlink(missing_ok=True)
-            if about and about.get("kind") == "corpus-shard" and error.errno in FULL:
-                kept = sum(1 for stored in self.written if self._paths(stored)[0].exists())
-                raise ShardDiskFull(
-                    f"{self.root}: {error.strerror or error} while writing shard {about.get('shard')} of "
-                    f"{about.get('dataset')}/{about.get('language')} ({kept} shards written before it and every "
-                    "earlier one are kept; free space and run again to go on from them)") from None
+            if error.errno in FULL:
+                self._full(error, about)
             self._disable(f"could not write to the embedding cache at {self.root} ({error.strerror or error})")
+
+    def _full(self, error: OSError, about: dict | None) -> None:
+        """A disk that filled while a corpus shard was stored: ShardDiskFull (the evaluation
+        stops, the complete shards stay for the next attempt). Any other entry: nothing here."""
+        if not about or about.get("kind") != "corpus-shard":
+            return
+        kept = sum(1 for stored in self.shards_written if self._paths(stored)[0].exists())
+        raise ShardDiskFull(
+            f"{self.root}: {error.strerror or error} while writing shard {about.get('shard')} of "
+            f"{about.get('dataset')}/{about.get('language')} ({kept} shards written by this process before it, "
+            "and every earlier one, are kept; free space and run again to go on from them)") from None
 
     def _writable(self) -> bool:
         if not self.enabled:
@@ -222,10 +232,16 @@ class EmbeddingCache:
             self.warn(message)
 
     @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
+    def _locked(self, key: str, about: dict | None = None) -> Iterator[None]:
         """This key's lock file, held exclusively; while another run holds it, poll (and let a
         stop request end the wait). The file stays: unlinking it would let two holders in."""
-        with open(self.root / f"{key}.lock", "a+b") as handle:
+        try:
+            handle = open(self.root / f"{key}.lock", "a+b")
+        except OSError as error:
+            if error.errno in FULL:
+                self._full(error, about)
+            raise
+        with handle:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

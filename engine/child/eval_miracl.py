@@ -121,15 +121,16 @@ def hub_pools(source: str, languages: list[str]) -> tuple[dict, str]:
     """A pool published as a Hugging Face dataset (`hf:NAME[@REVISION]`), read as a pool file is:
     per language its passage ids (every judged passage joins them, as in a pool `hbt-tui miracl
     pool` builds); no corpus size or judgements of its own to check, so the fingerprint is the
-    hash of the ids themselves — two runs that read the same pool agree, another revision differs."""
+    source's name and, per language, the hash of its ids — two runs that read the same pool
+    agree on the languages they share, another revision differs."""
     from engine.child.miracl_pool import hub_pool
 
-    entries = {language: {"docids": sorted(set(hub_pool(source[3:], language))), "corpus_size": None,
-                          "qrels_sha256": None, "with_judged": True} for language in languages}
-    digest = hashlib.sha256()
-    for language, entry in sorted(entries.items()):
-        digest.update("\n".join(f"{language}\t{docid}" for docid in entry["docids"]).encode("utf-8") + b"\n")
-    return entries, digest.hexdigest()
+    entries = {}
+    for language in languages:
+        docids = sorted(set(hub_pool(source[3:], language)))
+        entries[language] = {"docids": docids, "corpus_size": None, "qrels_sha256": None, "with_judged": True,
+                             "sha256": hashlib.sha256("\n".join(docids).encode("utf-8")).hexdigest()}
+    return entries, source          # the source names the pool; each language's ids are hashed apart
 
 
 def pool_candidates(pool: dict | None, judged: set[str]) -> set[str] | None:
@@ -221,7 +222,8 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
         ideal_gains[row, :len(values)] = values
     n_relevant = np.array([len(values) for values in ideal])
     per_query = metrics.compute(MIRACL_METRICS, ranks, n_relevant, gains, ideal_gains)
-    fingerprint = {"corpus_size": counted[0], "searched": kept[0], "qrels_sha256": judgements}
+    fingerprint = {"corpus_size": counted[0], "searched": kept[0], "qrels_sha256": judgements,
+                   **({"pool_sha256": pool["sha256"]} if pool is not None and "sha256" in pool else {})}
     return LanguageResult(per_query, retrieved, qrels, top, fingerprint, index_recall)
 
 

@@ -35,7 +35,7 @@ from engine.child.runtime import (AUTOCAST_DTYPES, describe_device, library_vers
                                   pick_precision, seed_everything, set_threads)
 from engine.child.sampling import BatchSampler
 from engine.contract import catalog
-from engine.contract.errors import DataError
+from engine.contract.errors import DataError, UserError
 from engine.contract.events import Checkpoint, EventWriter, Finished, Notice, Started, Step, Stopped
 from engine.contract.layout import MODEL_DIR, RunFolder
 from engine.contract.spec import ExperimentSpec
@@ -176,7 +176,14 @@ def train(args: RunArgs, writer: EventWriter, stop: StopFlag, device: torch.devi
         """Every rank encodes its part of a MIRACL corpus's shards, then rank 0 evaluates (reading
         them) while the others wait; False when a stop came meanwhile."""
         if world.distributed and evaluator.shares_corpus_encoding:
-            shared = gather_objects(evaluator.encode_shard_part(encoder, (world.rank, world.size)), world)
+            try:
+                part = evaluator.encode_shard_part(encoder, (world.rank, world.size))
+            except UserError as error:          # on every rank, so rank 0 reports it (a full disk, bad data)
+                part = error
+            shared = gather_objects(part, world)
+            failure = next((found for found in shared if isinstance(found, UserError)), None)
+            if failure is not None:
+                raise failure
             if None in shared:
                 return False
             if world.main:

@@ -62,7 +62,9 @@ def hub_pool(source: str, language: str) -> list[str]:
     try:
         import datasets
 
-        rows = datasets.load_dataset(name, f"corpus-{language}", split="corpus", revision=revision or None)
+        local = Path(name).is_dir()          # a local folder is read afresh: its files may have changed in place
+        fresh = {"download_mode": "force_redownload", "verification_mode": "no_checks"} if local else {}
+        rows = datasets.load_dataset(name, f"corpus-{language}", split="corpus", revision=revision or None, **fresh)
         return [str(docid) for docid in rows["_id"]]
     except ImportError:
         raise DataError("a Hugging Face pool needs the datasets package (pip install datasets)") from None

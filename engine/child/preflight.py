@@ -67,10 +67,45 @@ def check_datasets(spec: ExperimentSpec, train: bool = True) -> None:
                                  spec.eval.slice_seed)
         elif dataset == "miracl":
             dataset_dir(dataset, spec.data_dir)
+            check_miracl_pool(spec, dataset)
         elif dataset.startswith(catalog.HF_PREFIX):          # hf:miracl streams its corpus: always the hub
             check_hub_dataset(f"eval.datasets: {dataset}", "miracl/miracl", streaming=True)
+            check_miracl_pool(spec, dataset)
     if train and spec.train.steps != 0 and spec.train.dataset.startswith(catalog.HF_PREFIX) and spec.train.hf:
         check_hub_dataset(f"train.dataset: {spec.train.dataset}", spec.train.hf.path, streaming=False)
+
+
+def check_miracl_pool(spec: ExperimentSpec, dataset: str) -> None:
+    """The pooled protocol's pool exists and has every language evaluated, before any training
+    (a pool that fails at the final evaluation would cost the run). A pool file is read; a pool
+    on the hub is asked for its configurations, not downloaded."""
+    options = spec.eval.miracl
+    if options.protocol != "pooled" or not options.pool:
+        return
+    from engine.child.eval_miracl import miracl_languages
+
+    languages, _ = miracl_languages(spec, dataset)
+    if not options.pool.startswith("hf:"):
+        from engine.contract.miracl_protocol import read_pool
+
+        document, _ = read_pool(Path(options.pool))
+        absent = [language for language in languages if language not in document["languages"]]
+        if absent:
+            raise DataError(f"{options.pool}: no pool for {', '.join(absent)} "
+                            f"(it has {', '.join(sorted(document['languages'])) or 'none'})")
+        return
+    name, _, revision = options.pool[3:].partition("@")
+    try:
+        import datasets
+
+        configurations = set(datasets.get_dataset_config_names(name, revision=revision or None))
+    except Exception as error:  # noqa: BLE001 - offline, no such dataset: the hub's errors vary
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"eval.miracl.pool: cannot read {options.pool}'s configurations: {first}") from None
+    absent = [language for language in languages if f"corpus-{language}" not in configurations]
+    if absent:
+        raise DataError(f"eval.miracl.pool: {options.pool} has no configuration "
+                        f"{', '.join(f'corpus-{language}' for language in absent)}")
 
 
 def datasets_cached(path: str) -> bool:

@@ -72,7 +72,7 @@ def backward(context: StepContext, batches: tuple[Batch, ...], scale: float = 1.
     losses, tokens = [], 0
     whole = context.loss.chunk_size is None
     total = None
-    for batch, weight in zip(batches, context.weights):
+    for batch, weight in zip(batches, context.weights, strict=True):
         queries, passages = texts(batch, context.source, context.world)
         if whole:
             with context.autocast():               # one pass over both sides' tokens (DualEncoder.embed_sides)
@@ -87,7 +87,7 @@ def backward(context: StepContext, batches: tuple[Batch, ...], scale: float = 1.
         losses.append(float(loss.detach()))
     if whole:
         context.scaler.scale(total * scale).backward()
-    value = sum(weight * loss for weight, loss in zip(context.weights, losses))
+    value = sum(weight * loss for weight, loss in zip(context.weights, losses, strict=True))
     parts = {} if len(batches) == 1 else {"mono": losses[0], "cross": losses[1]}
     return value, parts, tokens
 

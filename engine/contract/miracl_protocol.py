@@ -5,7 +5,8 @@ A result's fingerprint says which numbers it can be compared with:
 
     {"protocol": "full" | "pooled", "split": "dev", "pool_sha256": str | None,
      "index": "exact" | "hnsw" | "ivf", "shard_dtype": "float16" | "float32",
-     "languages": {lang: {"corpus_size": int, "searched": int, "qrels_sha256": str}}}
+     "languages": {lang: {"corpus_size": int, "searched": int, "qrels_sha256": str,
+                          "pool_sha256": str (hub pools only)}}}
 
 Two results are comparable when protocol, split, pool and search index agree and, on every
 language both have, the corpus size and the judgements agree (the storage type is recorded,
@@ -17,7 +18,9 @@ A pool file (`hbt-tui miracl pool` writes it; JSON, optionally gzipped):
     {"format": "hbt-tui-miracl-pool/1", "split": "dev", "depth": 250, "retrievers": [...],
      "languages": {lang: {"corpus_size": int, "qrels_sha256": str, "docids": [...]}}}
 
-Every judged passage is in the pool; its SHA-256 (of the file's bytes) is `pool_sha256`.
+Every judged passage is in the pool; its SHA-256 (of the file's bytes) is `pool_sha256`. A pool
+read from the Hugging Face hub (`hf:NAME[@REVISION]`) has no file: its `pool_sha256` is that
+source, and each language's entry carries the SHA-256 of its passage ids (`pool_sha256` there).
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ def mismatch(fingerprints: list[tuple[str, dict]], languages: list[str] | None =
         shared = set(first.get("languages", {})) & set(other.get("languages", {}))
         for language in sorted(shared if languages is None else shared & set(languages)):
             mine, theirs = first["languages"][language], other["languages"][language]
-            for key, what in (("corpus_size", "corpus sizes"), ("qrels_sha256", "judgements")):
+            for key, what in (("corpus_size", "corpus sizes"), ("qrels_sha256", "judgements"),
+                              ("pool_sha256", "pools")):
                 if mine.get(key) != theirs.get(key):
                     return (f"MIRACL {language}: {first_name} and {name} were evaluated on different {what} "
                             f"({mine.get(key)} vs {theirs.get(key)})")

@@ -127,7 +127,7 @@ class EvalSpec:
     groups: dict[str, tuple[str, ...]] | None = None        # named language groups (high, low, …)
     passage: Literal["sentence", "sentence+paragraph"] = "sentence"  # what a passage is
     max_queries: int | None = field(default=None, metadata=_range(1, 10**7))     # a representative slice
-    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))  # which slice max_questions takes
+    slice_seed: int = field(default=0, metadata=_range(0, 2**32 - 1))  # which slice max_queries takes
     allow_train_overlap: bool = False                     # evaluate on the training dataset (marked seen)
     batch_size: int = field(default=64, metadata=_range(1, 65536))  # texts per encoding batch
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 where the hardware runs it fast

@@ -35,7 +35,7 @@ RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "executor": (str,), "where": (str,), "job_id": (str, int), "device": (str,), "total_steps": (int,),
     "step": (int,), "loss": (int, float), "samples_per_s": (int, float), "precision": (str,),
     "exit_code": (int,), "error": (str,), "stderr_tail": (str,), "cancel_requested": (bool,), "versions": (dict,),
-    "hardware": (dict,), "partial": (bool,), "source": (str,)}
+    "hardware": (dict,), "partial": (bool,), "source": (str,), "devices": (int,)}
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -43,6 +43,7 @@ from engine.parent.orphans import reconcile_run
 from engine.parent.records import (
     ACTIVE,
     RESUMABLE,
+    clean_record,
     current_owner,
     git_commit,
     host,
@@ -213,8 +214,10 @@ class Runner:
         self._index(run_id, lambda: self.store.update(run_id, status="queued", owner=self.owner, error=None,
                                                       ended=None))
         self.on_status(run_id, self.store.get(run_id) or {})
-        devices = record.get("devices") or run_devices(folder)     # runs recorded before `devices`: their spec
-        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint, devices=int(devices)))
+        devices = clean_record(record).get("devices")
+        if not isinstance(devices, int) or devices < 1:
+            devices = run_devices(folder)               # a run recorded before `devices` (or a damaged one): its spec
+        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint, devices=devices))
 
     def _enqueue(self, run: LiveRun) -> None:
         self.runs[run.id] = run
