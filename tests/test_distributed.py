@@ -128,6 +128,8 @@ def test_the_ranks_of_a_run_share_the_encoding_of_a_miracl_corpus(tmp_path, tiny
     events = events_of(done.stdout)
     shared = [event.message for event in events if event.kind == "notice" and "corpus shards" in event.message]
     assert shared == ["corpus shards encoded by 2 ranks: rank 0 2, rank 1 1"]
+    progress = [event.message for event in events if event.kind == "notice" and event.message.startswith("rank 0: ")]
+    assert progress == ["rank 0: sw: shard 0 (16 passages from 0)", "rank 0: sw: shard 2 (14 passages from 32)"]
     (evaluated,) = [event for event in events if event.kind == "eval_done" and event.dataset == "miracl"]
     assert evaluated.cached == 3                             # rank 0 found every shard, its own and rank 1's
     assert events[-1].kind == "finished"

@@ -179,7 +179,8 @@ class Evaluator:
                 if dataset in catalog.LAREQA_DATASETS:
                     continue
                 shards = replace(shard_setup(self.spec, dataset, fingerprint, self._shard_store(dataset)[1]), part=part)
-                done += encode_part(self.spec, dataset, shards, encode, lambda line: None)
+                done += encode_part(self.spec, dataset, shards, encode,   # rank 0's lines: the others' go nowhere
+                                    lambda line: self.emit(Notice(message=f"rank {part[0]}: {line}")))
         except StopRequested:
             return None
         return done
