@@ -98,7 +98,9 @@ async def test_detail_log_spans_the_width_below_130_columns(tmp_path, size):
     app = replay_app(tmp_path)
     async with app.run_test(size=size) as pilot:
         app.open_run("hybrid-run")
-        await wait_until(pilot, lambda: filled(pilot))
+        # the layout below 130 columns is a breakpoint class: wait for it to be applied, then measure
+        await wait_until(pilot, lambda: filled(pilot)
+                         and app.screen.query_one("#detail-log").region.width >= size[0] - 2)
         log, history = app.screen.query_one("#detail-log"), app.screen.query_one("#detail-history")
         assert log.region.width >= size[0] - 2
         assert log.region.y > history.region.y

@@ -3,7 +3,7 @@
 `RunService` is the one way both reach the runner: queue (a grid's new runs, and the
 interrupted ones it resumes), cancel (a run of this process, or one another process owns —
 its owner is asked), resume, wait, delete, hand runs over to a background process, and what
-is going on here (`active`, `state`). The runs directory and its index: `runs_dir_of`,
+is going on here (`active`, `here`). The runs directory and its index: `runs_dir_of`,
 `open_store`.
 
 `delete_run` removes a run's folder and its index row — only what is the run's: a folder that
@@ -31,7 +31,6 @@ from engine.parent.store import RunStore
 if TYPE_CHECKING:
     from engine.contract.events import Event
     from engine.contract.spec import ExperimentSpec
-    from engine.parent.run_state import RunState
     from engine.parent.runner import Runner
 
 DEFAULT_RUNS_DIR = "runs"
@@ -102,11 +101,6 @@ class RunService:
     def status_here(self, run_id: str) -> str | None:
         run = self._runs().get(run_id)
         return run.status if run is not None else None
-
-    def state(self, run_id: str) -> RunState | None:
-        """The fold of the events of a run of this process (None for any other run)."""
-        run = self._runs().get(run_id)
-        return run.state if run is not None else None
 
     def active(self) -> list[str]:
         """This process's runs that are queued or running."""
