@@ -109,6 +109,20 @@ async def test_detail_log_spans_the_width_below_130_columns(tmp_path, size):
         assert len(str(history.render()).splitlines()) == 5                  # title, header, steps 0, 6, 12
 
 
+async def test_detail_log_keeps_its_newest_line_when_the_terminal_narrows(tmp_path):
+    """Narrowing the terminal past the breakpoint makes the log shorter; its newest line stays in view
+    (Textual's Log follows new lines only: the lines shown stayed put and the tail fell below)."""
+    app = replay_app(tmp_path)
+    async with app.run_test(size=(160, 50)) as pilot:
+        app.open_run("hybrid-run")
+        await wait_until(pilot, lambda: filled(pilot))
+        log = app.screen.query_one("#detail-log")
+        wide_height = log.region.height
+        await pilot.resize_terminal(100, 30)
+        await wait_until(pilot, lambda: log.region.width >= 98 and log.region.height < wide_height)
+        await wait_until(pilot, lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y)
+
+
 @pytest.mark.parametrize("size", SIZES, ids=["120x36", "80x24"])
 def test_compare_sizes(snap_compare, tmp_path, size):
     async def open_compare(pilot):

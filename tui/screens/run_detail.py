@@ -19,7 +19,7 @@ from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, Static
+from textual.widgets import Footer, Header, Static
 
 from engine.contract import catalog
 from engine.contract.events import Eval, EvalDone, EvalProgress, Notice, Started, Step
@@ -32,6 +32,7 @@ from tui.keys import RUN_ACTIONS
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
 from tui.screens.runs import size_text, status_text
 from tui.widgets.language_table import LanguageTable
+from tui.widgets.tail_log import TailLog
 
 
 def table_layout(spec: dict, dataset: str, results: dict | None, cells: EvalCells) -> tuple[list[str], dict]:
@@ -121,7 +122,7 @@ class RunDetailScreen(RunView, Screen):
                 yield Static("loss", id="detail-loss-title")
                 yield LossChart(id="detail-loss")
             with Vertical(id="detail-side"):
-                yield Log(id="detail-log", max_lines=300)
+                yield TailLog(id="detail-log", max_lines=300)
                 yield Static("", id="detail-config")
         yield Static("", id="detail-stderr")
         yield Footer(compact=True)
@@ -212,7 +213,7 @@ class RunDetailScreen(RunView, Screen):
         live = self.app.ensure_live(self.run_id)
         self.query_one("#detail-loss").data = list(live.losses)
         self.update_loss_title()
-        log = self.query_one("#detail-log", Log)
+        log = self.query_one("#detail-log", TailLog)
         log.clear()
         log.write_lines([printable(line) for line in live.log])
         self.call_after_refresh(log.scroll_end, animate=False)   # once laid out: the newest lines show
@@ -324,7 +325,7 @@ class RunDetailScreen(RunView, Screen):
             self.update_header(self.app.store.get(self.run_id) or {})
         new_lines = list(live.log)[self.log_length:] if len(live.log) >= self.log_length else list(live.log)
         if new_lines:
-            self.query_one("#detail-log", Log).write_lines([printable(line) for line in new_lines])
+            self.query_one("#detail-log", TailLog).write_lines([printable(line) for line in new_lines])
         self.log_length = len(live.log)
 
     def flush_steps(self) -> None:
@@ -367,7 +368,7 @@ class RunDetailScreen(RunView, Screen):
         self.versus = choices[(choices.index(self.versus) + 1) % len(choices)] if self.versus in choices else steps[0]
 
     def action_config(self) -> None:
-        config, log = self.query_one("#detail-config", Static), self.query_one("#detail-log", Log)
+        config, log = self.query_one("#detail-config", Static), self.query_one("#detail-log", TailLog)
         config.display, log.display = not config.display, config.display
 
     def action_cancel(self) -> None:
