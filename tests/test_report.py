@@ -38,7 +38,8 @@ def hbt(*args, timeout: float = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_model, data_dir) -> Path:
-    """A finished grid: 4 strategies x 2 seeds, and a zero-shot run (9 real runs)."""
+    """A finished grid: 4 strategies x 2 seeds, and a zero-shot run (9 real runs), evaluated at
+    step 2 and at the end (step 3): a learning curve."""
     root = tmp_path_factory.mktemp("study")
     data = root / "data"
     data.mkdir()
@@ -47,7 +48,7 @@ def study(tmp_path_factory, tiny_model, data_dir) -> Path:
     write_miracl(data, "sw")
     write_miracl(data, "en", docs=EN_DOCS, topics=EN_TOPICS, qrels=EN_QRELS)
     document = tiny_spec(tiny_model, name="mini", data_dir=str(data),
-                         **{"train.steps": 3, "train.languages": None, "train.checkpoint_every": 0,
+                         **{"train.steps": 3, "train.eval_every": 2, "train.languages": None, "train.checkpoint_every": 0,
                             "eval.datasets": ["xquad-r", "miracl"], "eval.languages": None, "eval.max_queries": 8})
     document["grid"] = [{"sampling.strategy": ["monolingual", "crosslingual", "hybrid", "multitask"],
                          "train.seed": [1, 2]}, {"train.steps": [0]}]
@@ -78,6 +79,13 @@ def test_report_tables_verdict_figures_and_files(study, tmp_path):
     assert cell["value"] == pytest.approx(np.mean(macros)) and cell["sd"] == pytest.approx(np.std(macros, ddof=1))
     assert cell["seeds"] == 2 and cell["units"] == 8 and cell["ci"][0] <= cell["delta"] <= cell["ci"][1]
     assert set(xquad["tables"]["map"]["mono"]["X-X"]) >= {"all", "high", "low", "seen", "unseen", "en", "zh"}
+    # the learning curve: each evaluated step's macro value, the mean over the arm's runs
+    curve = xquad["learning_curve"]["X-X"]
+    assert list(curve) == ["2", "3"] and curve["3"]["mono"] == {"value": pytest.approx(cell["value"]), "runs": 2}
+    at_two = [read_json(RunFolder(study / "runs" / run["id"]).results("xquad-r", 2))["macro"]["mono"]["map"]
+              for run in runs]
+    assert curve["2"]["mono"]["value"] == pytest.approx(np.mean(at_two))
+    assert list(xquad["learning_curve"]["zero-shot"]) == ["0"]
     assert "delta" not in xquad["tables"]["map"]["mono"]["hybrid α=0.5"]["all"] or \
         xquad["tables"]["map"]["mono"]["hybrid α=0.5"]["all"]["delta"] is None          # the reference itself
     assert xquad["bias"]["X-X"]["all"]["value"] > 0
@@ -105,11 +113,13 @@ def test_report_tables_verdict_figures_and_files(study, tmp_path):
     xquad_text = markdown.split("\n## xquad-r\n")[1]
     x_x = next(line for line in xquad_text.splitlines() if line.startswith("| X-X | 2 |"))  # first table: mono map
     assert f"{cell['value']:.3f} ± {cell['sd']:.3f} ({cell['delta']:+.3f}" in x_x
+    assert "### learning curve · macro map" in xquad_text and "| X-X | mono | " in xquad_text
     assert "## Reproducing this report" in markdown and "`hbt-tui report mini`" in markdown
     figures = sorted(path.name for path in (out / "figures").iterdir())
     assert figures == ["alpha-sweep-miracl-ndcg-10.png", "alpha-sweep-xquad-r-map.png", "cross-matrix-xquad-r.png",
                        "language-bias-xquad-r.png", "language-gains-miracl-ndcg-10.png",
-                       "language-gains-xquad-r-map.png"]
+                       "language-gains-xquad-r-map.png", "learning-curve-miracl-ndcg-10.png",
+                       "learning-curve-xquad-r-map.png"]
     import matplotlib.image
 
     for name in figures:

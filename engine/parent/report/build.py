@@ -3,7 +3,7 @@ the confirmatory hypotheses first (engine.parent.report.hypotheses), then the ex
 tables per dataset, metric, setting and language group (Benjamini-Hochberg within each
 table), the per-language deltas, the X×Y matrix, the high/low and seen/unseen interaction
 tests, the variance decomposition of every arm, each run's own values, and where the runs
-came from.
+came from, and the learning curve of runs evaluated at several steps.
 
 Everything a report shows is in this one JSON-able document (`report.json`); the Markdown,
 CSV, LaTeX, figures, verdict and the TUI's Reports screen all render from it. It holds no
@@ -271,6 +271,27 @@ def per_run(arms: list[Arm], dataset: str, metrics: list[str], groups: dict[str,
     return found
 
 
+def learning_curve(arms: list[Arm], dataset: str, metric: str) -> dict:
+    """{arm: {step: {setting: mean over the arm's runs}}}: the macro `metric` at every step the runs
+    evaluated (`train.eval_every`), when some arm was evaluated at two or more steps (a learning-curve
+    pilot); empty otherwise."""
+    found: dict[str, dict] = {}
+    for arm in arms:
+        values: dict[int, dict[str, list[float]]] = {}
+        for run in arm.system.runs:
+            for step in run.folder.evaluated_steps(dataset):
+                macro = (read_json(run.folder.results(dataset, step)) or {}).get("macro") or {}
+                for setting in SETTINGS:
+                    value = (macro.get(setting) or {}).get(metric)
+                    if value is not None:
+                        values.setdefault(step, {}).setdefault(setting, []).append(value)
+        if values:
+            found[arm.label] = {str(step): {setting: {"value": sum(numbers) / len(numbers), "runs": len(numbers)}
+                                            for setting, numbers in settings.items()}
+                                for step, settings in sorted(values.items())}
+    return found if any(len(steps) >= 2 for steps in found.values()) else {}
+
+
 def section_frame(arms: list[Arm], dataset: str) -> dict:
     """What a dataset's evaluation was: its languages, groups, metrics, and whether it was seen in training."""
     runs = [run for arm in arms for run in arm.system.runs if dataset in run.results]
@@ -306,6 +327,7 @@ def dataset_section(arms: list[Arm], reference: Arm, dataset: str, metrics: list
         section["bias"] = table_of(comparison, arms).get("multi")
         section["footnotes"]["bias"] = comparison.footnote
     section["per_run"] = per_run(arms, dataset, metrics, section["groups"], section["languages"])
+    section["learning_curve"] = learning_curve(arms, dataset, metrics[0])
     return section
 
 

@@ -4,7 +4,8 @@
   zero-shot as reference lines;
 - per language, the reference's (hybrid's) gain over each baseline, significant ones marked;
 - language bias by arm;
-- the X×Y cross-lingual matrix of hybrid minus its best baseline, as a heat map.
+- the X×Y cross-lingual matrix of hybrid minus its best baseline, as a heat map;
+- the learning curve (macro metric against the training step) of runs evaluated at several steps.
 """
 
 from __future__ import annotations
@@ -170,6 +171,31 @@ def cross_matrix(section: dict, folder: Path) -> str | None:
     return saved(figure, folder, f"cross-matrix-{_slug(section['dataset'])}.png")
 
 
+def learning_curve(report: dict, section: dict, metric: str, folder: Path) -> str | None:
+    curve = section.get("learning_curve")
+    if not curve:
+        return None
+    plt = _plt()
+    settings = [setting for setting in SETTING_NAMES if any(setting in point for steps in curve.values()
+                                                             for point in steps.values())]
+    figure, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.6), squeeze=False)
+    for axis, setting in zip(axes[0], settings):
+        for arm in report["arms"]:
+            steps = curve.get(arm["label"], {})
+            points = [(int(step), point[setting]["value"]) for step, point in steps.items() if setting in point]
+            if len(points) >= 2:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=arm["label"])
+            elif points:                                   # one evaluation (the zero-shot run): a reference line
+                axis.axhline(points[0][1], linestyle=":", color="#7f7f7f", label=arm["label"])
+        axis.set_title(SETTING_NAMES[setting])
+        axis.set_xlabel("training step")
+        axis.set_ylabel(f"macro {metric}")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    figure.suptitle(f"{section['dataset']} · {metric}: the learning curve (mean over each arm's runs)")
+    return saved(figure, folder, f"learning-curve-{_slug(section['dataset'])}-{_slug(metric)}.png")
+
+
 def render(report: dict, folder: Path) -> dict[str, list[str]]:
     """Every figure of every dataset, written into `folder`; {dataset: [file names]}."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -177,6 +203,7 @@ def render(report: dict, folder: Path) -> dict[str, list[str]]:
     for dataset, section in report["datasets"].items():
         metric = section["metrics"][0]
         names = [alpha_sweep(report, section, metric, folder), per_language_gains(report, section, metric, folder),
-                 language_bias(report, section, folder), cross_matrix(section, folder)]
+                 language_bias(report, section, folder), cross_matrix(section, folder),
+                 learning_curve(report, section, metric, folder)]
         written[dataset] = [name for name in names if name]
     return written

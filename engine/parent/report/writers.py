@@ -140,6 +140,26 @@ def decomposition_markdown(section: dict) -> list[str]:
     return lines + [""]
 
 
+def learning_curve_markdown(section: dict) -> list[str]:
+    curve = section.get("learning_curve") or {}
+    if not curve:
+        return []
+    metric = section["metrics"][0]
+    steps = sorted({int(step) for points in curve.values() for step in points})
+    lines = [f"### learning curve · macro {metric}", "",
+             "Each arm's macro value at every step its runs were evaluated at (`train.eval_every`), the mean over "
+             "its runs; a blank cell: not evaluated at that step.", "",
+             "| arm | setting | " + " | ".join(f"step {step}" for step in steps) + " |",
+             "|---|---|" + "---:|" * len(steps)]
+    for arm, points in curve.items():
+        for setting in SETTING_NAMES:
+            cells = [points.get(str(step), {}).get(setting) for step in steps]
+            if any(cells):
+                lines.append(f"| {arm} | {setting} | " + " | ".join("" if cell is None else f"{cell['value']:.4f}"
+                                                                    for cell in cells) + " |")
+    return lines + [""]
+
+
 def dataset_markdown(report: dict, section: dict, figures: list[str]) -> list[str]:
     dataset = section["dataset"]
     lines = ["", f"## {dataset}", ""]
@@ -160,6 +180,7 @@ def dataset_markdown(report: dict, section: dict, figures: list[str]) -> list[st
                                  + " |")
             lines += ["", f"<sub>{section['footnotes'][metric]}</sub>", ""]
     lines += decomposition_markdown(section)
+    lines += learning_curve_markdown(section)
     if section.get("bias"):
         lines += ["### language bias (multilingual ranking; lower is better)", "",
                   "| arm | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
