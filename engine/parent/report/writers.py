@@ -52,10 +52,11 @@ def hypothesis_markdown(report: dict) -> list[str]:
     correction = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}[found["correction"]]
     directions = len(found.get("datasets") or ()) or 1
     counted = (f"{len(found['items']) // directions} per direction, {len(found['items'])} in all; {correction} "
-               "correction within each direction" if directions > 1 else f"{len(found['items'])}; {correction} correction")
+               "correction within each direction, over these alone" if directions > 1
+               else f"{len(found['items'])}; {correction} correction over these alone")
     lines = ["## The answer", "",
              f"{'Declared' if found['source'] == 'declared' else 'Default'} confirmatory hypotheses "
-             f"({counted}, over these alone). Δ = reference − baseline; "
+             f"({counted}). Δ = reference − baseline; "
              "the CI and p carry both sources of variance (questions × training seeds) where both arms have "
              f"seeds; power is at Δ = ±{found['effect']:g} (Bonferroni level {found['power_level']:.2g}, a floor "
              "for Holm), *detectable* the smallest |Δ| found with 80 % power.", "",
