@@ -115,6 +115,8 @@ def test_report_tables_verdict_figures_and_files(study, tmp_path):
     assert f"{cell['value']:.3f} ± {cell['sd']:.3f} ({cell['delta']:+.3f}" in x_x
     assert "### learning curve · macro map" in xquad_text and "| X-X | mono | " in xquad_text
     assert "## Reproducing this report" in markdown and "`hbt-tui report mini`" in markdown
+    readme = (out / "README.md").read_text()                 # how to make it again, into the folder asked for
+    assert f"hbt-tui report mini --out {out} --force" in readme and "--executor slurm" in readme
     figures = sorted(path.name for path in (out / "figures").iterdir())
     assert figures == ["alpha-sweep-miracl-ndcg-10.png", "alpha-sweep-xquad-r-map.png", "cross-matrix-xquad-r.png",
                        "language-bias-xquad-r.png", "language-gains-miracl-ndcg-10.png",

@@ -104,7 +104,7 @@ def _publish(staging: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_report_files(report: dict, folder: Path) -> None:
+def write_report_files(report: dict, folder: Path, out: Path | None = None) -> None:
     from engine.parent.report import figures, writers
 
     drawn = figures.render(report, folder / FIGURES_DIR)
@@ -112,7 +112,7 @@ def write_report_files(report: dict, folder: Path) -> None:
     write_atomic(folder / REPORT_FILE, writers.markdown(report, drawn).encode())
     write_atomic(folder / REPORT_CSV_FILE, writers.csv_tables(report).encode())
     write_atomic(folder / REPORT_LATEX_FILE, writers.latex_tables(report).encode())
-    write_atomic(folder / REPORT_README, writers.study_readme(report).encode())
+    write_atomic(folder / REPORT_README, writers.study_readme(report, str(out) if out is not None else None).encode())
     write_atomic(folder / REPORT_MARKER, b"written by hbt-tui report: `report --out DIR --force` may replace this folder\n")
 
 
@@ -164,7 +164,7 @@ def save_report(store, report: dict, out: Path | None = None, force: bool = Fals
            "metrics": {dataset: section["metrics"] for dataset, section in report["datasets"].items()}}
     record = {"runs": [run for arm in report["arms"] for run in arm["runs"]], "datasets": list(report["datasets"]),
               "reference": report["reference"], "headline": headline(report), "arms": len(report["arms"])}
-    return save(store, "report", report["title"], key, lambda folder: write_report_files(report, folder), record,
+    return save(store, "report", report["title"], key, lambda folder: write_report_files(report, folder, out), record,
                 out, force)
 
 

@@ -240,9 +240,10 @@ def reproduction_markdown(report: dict) -> list[str]:
     return lines
 
 
-def study_readme(report: dict) -> str:
-    """README.md of a report folder: what it holds, the commands that made it, and how to run the
-    same study on a Ray cluster or on Slurm with the executors hbt-tui has."""
+def study_readme(report: dict, out: str | None = None) -> str:
+    """README.md of a report folder: what it holds, the commands that made it (writing into `out`,
+    the folder it was asked for), and how to run the same study on a Ray cluster or on Slurm with
+    the executors hbt-tui has."""
     provenance = report["provenance"]
     sources = sorted({run["source"] for run in provenance["runs"] if run.get("source")}) or ["SPEC.json"]
     selection = " ".join(report["selection"])
@@ -255,7 +256,8 @@ def study_readme(report: dict) -> str:
              "- `tables.csv`, `tables.tex`: the tables for papers; `figures/`: the PNG figures.", "",
              "## Making it again", "", "```bash"]
     lines += [f"hbt-tui --run {source}" for source in sources]
-    lines += [f"hbt-tui report {selection} --out docs/study --force", "```", "",
+    out = out or "REPORT_DIR"
+    lines += [f"hbt-tui report {selection} --out {out} --force", "```", "",
               f"{runs} runs took {_clock(provenance['run_seconds'])} of run time on the machine the report's "
               "*Reproducing* section names. A grid that is interrupted continues where it stopped: run the same "
               "`--run` again (finished runs are skipped, interrupted ones resumed from their checkpoints).", "",
@@ -267,7 +269,7 @@ def study_readme(report: dict) -> str:
     lines += ["# Slurm, from a login node (each run is one sbatch job through submitit)"]
     lines += [f"hbt-tui --run {source} --runs-dir /shared/runs --executor slurm --partition PARTITION --jobs 32"
               for source in sources]
-    lines += [f"hbt-tui report {selection} --runs-dir /shared/runs --out docs/study --force", "```", ""]
+    lines += [f"hbt-tui report {selection} --runs-dir /shared/runs --out {out} --force", "```", ""]
     return "\n".join(lines)
 
 
