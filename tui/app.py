@@ -134,7 +134,8 @@ class HbtApp(App):
 
     # --- handlers own the live state and tell the screens -------------------------------------------
     def run_views(self) -> list[RunView]:
-        return [screen for screen in self.screen_stack if isinstance(screen, RunView)]
+        # a screen on the stack that is not mounted yet has no widgets to update
+        return [screen for screen in self.screen_stack if isinstance(screen, RunView) and screen.is_mounted]
 
     def on_run_event_received(self, message: RunEventReceived) -> None:
         self.ensure_live(message.run_id).apply(message.event)

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.containers import Horizontal
 from textual.reactive import reactive
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
@@ -275,7 +276,10 @@ class RunsScreen(RunView, Screen):
     def update_cells(self, summary: dict) -> None:
         """Change only the cells that differ: the run's row (if shown) and the group and
         configuration rows it belongs to."""
-        table = self.query_one("#runs-table", DataTable)
+        try:
+            table = self.query_one("#runs-table", DataTable)
+        except NoMatches:           # a status that arrives while the screen is being taken down
+            return
         for row in self.rows:
             if not any(run["id"] == summary["id"] for run in row.runs):
                 continue
