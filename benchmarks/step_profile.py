@@ -7,7 +7,7 @@ import time
 
 PROFILED = 3
 CATEGORIES = (   # (category, substrings of an op's name), first match wins; self time only
-    ("dropout masks (bernoulli)", ("bernoulli",)),
+    ("dropout masks", ("bernoulli", "dropout masks")),
     ("layer norm", ("layer_norm",)),
     ("optimizer + clipping", ("adam", "_foreach", "norm_", "linalg_vector_norm")),
     ("attention (sdpa/softmax)", ("attention", "softmax", "sdpa")),

@@ -13,6 +13,9 @@ scale 20), AdamW, gradient clipping at 1.0:
                     fused AdamW, foreach clipping — in fp32 and under bf16 autocast;
 - today-fp32, today-bf16: the step before packing (Hugging Face's forward per length group,
                     per-tensor AdamW and clipping): the loss curve ours must follow;
+- ours-fp32-bernoulli, ours-bf16-bernoulli (not run by default): ours with the dropout masks drawn
+                    by torch's bernoulli_ instead of engine.child.native_masks (the same bits): what
+                    the native masks save;
 - reference(-bf16): the obvious loop: same model, batch and loss, static padding to max length;
 - st-trainer(-bf16): sentence-transformers' SentenceTransformerTrainer + MultipleNegativesRankingLoss
                     (`bf16=True` for the bf16 one).
@@ -240,6 +243,9 @@ SYSTEMS = {     # name: (precision, how to run it)
     "reference-bf16": ("bf16", lambda data, batch_size: run_reference(data, spec(batch_size), bf16=True)),
     "st-trainer-bf16": ("bf16", lambda data, batch_size: run_st_trainer(data, spec(batch_size), bf16=True)),
     "ours-bf16-weights": ("bf16", lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"), "bf16-weights")),
+    # ours with the dropout masks drawn by torch's bernoulli_ (HBT_NATIVE_MASKS=0): what the native masks give
+    "ours-fp32-bernoulli": ("fp32", lambda data, batch_size: run_ours(data, spec(batch_size, "fp32"))),
+    "ours-bf16-bernoulli": ("bf16", lambda data, batch_size: run_ours(data, spec(batch_size, "bf16"))),
 }
 DEFAULT_SYSTEMS = ("ours-fp32", "today-fp32", "reference", "st-trainer",
                    "ours-bf16", "today-bf16", "reference-bf16", "st-trainer-bf16")
@@ -270,6 +276,11 @@ def child(system: str, steps: int, batch_size: int) -> None:
     from engine.contract.spec import EncoderSpec
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    if system.endswith("-bernoulli"):
+        os.environ["HBT_NATIVE_MASKS"] = "0"
+    from engine.child import native_masks
+
+    masks = ("native" if native_masks.available() else "bernoulli_") if system.startswith("ours") else ""
     torch.manual_seed(0)
     drawn = Drawn(steps + WARMUP, batch_size)
     durations, losses, precision = SYSTEMS[system][1](drawn, batch_size)
@@ -288,7 +299,8 @@ def child(system: str, steps: int, batch_size: int) -> None:
                       "model_flops": encoder_flops(encoder.model, lengths, training=True) / sum(timed),
                       "real_tokens": sum(lengths), "grouped_tokens": forwarded, "bucketed_tokens": bucketed,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "profile": getattr(drawn, "profile", None), "optimizer": getattr(drawn, "optimizer", "")}))
+                      "profile": getattr(drawn, "profile", None), "optimizer": getattr(drawn, "optimizer", ""),
+                      "masks": masks}))
 
 
 def grouped_tokens(lengths: list[int]) -> int:
@@ -383,12 +395,12 @@ def main() -> None:
     print(f"matmul peak measured now: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
           f"({size}x{size})")
     print(f"{'system':<18} {'precision':>9} {'samples/s':>10} {'s/step':>7} {'GFLOP/s':>8} {'of peak':>8} "
-          f"{'peak RSS MB':>12}  AdamW")
+          f"{'peak RSS MB':>12}  AdamW       masks")
     for system, row in results.items():
         achieved = row["model_flops"] / 1e9
         print(f"{system:<18} {row['precision']:>9} {row['samples_per_s']:>10.2f} {row['step_s']:>7.2f} "
               f"{achieved:>8.0f} {share(achieved, peaks[row['precision']]):>8} {row['peak_rss_mb']:>12.0f}  "
-              f"{row.get('optimizer') or 'its own'}")
+              f"{row.get('optimizer') or 'its own':<11} {row.get('masks') or 'its own'}")
     for system, why in not_run.items():
         print(f"{system:<18} NOT RUN: {why}")
     nominal = nominal_gpu_peak(torch.cuda.get_device_name(0)) if args.device == "cuda" else None
@@ -413,6 +425,11 @@ def main() -> None:
                   f"{mine['samples_per_s'] / today['samples_per_s']:.2f}x; loss curve over {len(differences)} steps: "
                   f"largest |d| {max(differences):.2e} (target <= {LOSS_TARGETS[precision]:g}), "
                   f"mean |d| {sum(differences) / len(differences):.2e}")
+        serial = results.get(f"ours-{precision}-bernoulli")
+        if serial is not None:
+            differences = [abs(a - b) for a, b in zip(mine["losses"], serial["losses"])]
+            print(f"  ours-{precision} ({mine['masks']} masks) / ours-{precision}-bernoulli: "
+                  f"{mine['samples_per_s'] / serial['samples_per_s']:.2f}x; largest loss |d| {max(differences):.2e}")
     if "ours-bf16" in results and "ours-fp32" in results:
         bf16, fp32 = results["ours-bf16"], results["ours-fp32"]
         differences = [abs(a - b) for a, b in zip(bf16["losses"], fp32["losses"])]

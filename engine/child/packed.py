@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.child import native_masks
+
 MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
 
 
@@ -92,22 +94,32 @@ class DropoutMasks:
         self.attention: list[list[torch.Tensor | None]] = []      # [layer][group]: (B, heads, T, T)
         packed_hidden: list[list[torch.Tensor]] = [[] for _ in range(1 + 2 * layers)]   # [site][group]: (n_g, H)
 
-        def draw(shape: tuple[int, ...], p: float) -> torch.Tensor:
-            return torch.empty(shape, device=device).bernoulli_(1 - p).div_(1 - p)
+        # on the CPU the native stream draws the same bits as bernoulli_, five times faster (native_masks)
+        stream = native_masks.open_stream() if device.type == "cpu" else None
+
+        def draw(shape: tuple[int, ...], p: float, rows: torch.Tensor | None = None) -> torch.Tensor:
+            if stream is not None:
+                return stream.draw(shape, 1 - p, rows)
+            mask = torch.empty(shape, device=device).bernoulli_(1 - p).div_(1 - p)
+            return mask if rows is None else mask[rows]
 
         attention = [[None] * len(layout.groups) for _ in range(layers)]
-        for number, group in enumerate(layout.groups):
-            batch, length = group.shape
-            rows = layout.rows[number]
-            sites = iter(range(1 + 2 * layers))
-            if p_hidden > 0:
-                packed_hidden[next(sites)].append(draw((batch * length, hidden), p_hidden)[rows])
-            for layer in range(layers):
-                if p_attention > 0:
-                    attention[layer][number] = draw((batch, heads, length, length), p_attention)
+        try:
+            for number, group in enumerate(layout.groups):
+                batch, length = group.shape
+                rows = layout.rows[number]
+                sites = iter(range(1 + 2 * layers))
                 if p_hidden > 0:
-                    packed_hidden[next(sites)].append(draw((batch * length, hidden), p_hidden)[rows])
-                    packed_hidden[next(sites)].append(draw((batch * length, hidden), p_hidden)[rows])
+                    packed_hidden[next(sites)].append(draw((batch * length, hidden), p_hidden, rows))
+                for layer in range(layers):
+                    if p_attention > 0:
+                        attention[layer][number] = draw((batch, heads, length, length), p_attention)
+                    if p_hidden > 0:
+                        packed_hidden[next(sites)].append(draw((batch * length, hidden), p_hidden, rows))
+                        packed_hidden[next(sites)].append(draw((batch * length, hidden), p_hidden, rows))
+        finally:
+            if stream is not None:
+                stream.close()
         self.attention = attention
         self.hidden = [torch.cat(parts) if parts else None for parts in packed_hidden]
 
@@ -137,9 +149,11 @@ class PackedEncoder:
         layers = model.encoder.layer
         training = model.training
         config = model.config
-        masks = DropoutMasks(layout, len(layers), self.heads, self.hidden,
-                             config.hidden_dropout_prob if training else 0.0,
-                             config.attention_probs_dropout_prob if training else 0.0, device) if training else None
+        masks = None
+        if training:
+            with torch.profiler.record_function("dropout masks"):
+                masks = DropoutMasks(layout, len(layers), self.heads, self.hidden, config.hidden_dropout_prob,
+                                     config.attention_probs_dropout_prob, device)
         sites = iter(masks.hidden) if masks is not None else None
 
         embeddings = model.embeddings
