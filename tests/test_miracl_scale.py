@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,15 +182,53 @@ def test_a_pool_is_built_once_and_evaluated_with_its_fingerprint(tmp_path, tiny_
                                          "pooled is pooled pool"):
         compare(runs, "miracl")
     assert compare(runs, "miracl", allow_mixed_protocols=True).rows
-    # the CLI says it in one line, exit 2
+    # compare and report say it in one line, exit 2
+    move_into_runs_dir(tmp_path, ("full", "pooled"))
+    for command in (["compare", "full", "pooled"], ["report", "full", "pooled", "--partial"]):
+        refused = subprocess.run([sys.executable, "-m", "engine.cli", *command, "--runs-dir", str(tmp_path / "runs")],
+                                 capture_output=True, text=True, env=env(), timeout=600)
+        (error,) = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert refused.returncode == 2 and "different protocols" in error and "--allow-mixed-protocols" in error, \
+            (command, refused.stderr)
+
+
+def move_into_runs_dir(tmp_path, names) -> None:
     (tmp_path / "runs").mkdir(exist_ok=True)
-    for name in ("full", "pooled"):
+    for name in names:
         (tmp_path / name).rename(tmp_path / "runs" / name)
         (tmp_path / "runs" / name / "run.json").write_text(json.dumps({"id": name, "name": name, "status": "finished"}))
-    refused = subprocess.run([sys.executable, "-m", "engine.cli", "compare", "full", "pooled", "--runs-dir",
-                              str(tmp_path / "runs")], capture_output=True, text=True, env=env(), timeout=600)
-    (error,) = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
-    assert refused.returncode == 2 and "different protocols" in error and "--allow-mixed-protocols" in error
+
+
+async def test_the_compare_screen_refuses_mixed_protocols_and_compares_them_when_asked(tmp_path, tiny_model):
+    from textual.widgets import DataTable, Static
+
+    from engine.parent.run_service import open_store
+    from tui.screens.compare import CompareScreen
+    from tui_helpers import replay_app, wait_until
+
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    assert pool_cli(tmp_path, "--out", str(tmp_path / "pool.json"), "--depth", "3").returncode == 0
+    evaluate_spec(tmp_path, tiny_model, "pooled", protocol="pooled", pool=str(tmp_path / "pool.json"))
+    evaluate_spec(tmp_path, tiny_model, "full")
+    move_into_runs_dir(tmp_path, ("full", "pooled"))
+    store = open_store(tmp_path / "runs")
+    store.rebuild()
+    app = replay_app(tmp_path, store=store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()
+        app.open_compare(["full", "pooled"])
+
+        def title() -> str:
+            return "".join(str(widget.render()) for widget in app.screen.query("#compare-title"))
+
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareScreen) and "different protocols" in title())
+        assert "x compares them anyway" in title() and title().count("\n") == 0
+        assert app.screen.query_one("#compare-table", DataTable).row_count == 0
+        await pilot.press("x")
+        await wait_until(pilot, lambda: app.screen.comparison is not None)
+        assert app.screen.query_one("#compare-table", DataTable).row_count > 0
+        footnote = str(app.screen.query_one("#compare-footnote", Static).render())
+        assert "compared anyway, as asked — MIRACL results of different protocols: full is full" in footnote
 
 
 def test_bad_pools_get_one_line_each(tmp_path, tiny_model):
@@ -470,3 +509,21 @@ def test_a_pool_that_lacks_a_language_is_refused_before_the_run_starts(tmp_path,
         assert refused.returncode == 2 and len(lines) == 1, refused.stderr
         assert ("no configuration corpus-sw" if pool.startswith("hf:") else "no pool for sw (it has yo)") in lines[0]
         assert not runs.exists() or not [path for path in runs.iterdir() if not path.name.startswith(".")]
+
+
+def test_the_paper_grids_cost_is_counted_from_miracls_published_sizes(tmp_path):
+    """hf:miracl is only known streamed: the estimate counts MIRACL's published corpus sizes (all
+    16 dev languages, English included), says so, and never reports an empty corpus."""
+    from engine.contract.grid import expand_grid
+    from engine.contract.validation import load_spec
+    from engine.parent.miracl_cost import cost_lines
+    from engine.parent.run_service import open_store
+
+    specs = expand_grid(load_spec(Path(__file__).resolve().parents[1] / "experiments" / "study" / "paper-xlmr.json"))
+    lines = cost_lines(specs, open_store(tmp_path / "runs"), "cpu")
+    text = "\n".join(lines)
+    assert "fr     14,636,953 passages" in text and "en     32,893,221 passages" in text
+    assert "MIRACL's published corpus sizes" in text
+    encoded = next(line for line in lines if line.startswith("  encoding:"))
+    passages = int(encoded.split()[1].replace(",", ""))
+    assert passages % 90_416_887 == 0 and passages > 0     # every evaluation encodes all 16 languages' 90.4 M

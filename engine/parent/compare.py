@@ -170,6 +170,7 @@ class Comparison:
     seen_in_training: bool = False
     family_name: str = "cells of this comparison"
     dropped: list[str] = field(default_factory=list)      # languages only some systems were evaluated on
+    mixed_protocols: str | None = None                     # why they would not compare, when compared anyway
 
     @property
     def kinds(self) -> set[str]:
@@ -188,6 +189,8 @@ class Comparison:
         if self.dropped:
             text += (f"; compared on the {len(self.rows_languages)} languages every run was evaluated on — "
                      f"left out: {', '.join(self.dropped)}")
+        if self.mixed_protocols:
+            text += f"; compared anyway, as asked — {self.mixed_protocols}"
         return text
 
     @property
@@ -311,8 +314,8 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
     common, dropped = evaluated_languages(with_data, dataset)     # a system without results shows as empty
     if not common:
         raise ValueError(f"the runs share no language evaluated on {dataset}: nothing to compare")
-    problem = None if allow_mixed_protocols else protocol_problem(with_data, dataset, common)
-    if problem:
+    problem = protocol_problem(with_data, dataset, common)
+    if problem and not allow_mixed_protocols:
         raise ValueError(f"{problem} (--allow-mixed-protocols compares them anyway)")
     base = systems[baseline]
     rows, tested = [], []
@@ -343,7 +346,7 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
     return Comparison(dataset, metric, settings, systems, rows, spec_diff([system.spec for system in systems]),
                       test, largest if family == "setting" else len(tested), baseline, seen,
                       "cells of this comparison" if family == "comparison" else
-                      "cells of each setting's table (exploratory)", dropped)
+                      "cells of each setting's table (exploratory)", dropped, problem)
 
 
 def value_cis(run: RunResults, dataset: str, metric: str, test: Significance | None = None) -> dict[tuple[str, str], tuple[float, float]]:

@@ -16,7 +16,7 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from engine.contract.catalog import MIRACL_DEV_LANGUAGES, resolve_dataset_dir
+from engine.contract.catalog import MIRACL_CORPUS_SIZES, MIRACL_DEV_LANGUAGES, resolve_dataset_dir
 from engine.contract.embedding_files import cache_root
 from engine.contract.errors import DataError
 from engine.contract.miracl_protocol import read_pool
@@ -26,7 +26,10 @@ MIRACL = ("miracl", "hf:miracl")
 
 
 def corpus_size(dataset: str, language: str, data_dir: str | None) -> int | None:
-    """Passages in a local corpus (its lines); None for the hub, which is only known streamed."""
+    """Passages in a local corpus (its lines); for hf:miracl MIRACL's published size (the hub's
+    corpus is only known streamed); None where neither is known."""
+    if dataset == "hf:miracl":
+        return MIRACL_CORPUS_SIZES.get(language)
     if dataset != "miracl":
         return None
     root = resolve_dataset_dir("miracl", data_dir)
@@ -154,6 +157,8 @@ def cost_lines(specs: list, store, device: str = "cpu") -> list[str]:
         if unknown:
             lines.append(f"  {', '.join(unknown)}: size known only when streamed from the hub (a pooled protocol "
                          "fixes it)")
+        if dataset == "hf:miracl" and not pool:
+            lines.append("  sizes: MIRACL's published corpus sizes (Zhang et al., 2023), not read from the hub")
         seconds = total / rate
         spent = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 \
             else f"{seconds:.0f} s"

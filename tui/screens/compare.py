@@ -82,12 +82,14 @@ class CompareScreen(Screen):
         Binding("t", "next_dataset", "Dataset"),
         Binding("e", "export", "Export"),
         Binding("s", "save", "Save"),
+        Binding("x", "mixed_protocols", "Mixed protocols", show=False),   # MIRACL results of other protocols
         Binding("question_mark", "app.help", "Help"),
     ]
 
     baseline: reactive[int] = reactive(0, init=False)
     metric: reactive[str | None] = reactive(None, init=False)
     dataset: reactive[str | None] = reactive(None, init=False)
+    mixed: reactive[bool] = reactive(False, init=False)      # compare MIRACL results of different protocols
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
@@ -119,11 +121,15 @@ class CompareScreen(Screen):
     def watch_dataset(self) -> None:
         self.load()
 
+    def watch_mixed(self) -> None:
+        self.load()
+
     def load(self) -> None:
-        self.run_worker_compare(list(self.runs), self.dataset, self.metric, self.baseline)
+        self.run_worker_compare(list(self.runs), self.dataset, self.metric, self.baseline, self.mixed)
 
     @work(thread=True, exclusive=True, group="compare")
-    def run_worker_compare(self, runs: list, dataset: str | None, metric: str | None, baseline: int) -> None:
+    def run_worker_compare(self, runs: list, dataset: str | None, metric: str | None, baseline: int,
+                           mixed: bool = False) -> None:
         """Read the runs' results and per-query scores and test every cell (off the UI thread)."""
         datasets: list[str] = []
         try:
@@ -136,10 +142,11 @@ class CompareScreen(Screen):
             results = next(run.results[dataset] for run in runs if dataset in run.results)
             metrics = list(results.get("metrics", ["map"]))
             metric = metric if metric in metrics else results.get("primary_metric", metrics[0])
-            comparison = compare(runs, dataset, metric, SETTINGS, baseline, with_ci=True)
+            comparison = compare(runs, dataset, metric, SETTINGS, baseline, with_ci=True, allow_mixed_protocols=mixed)
             self.post_message(ComparisonReady(comparison, runs, datasets, metrics))
         except (ValueError, OSError) as error:
-            self.post_message(ComparisonReady(None, runs, datasets, [], str(error)))
+            said = str(error).replace("(--allow-mixed-protocols compares them anyway)", "(x compares them anyway)")
+            self.post_message(ComparisonReady(None, runs, datasets, [], said))
 
     def on_comparison_ready(self, message: ComparisonReady) -> None:
         title = self.query_one("#compare-title", Static)
@@ -186,6 +193,9 @@ class CompareScreen(Screen):
         if self.datasets:
             self.dataset = self.datasets[(self.datasets.index(self.dataset) + 1) % len(self.datasets)]
 
+    def action_mixed_protocols(self) -> None:
+        self.mixed = not self.mixed
+
     def action_export(self) -> None:
         if self.comparison is not None:
             self.export(self.comparison)
@@ -207,7 +217,8 @@ class CompareScreen(Screen):
         """Markdown, CSV and LaTeX of the comparison on screen, with 95 % CIs (a bootstrap: off
         the UI thread), under new names: nothing is overwritten."""
         comparison = compare([run for system in shown.runs for run in system.runs], shown.dataset, shown.metric,
-                             shown.settings, shown.baseline, shown.test, with_ci=True)
+                             shown.settings, shown.baseline, shown.test, with_ci=True,
+                             allow_mixed_protocols=shown.mixed_protocols is not None)
         folder = Path(self.app.exports_dir)
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"compare-{comparison.dataset}-{comparison.metric}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -44,6 +44,8 @@ worse, `*` significant at p < 0.05 after Holm's correction, the question as the 
 the config fields that differ. `b` next baseline · `m` next metric · `t` next dataset ·
 `e` export Markdown, CSV and LaTeX to `exports/` · `s` save the comparison to Reports. Runs over
 different languages are compared on the languages they share (the footnote names the others).
+MIRACL results of different protocols, pools or judgements are refused in one line; `x` compares
+them anyway (the footnote says so) and `x` again refuses them again.
 
 ## Reports (R)
 Saved reports (`hbt-tui report`) and comparisons (CLI or Compare screen), newest first, with
