@@ -487,14 +487,23 @@ def test_a_pool_published_as_a_hugging_face_dataset_is_read_like_a_pool_file(tmp
 
 def test_a_pool_that_lacks_a_language_is_refused_before_the_run_starts(tmp_path, tiny_model):
     """The pool is checked with the rest of a submission (engine.preflight): a published pool
-    without a configuration for an evaluated language, or a pool file without it, is one line
-    before any run folder exists — not a failure at the final evaluation, after training."""
+    without a configuration for an evaluated language, a pool file without it, one built on other
+    judgements or for another split, is one line before any run folder exists — not a failure at
+    the final evaluation, after training."""
     write_miracl(tmp_path, docs=MORE_DOCS)
     published = tmp_path / "hard-negatives"
     write_hub_pool(published, "yo", ["20#0"])
     runs = tmp_path / "runs"
-    for pool in (f"hf:{published}", str(tmp_path / "pool.json")):
-        if not pool.startswith("hf:"):
+    assert pool_cli(tmp_path, "--out", str(tmp_path / "built.json"), "--depth", "2").returncode == 0
+    built = json.loads((tmp_path / "built.json").read_text())
+    stale = {**built, "languages": {"sw": {**built["languages"]["sw"], "qrels_sha256": "0" * 64}}}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    (tmp_path / "test-split.json").write_text(json.dumps({**built, "split": "test"}))
+    expected = {f"hf:{published}": "no configuration corpus-sw", str(tmp_path / "pool.json"): "no pool for sw (it has yo)",
+                str(tmp_path / "stale.json"): "the MIRACL pool for sw was built on other judgements than these",
+                str(tmp_path / "test-split.json"): "a pool of the 'test' split; eval.miracl_split is 'dev'"}
+    for pool, said in expected.items():
+        if pool.endswith("pool.json"):
             (tmp_path / "pool.json").write_text(json.dumps({"format": "hbt-tui-miracl-pool/1", "split": "dev",
                                                             "languages": {"yo": {"docids": [], "corpus_size": 1,
                                                                                  "qrels_sha256": "0" * 64}}}))
@@ -507,7 +516,7 @@ def test_a_pool_that_lacks_a_language_is_refused_before_the_run_starts(tmp_path,
                                   "--runs-dir", str(runs)], capture_output=True, text=True, env=env(), timeout=600)
         lines = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
         assert refused.returncode == 2 and len(lines) == 1, refused.stderr
-        assert ("no configuration corpus-sw" if pool.startswith("hf:") else "no pool for sw (it has yo)") in lines[0]
+        assert said in lines[0], lines[0]
         assert not runs.exists() or not [path for path in runs.iterdir() if not path.name.startswith(".")]
 
 

@@ -159,6 +159,15 @@ def encode_part(spec, dataset: str, shards: Shards, encode: Callable, say: Calla
     return done
 
 
+def check_judgements(pool: dict | None, data: miracl.MiraclLanguage) -> str:
+    """The hash of `data`'s judgements; a pool built on other judgements fails in one line."""
+    judgements = qrels_sha256({qid: data.qrels[qid] for qid in data.query_ids})
+    if pool is not None and pool["qrels_sha256"] not in (None, judgements):
+        raise DataError(f"the MIRACL pool for {data.language} was built on other judgements than these "
+                        f"(qrels {judgements[:12]} vs the pool's {pool['qrels_sha256'][:12]}): build it again")
+    return judgements
+
+
 def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Callable[[Event], None], step: int,
                       dataset: str, chunk_size: int = CHUNK, shards: Shards | None = None,
                       pool: dict | None = None) -> LanguageResult:
@@ -168,10 +177,7 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
     shards = shards or Shards(size=chunk_size)
     queries = encode(data.queries, True, lambda done, total: None)                  # (Q, H)
     judged = {docid for judgements in data.qrels.values() for docid in judgements}
-    judgements = qrels_sha256({qid: data.qrels[qid] for qid in data.query_ids})
-    if pool is not None and pool["qrels_sha256"] not in (None, judgements):
-        raise DataError(f"the MIRACL pool for {data.language} was built on other judgements than these "
-                        f"(qrels {judgements[:12]} vs the pool's {pool['qrels_sha256'][:12]}): build it again")
+    judgements = check_judgements(pool, data)
     candidates = pool_candidates(pool, judged)
     outside = sorted(judged - candidates) if candidates is not None else []
     if outside:              # before any encoding: a stale pool costs one line, not an evaluation

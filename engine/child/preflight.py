@@ -82,17 +82,14 @@ def check_miracl_pool(spec: ExperimentSpec, dataset: str) -> None:
     options = spec.eval.miracl
     if options.protocol != "pooled" or not options.pool:
         return
-    from engine.child.eval_miracl import miracl_languages
+    from engine.child.eval_miracl import check_judgements, miracl_languages, pools_of
 
-    languages, _ = miracl_languages(spec, dataset)
+    languages, load = miracl_languages(spec, dataset)
     if not options.pool.startswith("hf:"):
-        from engine.contract.miracl_protocol import read_pool
-
-        document, _ = read_pool(Path(options.pool))
-        absent = [language for language in languages if language not in document["languages"]]
-        if absent:
-            raise DataError(f"{options.pool}: no pool for {', '.join(absent)} "
-                            f"(it has {', '.join(sorted(document['languages'])) or 'none'})")
+        pools, _ = pools_of(spec, languages)             # its split, every language there
+        if dataset == "miracl":                          # local judgements are cheap to read: the same ones
+            for language in languages:
+                check_judgements(pools[language], load(language))
         return
     name, _, revision = options.pool[3:].partition("@")
     try:
