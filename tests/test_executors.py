@@ -161,6 +161,26 @@ def test_unreachable_ray_address_is_one_line_and_makes_no_folder(tmp_path, tiny_
     assert folders(runs) == []
 
 
+def test_miracl_encode_parts_on_an_executor_that_cannot_run_them_is_one_line(tmp_path, tiny_model):
+    """`miracl encode --parts` on an unreachable Ray head or without Slurm's commands: one line,
+    exit 2, no part folder; --executor without --parts is refused, not ignored."""
+    importlib.import_module("ray.job_submission")
+    (tmp_path / "spec.json").write_text(json.dumps({"name": "parts", "encoder": {"name": str(tiny_model)},
+                                                    "eval": {"datasets": ["miracl"], "languages": ["sw"]}}))
+    runs = tmp_path / "runs"
+    base = [sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"), "--runs-dir", str(runs)]
+    cases = [(["--parts", "2", "--executor", f"ray://127.0.0.1:{free_port()}"], env(),
+              "cannot reach the Ray dashboard at http://127.0.0.1:"),
+             (["--parts", "2", "--executor", "slurm", "--partition", "gpu"],
+              {**env(), "PATH": str(Path(sys.executable).parent)}, "--executor slurm: sbatch, sacct, scancel not found"),
+             (["--part", "1/2", "--executor", "slurm"], env(), "add --parts n")]
+    for flags, variables, message in cases:
+        result = subprocess.run(base + flags, capture_output=True, text=True, env=variables, timeout=300)
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+        assert message in result.stderr, result.stderr
+    assert not (runs / ".miracl-encode").exists() or not list((runs / ".miracl-encode").iterdir())
+
+
 def test_missing_slurm_commands_are_one_line_and_make_no_folder(tmp_path, tiny_model):
     runs = tmp_path / "runs"
     variables = {**env(), "PATH": str(Path(sys.executable).parent)}   # python, no sbatch

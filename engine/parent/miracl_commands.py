@@ -83,6 +83,9 @@ def miracl_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def encode_command(args: argparse.Namespace, console: Console) -> int:
+    if args.parts is None and (args.executor or args.partition):
+        raise RunError("--executor and --partition say where --parts run: add --parts n (--part k/n runs one "
+                       "part here)")
     if args.parts is None:
         return subprocess.run([sys.executable, "-m", "engine.miracl", "encode", args.spec, "--part", args.part]).returncode
     if not 1 <= args.parts <= 4096:
