@@ -443,6 +443,39 @@ def test_a_disk_that_fills_while_shards_are_written_fails_cleanly_and_keeps_the_
     assert again.returncode == 0 and "(1 encoded, 2 already there)" in again.stdout, again.stdout + again.stderr
 
 
+def test_a_disk_that_fills_during_a_runs_evaluation_fails_the_run_in_one_line_and_keeps_its_shards(tmp_path,
+                                                                                                    tiny_model):
+    """The same full disk inside a run (`--run`, the evaluation writing its shards): the run
+    fails with the one line (its status and error in the index), the shards stored before are
+    intact, and the run again, with room, goes on from them."""
+    import resource
+
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    document = {"name": "zero", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)}, "train": {"steps": 0},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "miracl": {"shard_size": 16}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    environment = {**env(), "HBT_EMBEDDING_CACHE_DIR": str(cache)}
+    encoded = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "encode", str(tmp_path / "spec.json"),
+                              "--part", "1/2"], capture_output=True, text=True, env=environment, timeout=600)
+    assert encoded.returncode == 0, encoded.stderr                               # shards 0 and 2
+    before = {path.name: path.read_bytes() for path in cache.iterdir() if path.suffix in (".npy", ".json")}
+    limit = max(path.stat().st_size for path in cache.glob("*.npy")) - 1
+    run = [sys.executable, "-m", "engine.cli", "--run", str(tmp_path / "spec.json"), "--runs-dir", str(runs)]
+    failed = subprocess.run(run, capture_output=True, text=True, env=environment, timeout=600,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert failed.returncode == 1 and "Traceback" not in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+    (summary,) = json.loads((runs / "index.json").read_text())["runs"].values()
+    assert summary["status"] == "failed" and "while writing shard 1 of miracl/sw" in summary["error"]
+    assert "\n" not in summary["error"] and "are kept" in summary["error"]
+    after = {path.name: path.read_bytes() for path in cache.iterdir() if path.suffix in (".npy", ".json")}
+    assert after == before and not [path for path in cache.iterdir() if ".tmp-" in path.name]
+    again = subprocess.run(run + ["--retry-failed"], capture_output=True, text=True, env=environment, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    results = json.loads(next(runs.glob("*/eval/miracl/results.json")).read_text())
+    assert results["protocol"]["languages"]["sw"]["searched"] == 46
+
+
 def write_hub_pool(folder, language: str, docids: list[str]) -> None:
     """A pool in the layout of MTEB's `mteb/miracl-hard-negatives` on the Hugging Face hub (a
     `corpus-LANG` configuration, split `corpus`, column `_id`), as a local dataset folder."""
