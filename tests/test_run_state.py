@@ -23,7 +23,7 @@ def test_the_fold_of_a_recorded_run_ends_where_its_events_do():
     assert state.loss == steps[-1].loss and state.samples_per_s == steps[-1].samples_per_s
     assert list(state.losses) == [event.loss for event in steps]
     assert state.evals["xquad-r"].macro == done[-1].macro and state.evals["xquad-r"].done
-    assert state.evaluated_steps("xquad-r") == [event.step for event in done]
+    assert [cells.step for cells in state.history["xquad-r"]] == [event.step for event in done]
     assert isinstance(state.terminal, Finished) and state.ended == events[-1].time
     assert state.eta_seconds() == 0               # the last step: nothing remains
     halfway = fold([event for event in events if not isinstance(event, Step) or event.step <= 6])

@@ -137,10 +137,6 @@ class EmbeddingCache:
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.npy", self.root / f"{key}.json"
 
-    def contains(self, key: str) -> bool:
-        """Whether an entry for `key` is stored (not verified: reading it verifies it)."""
-        return all(path.exists() for path in self._paths(key))
-
     def _read(self, key: str, rows: int | None = None, mmap: bool = False) -> np.ndarray | None:
         array_path, meta_path = self._paths(key)
         if not array_path.exists() and not meta_path.exists():

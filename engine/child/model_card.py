@@ -17,9 +17,9 @@ import json
 import os
 from pathlib import Path
 
-from engine.contract.arms import arm_name
+from engine.contract.arms import STRATEGIES, ZERO_SHOT_WORDS, arm_name
 from engine.contract.errors import RunError
-from engine.contract.layout import RunFolder, read_json
+from engine.contract.layout import SETTING_NAMES, RunFolder, read_json
 from engine.contract.model_names import hub_unreachable
 
 DATASETS = {   # what the Hub knows each benchmark as, and its licence
@@ -27,14 +27,16 @@ DATASETS = {   # what the Hub knows each benchmark as, and its licence
     "mlqa-r": ("google-research-datasets/lareqa (MLQA-R)", "cc-by-nc-4.0"),
     "miracl": ("miracl/miracl", "apache-2.0"), "hf:miracl": ("miracl/miracl", "apache-2.0"),
 }
-SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
-STRATEGY_WORDS = {
-    "xx": "monolingual batches only (X-X): every batch one language",
-    "xy": "cross-lingual batches only (X-Y): each item its own pair of query and passage languages",
-    "hybrid": "hybrid batches: each batch monolingual with probability α, else cross-lingual (X-Y)",
-    "multitask": "multitask: a monolingual and a cross-lingual batch every step, their losses weighted",
-    "zero-shot": "no training: the base encoder, evaluated zero-shot",
-}
+
+
+def strategy_words(spec: dict, arm) -> str:
+    """The training strategy in a sentence (α where it is the strategy's setting)."""
+    if arm.kind == "zero-shot":
+        return ZERO_SHOT_WORDS
+    strategy = STRATEGIES.get((spec.get("sampling") or {}).get("strategy", "hybrid"))
+    if strategy is None:
+        return arm.label
+    return strategy.words + (f" (α = {arm.alpha:g})" if strategy.alpha_is_a_setting else "")
 
 
 def eval_results(folder: RunFolder):
@@ -52,7 +54,7 @@ def eval_results(folder: RunFolder):
                 for metric, value in (metrics or {}).items():
                     if isinstance(value, (int, float)):
                         found.append(EvalResult(
-                            task_type="text-retrieval", task_name=f"{SETTING_WORDS.get(setting, setting)} retrieval",
+                            task_type="text-retrieval", task_name=f"{SETTING_NAMES.get(setting, setting)} retrieval",
                             dataset_type=dataset, dataset_name=name, dataset_config=language,
                             dataset_split=f"{setting} (step {results.get('step', 0)})", metric_type=metric,
                             metric_value=float(value), metric_name=f"{metric} ({setting}, {language})"))
@@ -64,7 +66,7 @@ def card_text(spec: dict, record: dict) -> str:
     encoder = (spec.get("encoder") or {}).get("name", "?")
     train = spec.get("train") or {}
     dataset, licence = DATASETS.get(str(train.get("dataset")), (str(train.get("dataset")), "see the dataset"))
-    strategy = STRATEGY_WORDS.get(arm.kind, arm.label) + (f" (α = {arm.alpha:g})" if arm.kind == "hybrid" else "")
+    strategy = strategy_words(spec, arm)
     prefixes = spec.get("encoder") or {}
     return "\n".join([
         f"# {spec.get('name', record.get('id', 'model'))}", "",

@@ -38,27 +38,43 @@ class Strategy:
     needs: Callable[[Any], frozenset[str]]          # the kinds it may draw
     weights: Callable[[Any], tuple[float, ...]] = lambda sampling: (1.0,)  # one per batch of a step
     halves: Callable[[Any], bool] = lambda sampling: False                 # each batch gets half the size
+    words: str = ""                                 # what it does, in a sentence (the model card's)
+    alpha_is_a_setting: bool = False                # α is this strategy's own parameter (shown beside it)
 
 
 MONO, CROSS = "mono", "cross"
 STRATEGIES = {strategy.name: strategy for strategy in (
     Strategy("monolingual", "xx", lambda sampling: "X-X", lambda sampling: 1.0,
-             draw=lambda sampling, rng: (MONO,), needs=lambda sampling: frozenset({MONO})),
+             draw=lambda sampling, rng: (MONO,), needs=lambda sampling: frozenset({MONO}),
+             words="monolingual batches only (X-X): every batch one language"),
     Strategy("crosslingual", "xy",
              lambda sampling: "X-Y" if sampling.get("cross_batch", "mixed") == "mixed" else "X-Y (one pair per batch)",
              lambda sampling: 0.0,
-             draw=lambda sampling, rng: (CROSS,), needs=lambda sampling: frozenset({CROSS})),
+             draw=lambda sampling, rng: (CROSS,), needs=lambda sampling: frozenset({CROSS}),
+             words="cross-lingual batches only (X-Y): each item its own pair of query and passage languages"),
     Strategy("hybrid", "hybrid", lambda sampling: f"hybrid α={float(sampling.get('alpha', 0.5)):g}",
              lambda sampling: float(sampling.get("alpha", 0.5)),
              draw=lambda sampling, rng: (MONO,) if rng.random() < sampling.alpha else (CROSS,),
              needs=lambda sampling: frozenset({MONO} if sampling.alpha > 0 else set())
-             | frozenset({CROSS} if sampling.alpha < 1 else set())),
+             | frozenset({CROSS} if sampling.alpha < 1 else set()),
+             words="hybrid batches: each batch monolingual with probability α, else cross-lingual (X-Y)",
+             alpha_is_a_setting=True),
     Strategy("multitask", "multitask", lambda sampling: f"multitask ({sampling.get('multitask_batch', 'full')})",
              lambda sampling: None,
              draw=lambda sampling, rng: (MONO, CROSS), needs=lambda sampling: frozenset({MONO, CROSS}),
              weights=lambda sampling: (sampling.mono_weight, sampling.cross_weight),
-             halves=lambda sampling: sampling.multitask_batch == "half"),
+             halves=lambda sampling: sampling.multitask_batch == "half",
+             words="multitask: a monolingual and a cross-lingual batch every step, their losses weighted"),
 )}
+ZERO_SHOT_WORDS = "no training: the base encoder, evaluated zero-shot"
+
+
+def alpha_text(strategy: str | None, alpha: float | None) -> str:
+    """α beside a run's strategy where α is that strategy's setting (hybrid), else nothing."""
+    known = STRATEGIES.get(strategy or "")
+    return f"{alpha:g}" if known is not None and known.alpha_is_a_setting and alpha is not None else ""
+
+
 KIND_ORDER = {"xx": 0, "xy": 1, "hybrid": 2, "multitask": 3, "zero-shot": 4, "other": 5}
 
 
@@ -135,13 +151,3 @@ def is_arm_label(text: str) -> bool:
     normal = _normal(text)
     return normal in ("x-x", "x-y", "x-y (one pair per batch)", "zero-shot", "multitask (full)",
                       "multitask (half)") or bool(re.fullmatch(r"hybrid α=[0-9.]+", normal))
-
-
-def hypothesis_arms(arms: list[str], references: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(path, message) for every hypothesis arm name that no arm in `arms` answers to."""
-    problems = []
-    for path, wanted in references:
-        if match_arm(wanted, arms) is None:
-            problems.append((path, f"no arm {wanted!r} in this spec's grid (arms: {', '.join(arms)})"))
-    return problems
-

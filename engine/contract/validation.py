@@ -426,7 +426,8 @@ def _check_parallel(spec: ExperimentSpec, problems: Problems) -> None:
     """train.batch_size is the global batch: it must split evenly over the devices (each
     objective's batch, under multitask half), and a GradCache chunk must fit in one device's share."""
     train, loss = spec.train, spec.loss
-    half = spec.sampling.strategy == "multitask" and spec.sampling.multitask_batch == "half"
+    strategy = arms.STRATEGIES.get(spec.sampling.strategy)
+    half = strategy is not None and strategy.halves(spec.sampling)
     part = train.batch_size // 2 if half else train.batch_size
     if part % train.devices:
         what = "half of train.batch_size" if half else "train.batch_size"

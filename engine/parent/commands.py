@@ -31,6 +31,8 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
+from engine.contract.arms import alpha_text
+from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
 from engine.parent.run_service import open_store, runs_dir_of
 from engine.parent.terminal import guard_streams
@@ -74,12 +76,12 @@ def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
         dataset, result = primary_results(run)
         macro = result.get("macro", {})
         rows.append({"id": run["id"], "status": run.get("status", "?"), "strategy": run.get("strategy") or "",
-                     "α": f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else "",
+                     "α": alpha_text(run.get("strategy"), run.get("alpha")),
                      "step": f"{run.get('step') or 0}/{run.get('total_steps') or '?'}",
                      "eval": f"{dataset}:{result.get('primary', 'map')}" if dataset else "",
-                     **{setting: fmt(macro.get(setting)) for setting in ("mono", "cross", "multi")},
+                     **{setting: fmt(macro.get(setting)) for setting in SETTINGS},
                      "bias": fmt(result.get("bias"), 1), "where": where_label(run)})
-    columns = ["id", "status", "strategy", "α", "step", "eval", "mono", "cross", "multi", "bias"]
+    columns = ["id", "status", "strategy", "α", "step", "eval", *SETTINGS, "bias"]
     columns += ["where"] if clustered else []
     # the id stays whole (it is what every other command takes); the least needed columns go first
     for optional in ("eval", "where", "α", "bias", "strategy", "step", "cross", "mono", "multi", "status"):
@@ -293,8 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+")
     compare.add_argument("--dataset")
     compare.add_argument("--metric")
-    compare.add_argument("--setting", nargs="+", default=["mono", "cross", "multi"],
-                         choices=["mono", "cross", "multi"])
+    compare.add_argument("--setting", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     compare.add_argument("--format", choices=["table", "md", "csv", "latex"], default="table")
     compare.add_argument("--output", help="write md/csv/latex to this file (a new file, or --force)")
     compare.add_argument("--force", action="store_true", help="overwrite --output if it exists")

@@ -277,14 +277,7 @@ def unit_matrices(systems: list[System], dataset: str, members: list[str], setti
     return order or [], matrices
 
 
-def unit_scores(base: System, other: System, dataset: str, members: list[str], setting: str,
-                metric: str) -> tuple[dict[str, float], dict[str, float]]:
-    """The units of a cell keyed by question id, averaged over each system's seeds."""
-    order, (first, second) = unit_matrices([base, other], dataset, members, setting, metric)
-    return dict(zip(order, first.mean(0))) if order else {}, dict(zip(order, second.mean(0))) if order else {}
-
-
-def test_units(base: System, first: np.ndarray, other: System, second: np.ndarray, test: Significance,
+def cell_test(base: System, first: np.ndarray, other: System, second: np.ndarray, test: Significance,
                with_ci: bool) -> tuple[float | None, tuple[float, float] | None, str]:
     """(p, CI of the delta, kind) for a cell's unit matrices: the crossed test when both systems
     stand for their methods, else the question-level test of these two models."""
@@ -329,7 +322,7 @@ def compare(runs: list[RunResults], dataset: str, metric: str | None = None,
                     cells[(setting, index)] = Cell(value, sd, level=test.level)
                     continue
                 order, (first, second) = unit_matrices([base, system], dataset, members, setting, metric)
-                p_value, ci, kind = test_units(base, first, system, second, test, with_ci)
+                p_value, ci, kind = cell_test(base, first, system, second, test, with_ci)
                 cells[(setting, index)] = Cell(value, sd, value - base_value, p_value, None, ci, len(order),
                                                test.level, kind, (first.shape[0], second.shape[0]))
                 if p_value is not None:

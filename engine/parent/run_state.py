@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.contract.events import (Checkpoint, Eval, EvalDone, EvalProgress, Event, Failed, Finished, Notice,
-                                    Started, Step, Stopped, parse_event)
+                                    Started, Step, Stopped, TERMINAL_EVENTS, parse_event)
 
 
 @dataclass
@@ -125,13 +125,10 @@ class RunState:
             return None
         return (last_time - first_time) / (last_step - first_step) * max(self.total_steps - last_step, 0)
 
-    def evaluated_steps(self, dataset: str) -> list[int]:
-        return [cells.step for cells in self.history.get(dataset, [])]
-
 
 HANDLERS = {Step: RunState._step, Notice: RunState._notice, Started: RunState._started,
             EvalProgress: RunState._eval_progress, Eval: RunState._eval, EvalDone: RunState._eval_done,
-            Finished: RunState._ended, Stopped: RunState._ended, Failed: RunState._ended}
+            **dict.fromkeys(TERMINAL_EVENTS, RunState._ended)}
 
 
 def describe(event: Event) -> str:

@@ -23,7 +23,8 @@ from textual.widgets import Footer, Header, Static
 
 from engine.contract import catalog
 from engine.contract.events import Eval, EvalDone, EvalProgress, Notice, Started, Step
-from engine.contract.layout import read_json
+from engine.contract.arms import alpha_text
+from engine.contract.layout import SETTINGS, read_json
 from engine.contract.text import printable
 from engine.parent.records import where_label
 from engine.parent.run_state import EvalCells
@@ -224,7 +225,7 @@ class RunDetailScreen(RunView, Screen):
         live = self.app.ensure_live(self.run_id)
         sampling, train = self.spec.get("sampling", {}), self.spec.get("train", {})
         strategy = sampling.get("strategy", "?")
-        if strategy == "hybrid":
+        if alpha_text(strategy, sampling.get("alpha")):
             strategy += f" α={sampling.get('alpha')}"
         progress = f"step {live.step or summary.get('step') or 0}/{live.total_steps or summary.get('total_steps') or '?'}"
         if summary.get("status") == "running" and live.samples_per_s:
@@ -281,7 +282,7 @@ class RunDetailScreen(RunView, Screen):
     def update_history(self, live) -> None:
         """Every evaluation of this dataset so far: its macro values of the metric shown."""
         history = live.history.get(self.dataset, [])
-        settings = [setting for setting in ("mono", "cross", "multi") if any(setting in cells.macro for cells in history)]
+        settings = [setting for setting in SETTINGS if any(setting in cells.macro for cells in history)]
         lines = [f"{cells.step:>6}  " + "  ".join(
             f"{cells.macro.get(setting, {}).get(self.metric, float('nan')):>5.3f}" for setting in settings)
             for cells in history]

@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from engine.contract.errors import UserError
 from engine.contract.events import Step
+from engine.contract.arms import alpha_text
 from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
@@ -43,7 +44,7 @@ COLUMNS = (("mark", " "), ("status", "status"), ("name", "name"), ("progress", "
 WIDTHS = {"mark": 1, "status": 12, "progress": 11, "mono": 11, "cross": 11, "multi": 11, "bias": 10, "loss": 6,
           "seed": 8, "created": 11, "duration": 8, "strategy": 12, "alpha": 4, "where": 12, "id": 40}
 NAME_WIDTH = (20, 70)                 # as wide as the longest name shown, within these bounds
-SORTS = ("created", "name", "status", "strategy", "seed", "step", "duration", "mono", "cross", "multi", "bias")
+SORTS = ("created", "name", "status", "strategy", "seed", "step", "duration", *SETTINGS, "bias")
 STATUS_STYLE = {"queued": "cyan", "running": "bold yellow", "finished": "green", "failed": "bold red",
                 "cancelled": "magenta", "interrupted": "dark_orange", "missing": "dim red"}
 STATUS_ICON = {"queued": "◌", "running": "▶", "finished": "✔", "failed": "✘", "cancelled": "■",
@@ -171,11 +172,11 @@ class RunsScreen(RunView, Screen):
     def visible_runs(self) -> list[dict]:
         run_filter = RunFilter.parse(self.filter_text)
         runs = [run for run in self.app.store.all() if run_filter.matches(run)]
-        reverse = self.sort_key in ("created", "mono", "cross", "multi", "duration", "step")
+        reverse = self.sort_key in ("created", *SETTINGS, "duration", "step")
         return sorted(runs, key=lambda run: self._sort_value(run), reverse=reverse)
 
     def _sort_value(self, run: dict):
-        if self.sort_key in ("mono", "cross", "multi", "bias"):
+        if self.sort_key in (*SETTINGS, "bias"):
             results = primary_results(run)[1]
             value = results.get("bias") if self.sort_key == "bias" else results.get("macro", {}).get(self.sort_key)
             return value if value is not None else (-1 if self.sort_key != "bias" else 1e12)
@@ -252,7 +253,7 @@ class RunsScreen(RunView, Screen):
         step = live.step if live and run.get("status") == "running" else run.get("step")
         total = (live.total_steps if live and live.total_steps is not None else None) or run.get("total_steps")
         loss = live.loss if live and live.loss is not None else run.get("loss")
-        alpha = f"{run['alpha']:g}" if run.get("strategy") == "hybrid" and run.get("alpha") is not None else ""
+        alpha = alpha_text(run.get("strategy"), run.get("alpha"))
         scores = [number(macro.get(setting)) for setting in SETTINGS]
         evaluated_at = results.get("step")
         if macro and run.get("status") != "finished" and evaluated_at is not None and evaluated_at != total:

@@ -20,7 +20,7 @@ from engine.contract.errors import RunError
 from engine.contract.layout import SETTINGS, read_json
 from engine.contract.spec import spec_diff
 from engine.parent.compare import Cell, Comparison, System, compare, group_seeds, language_value, load_run, \
-    evaluated_languages, protocol_problem, seed_key, test_units, unit_matrices
+    evaluated_languages, protocol_problem, seed_key, cell_test, unit_matrices
 from engine.parent.report import hypotheses as family
 from engine.parent.significance import Significance, correct, decompose
 
@@ -218,7 +218,7 @@ def interactions(arms: list[Arm], reference: Arm, dataset: str, metric: str, gro
                 index_a = [order_a.index(qid) for qid in common]
                 index_b = [order_b.index(qid) for qid in common]
                 base, ours = (units_a[position][:, index_a] - units_b[position][:, index_b] for position in (0, 1))
-                p, ci, kind = test_units(arm.system, base, reference.system, ours, test, with_ci=True)
+                p, ci, kind = cell_test(arm.system, base, reference.system, ours, test, with_ci=True)
                 gains = [float(units_a[1][:, index_a].mean() - units_a[0][:, index_a].mean()),
                          float(units_b[1][:, index_b].mean() - units_b[0][:, index_b].mean())]
                 found.append({"groups": [first, second], "baseline": arm.label, "setting": setting, "gain": gains,

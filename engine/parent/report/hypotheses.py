@@ -16,9 +16,10 @@ from dataclasses import asdict
 
 from engine.contract.arms import match_arm
 from engine.contract.errors import RunError
+from engine.contract.layout import SETTING_NAMES, SETTINGS
 from engine.contract.spec import HypothesisSpec
 from engine.contract.validation import parse_hypotheses
-from engine.parent.compare import test_units, unit_matrices
+from engine.parent.compare import cell_test, unit_matrices
 from engine.parent.power import Components, detectable_effect, power
 from engine.parent.significance import Arm as Scores, Significance, correct, crossed_test
 
@@ -28,7 +29,6 @@ PAPER_METRIC = "map"               # the paper reports LAReQA's mAP
 PAPER_CLAIMS = (("X-X", "mono", ">=", "{reference} ≥ X-X in monolingual retrieval"),
                 ("X-X", "cross", ">", "{reference} > X-X in cross-lingual retrieval"),
                 ("X-Y", "mono", ">", "{reference} > X-Y in monolingual retrieval"))
-SETTING_WORDS = {"mono": "monolingual", "cross": "cross-lingual", "multi": "multilingual"}
 
 
 def declared(arms: list) -> list[HypothesisSpec]:
@@ -63,9 +63,9 @@ def default_family(arms: list, reference: str, dataset: str, metrics: list[str],
     family = []
     for label in (label for arm, label in zip(arms, labels) if arm.kind == "multitask"):
         for group in (name for name in ("high", "low") if name in groups):
-            for setting in ("mono", "cross", "multi"):
+            for setting in SETTINGS:
                 family.append(HypothesisSpec(
-                    f"Q{len(family) + 1}", f"{reference} > {label} ({group}-resource, {SETTING_WORDS[setting]})",
+                    f"Q{len(family) + 1}", f"{reference} > {label} ({group}-resource, {SETTING_NAMES[setting]})",
                     reference, label, dataset, question_metric, setting, group))
     for number, (baseline, setting, sense, claim) in enumerate(PAPER_CLAIMS, start=1):
         if match_arm(baseline, labels):
@@ -104,7 +104,7 @@ def check(hypothesis: HypothesisSpec, sections: dict) -> dict:
     return section
 
 
-def test_hypothesis(hypothesis: HypothesisSpec, arms: list, section: dict, test: Significance) -> dict:
+def judge_hypothesis(hypothesis: HypothesisSpec, arms: list, section: dict, test: Significance) -> dict:
     """One hypothesis: Δ = reference - baseline, its test and CI, and the components it came from."""
     reference, baseline = _arm(arms, hypothesis.reference, hypothesis, "reference"), \
         _arm(arms, hypothesis.baseline, hypothesis, "baseline")
@@ -118,7 +118,7 @@ def test_hypothesis(hypothesis: HypothesisSpec, arms: list, section: dict, test:
     if len(order) < 2:                 # a partial report: these arms have no common scores yet
         item.update(kind="untested", delta=None)
         return item
-    p, ci, kind = test_units(baseline.system, base, reference.system, ours, test, with_ci=True)
+    p, ci, kind = cell_test(baseline.system, base, reference.system, ours, test, with_ci=True)
     item.update(kind=kind, delta=float(ours.mean() - base.mean()), ci=list(ci) if ci else None, p_two_sided=p)
     if kind == "methods":
         result = crossed_test(Scores(base, baseline.system.fixed), Scores(ours, reference.system.fixed),
@@ -165,7 +165,7 @@ def evaluate(arms: list, sections: dict, reference: str, test: Significance, hyp
     if not hypotheses:
         raise RunError("no hypothesis can be tested: the family is empty (declare `hypotheses` in the spec, or "
                        "report runs that include a multitask, X-X or X-Y arm)")
-    items = [test_hypothesis(hypothesis, arms, check(hypothesis, sections), test) for hypothesis in hypotheses]
+    items = [judge_hypothesis(hypothesis, arms, check(hypothesis, sections), test) for hypothesis in hypotheses]
     datasets = list(dict.fromkeys(item["dataset"] for item in items))
     for dataset in datasets:        # one family per dataset: a replication is a study of its own
         tested = [item for item in items if item["p"] is not None and item["dataset"] == dataset]
