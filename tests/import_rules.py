@@ -20,7 +20,7 @@ from pathlib import Path
 
 HEAVY = ("torch", "transformers", "faiss", "datasets", "sentence_transformers", "safetensors", "tokenizers",
          "huggingface_hub")
-ENTRY_POINTS = ("engine.train", "engine.evaluate", "engine.cli", "engine.preflight", "engine.card", "engine.replay", "engine.miracl",
+ENTRY_POINTS = ("engine.train", "engine.cli", "engine.preflight", "engine.card", "engine.replay", "engine.miracl",
                 "tui.cli")
 PACKAGES = ("engine", "tui")
 

@@ -122,7 +122,7 @@ def test_mlqa_cross_lingual_counts_only_queries_with_a_translation(encoder, tmp_
 
 def test_command_line_zero_shot_prints_the_table(tiny_model, tmp_path):
     runs = tmp_path / "runs"
-    result = subprocess.run([sys.executable, "-m", "engine.evaluate", str(tiny_model), "--languages", "en", "de",
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "evaluate", str(tiny_model), "--languages", "en", "de",
                              "--max-queries", "8", "--runs-dir", str(runs)],
                             capture_output=True, text=True, env={**env(), "COLUMNS": "160"}, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -158,7 +158,7 @@ def test_command_line_bad_input(tiny_model, tmp_path, arguments, message):
     variables = env()
     if "--data-dir" in arguments:
         variables["HBT_DATA_DIR"] = "/nonexistent"
-    result = subprocess.run([sys.executable, "-m", "engine.evaluate", str(tiny_model), *arguments,
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "evaluate", str(tiny_model), *arguments,
                              "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, env=variables)
     assert result.returncode == 2 and message in result.stderr
     assert not [path for path in (tmp_path / "runs").glob("*") if path.is_dir()]

@@ -13,7 +13,6 @@ start-up path never imports numpy or scipy (tests check both).
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,7 @@ from textual.worker import Worker, WorkerState
 from engine.contract.errors import UserError
 from engine.contract.events import Event
 from engine.contract.text import printable
-from engine.parent.run_service import RunService
+from engine.parent.run_service import RunService, resolve_runs_dir
 from engine.parent.run_state import EventTail, RunState, state_of
 from engine.parent.store import RunStore
 from tui.messages import (RunEventReceived, RunsPrepared, RunsRefused, RunStatusChanged, RunView, StepReceived,
@@ -375,7 +374,7 @@ def run_app(runs_dir: str | None = None, jobs: int = 1, open_spec: str | None = 
     from engine.contract.errors import EXIT_USER_ERROR
 
     try:
-        store = RunStore(Path(runs_dir or os.environ.get("HBT_RUNS_DIR") or "runs"))
+        store = RunStore(resolve_runs_dir(runs_dir))
     except UserError as error:
         import sys
 

@@ -35,7 +35,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def preflight(namespace: argparse.Namespace):
+def checked_run_args(namespace: argparse.Namespace):
     """Every check that can fail on the user's input, before anything is written."""
     from engine.child.loop import RunArgs
     from engine.child.preflight import check_runnable
@@ -69,7 +69,7 @@ def _check_run_dir(folder: RunFolder, resume: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     try:
-        args = preflight(_parse_args(argv))
+        args = checked_run_args(_parse_args(argv))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -39,7 +39,12 @@ GRACE_SECONDS = 20.0
 
 def runs_dir_of(args) -> Path:
     """The runs directory a command names (`--runs-dir`), else $HBT_RUNS_DIR, else ./runs."""
-    return Path(getattr(args, "runs_dir", None) or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
+    return resolve_runs_dir(getattr(args, "runs_dir", None))
+
+
+def resolve_runs_dir(given: str | Path | None) -> Path:
+    """`given`, else $HBT_RUNS_DIR, else ./runs."""
+    return Path(given or os.environ.get("HBT_RUNS_DIR") or DEFAULT_RUNS_DIR)
 
 
 def open_store(runs_dir: Path) -> RunStore:
