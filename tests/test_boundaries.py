@@ -4,6 +4,7 @@ UI (queue path included) without loading what the UI must never load."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -175,13 +176,25 @@ def test_the_parent_never_reads_back_the_spec_of_a_run_it_launched(tmp_path):
         await service.wait([run_id])
         return run_id
 
+    async def tracked_walk() -> str:     # with a live tracker (MLflow, a file store): the same
+        service = RunService.start(store, 1, command=replay_command(FIXTURES / "hybrid", rate=500),
+                                   trackers=["mlflow"])
+        run_id = service.submit(parse_spec({"name": "tracked-walk", "train": {"steps": 2}}))
+        await service.wait([run_id])
+        return run_id
+
+    os.environ["MLFLOW_TRACKING_URI"] = (tmp_path / "mlruns").as_uri()
     try:
         run_id = asyncio.run(walk())
+        tracked_id = asyncio.run(tracked_walk())
     finally:
         watching[0] = False
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     assert (store.folder(run_id).path / "spec.json").exists()
     reads = [(path, mode) for path, mode in opened if "r" in mode and "+" not in mode]
     assert reads == [], reads
+    assert store.get(tracked_id)["status"] == "finished"
+    assert list((tmp_path / "mlruns").rglob("tracked-walk*")) or list((tmp_path / "mlruns").rglob("meta.yaml"))
 
 
 def test_the_code_map_names_every_module():

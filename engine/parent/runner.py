@@ -79,6 +79,7 @@ class LiveRun:
     priority: int = 0
     resume: bool = False
     devices: int = 1                                      # train.devices: processes (ranks) of the run
+    spec: dict | None = None                              # the spec document written (for the trackers)
     status: str = "queued"
     handle: Handle | None = None
     cancel_requested: bool = False
@@ -173,8 +174,9 @@ class Runner:
         if self._git_commit is False:
             self._git_commit = git_commit()
         folder.path.mkdir()
+        document = spec.to_dict()
         try:
-            write_json_atomic(folder.spec, spec.to_dict(), indent=2)
+            write_json_atomic(folder.spec, document, indent=2)
             record = {"id": run_id, "name": spec.name, "status": "queued", "created": time.time(),
                       "priority": priority, "spec_hash": spec.config_hash(), "git_commit": self._git_commit,
                       "host": host(), "group": group, "owner": self.owner, "source": source,
@@ -185,7 +187,7 @@ class Runner:
             raise RunError(f"cannot create run folder {folder.path}: {error.strerror or error}") from None
         self._index(run_id, lambda: self.store.upsert({**record, **spec_summary(spec.to_dict()),
                                                        "results": {}, "step": 0}))
-        self._enqueue(LiveRun(run_id, folder, priority, devices=spec.train.devices))
+        self._enqueue(LiveRun(run_id, folder, priority, devices=spec.train.devices, spec=document))
         return run_id
 
     def resume(self, run_id: str, priority: int = 0) -> None:
@@ -293,7 +295,7 @@ class Runner:
         record is written at once, progress in batches."""
         self.on_event(run.id, event)
         if self.trackers is not None:
-            self.trackers.on_event(run.folder, event)
+            self.trackers.on_event(run.folder, event, run.spec)
         run.state.apply(event)
         if isinstance(event, Started):
             self._transition(run.id, "running", device=event.device, total_steps=event.total_steps,

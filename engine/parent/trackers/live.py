@@ -28,19 +28,21 @@ class LiveTrackers:
             except Exception as error:           # not installed, unreachable: said once, runs go on
                 warn(f"tracker {name}: {error}; runs are not forwarded to it")
 
-    def on_event(self, folder: RunFolder, event: Event) -> None:
+    def on_event(self, folder: RunFolder, event: Event, spec: dict | None = None) -> None:
+        """`spec`: the run's spec document where the caller has it (a run it queued); else (a run
+        resumed) its spec.json is read."""
         for name, tracker in list(self.trackers.items()):
             try:
-                self._forward(tracker, folder, event)
+                self._forward(tracker, folder, event, spec)
             except Exception as error:
                 self.trackers.pop(name, None)
                 self.warn(f"tracker {name} failed ({type(error).__name__}: {str(error)[:200]}); "
                           "this session forwards nothing more to it, the runs go on")
 
     @staticmethod
-    def _forward(tracker, folder: RunFolder, event: Event) -> None:
+    def _forward(tracker, folder: RunFolder, event: Event, spec: dict | None) -> None:
         if isinstance(event, Started):
-            tracker.started(tracked_run(folder))
+            tracker.started(tracked_run(folder, spec=spec))
         elif isinstance(event, Step):
             tracker.metrics(folder.id, [Metric("train/loss", event.loss, event.step, event.time),
                                         Metric("train/lr", event.lr, event.step, event.time),
@@ -50,6 +52,6 @@ class LiveTrackers:
             if results:
                 tracker.metrics(folder.id, evaluation_metrics(results, event.step))
         elif type(event) in ENDED:
-            run = tracked_run(folder)
+            run = tracked_run(folder, spec=spec)
             run.status = ENDED[type(event)]
             tracker.ended(run)

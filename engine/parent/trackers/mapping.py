@@ -77,9 +77,10 @@ def evaluation_metrics(results: dict, step: int) -> list[Metric]:
     return found
 
 
-def tracked_run(folder: RunFolder, report_files: list[Path] | None = None) -> TrackedRun:
-    """A finished (or stopped) run as trackers see it; a RunError-free read of its folder."""
-    spec = read_json(folder.spec) or {}
+def tracked_run(folder: RunFolder, report_files: list[Path] | None = None, spec: dict | None = None) -> TrackedRun:
+    """A finished (or stopped) run as trackers see it; a RunError-free read of its folder (its
+    spec.json unless the caller has the spec document)."""
+    spec = spec if spec is not None else read_json(folder.spec) or {}
     record = read_json(folder.record) or {}
     arm = arm_name(spec)
     name = str(spec.get("name") or folder.id)
