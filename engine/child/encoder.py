@@ -25,6 +25,9 @@ from engine.contract.spec import EncoderSpec
 ProgressCallback = Callable[[int, int], None]
 
 
+TOKENIZE_CHUNK = 2048          # texts per tokenizer call when a whole shard is encoded
+
+
 def resolve_model_location(name: str) -> str:
     """A local folder for bundled and path names; the hub name otherwise."""
     if name.startswith(BUNDLED_PREFIX):
@@ -49,10 +52,17 @@ class DualEncoder(torch.nn.Module):
             return [self.spec.query_prefix + text for text in texts], self.spec.max_query_length
         return [self.spec.passage_prefix + text for text in texts], self.spec.max_passage_length
 
-    def _token_ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
-        """Each text's token ids, prefixed and truncated, unpadded."""
+    def _token_ids(self, texts: Sequence[str], is_query: bool) -> list[np.ndarray]:
+        """Each text's token ids, prefixed and truncated, unpadded (int32). Tokenised a few
+        thousand texts at a time: the tokenizer's output for a whole corpus shard (offsets,
+        masks, Python lists) took gigabytes, where these arrays take 4 bytes a token."""
         prefixed, max_length = self._side(texts, is_query)
-        return self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+        ids: list[np.ndarray] = []
+        for start in range(0, len(prefixed), TOKENIZE_CHUNK):
+            encoded = self.tokenizer(prefixed[start:start + TOKENIZE_CHUNK], truncation=True, max_length=max_length,
+                                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            ids += [np.asarray(row, dtype=np.int32) for row in encoded]
+        return ids
 
     def tokenize(self, texts: Sequence[str], is_query: bool) -> dict[str, torch.Tensor]:
         """Prefixed, truncated, padded to the longest text of this batch (dynamic padding)."""
