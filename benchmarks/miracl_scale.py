@@ -97,6 +97,7 @@ def worker(spec_path: str) -> None:
     print(json.dumps({"seconds": seconds, "encode_seconds": results["encode_seconds"], "searched": entry["searched"],
                       "corpus": entry["corpus_size"], "ndcg@10": results["macro"]["mono"]["ndcg@10"],
                       "index_recall": results["per_language"][LANGUAGE].get("index_recall"),
+                      "index_seconds": results["per_language"][LANGUAGE].get("index_seconds"),
                       "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "notes": [note for note in notes if note]}))
 
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=100_000, help="corpus of the 1 vs 2 processes comparison")
     parser.add_argument("--bundled", type=int, default=3_000, help="corpus for the bundled encoder's rate")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--sections", default="memory,bundled,parallel,search,pooled",
+                        help="which parts to run (comma-separated; pooled needs memory's full corpus)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -149,8 +152,13 @@ def main() -> None:
     from tiny_model import build_tiny_model
 
     host = machine()
+    sections = set(args.sections.split(","))
+    import torch
+
+    device = f"GPU {torch.cuda.get_device_name(0)} (encoding runs on it)" if torch.cuda.is_available() \
+        else "no GPU: encoding on the CPU"
     print(f"machine: {host.get('cpu')} · {host.get('cores')} cores · flags: "
-          f"{', '.join(host.get('flags') or []) or 'none of avx512*/amx'} · load average at start "
+          f"{', '.join(host.get('flags') or []) or 'none of avx512*/amx'} · {device} · load average at start "
           f"{os.getloadavg()[0]:.2f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="miracl-scale-"))
     tiny = str(build_tiny_model(work / "tiny-model", DATA))
@@ -166,62 +174,68 @@ def main() -> None:
         rows.append((label, figure))
         print(f"  {label:<58} {figure}", flush=True)
 
-    print("\nencoding and memory (full protocol, exact search, shards of 65,536 float16):")
     sized = {}
-    for count in (args.small, args.passages):
-        result = evaluate(spec_for(corpora[count], tiny), work / f"cache-{count}")
-        sized[count] = result
-        row(f"tiny model, {count:,} passages", f"{result['searched'] / result['encode_seconds']:,.0f} passages/s · "
-            f"{result['seconds']:.0f} s · peak {result['peak_mb']:,.0f} MB")
-    growth = sized[args.passages]["peak_mb"] / sized[args.small]["peak_mb"]
-    row(f"peak memory, {args.passages:,} vs {args.small:,} passages", f"× {growth:.2f} for × "
-        f"{args.passages / args.small:.0f} the passages")
-    try:
-        bundled = evaluate(spec_for(corpora[args.bundled], "bundled:multilingual-e5-small"), work / "cache-bundled")
-        row(f"bundled multilingual-e5-small, {args.bundled:,} passages",
-            f"{bundled['searched'] / bundled['encode_seconds']:,.1f} passages/s · peak {bundled['peak_mb']:,.0f} MB")
-    except RuntimeError as error:
-        row("bundled multilingual-e5-small", f"NOT RUN: {error}")
-
-    print(f"\nshards in parallel ({args.parallel:,} passages, tiny model, hbt-tui miracl encode):")
-    cores = os.cpu_count() or 1
-    one = encode_parts(spec_for(corpora[args.parallel], tiny, shard_size=8192), work / "cache-par-1", 1, cores)
-    two = encode_parts(spec_for(corpora[args.parallel], tiny, shard_size=8192), work / "cache-par-2", 2,
-                       max(1, cores // 2))
-    row(f"1 process × {cores} threads", f"{one:.0f} s")
-    row(f"2 processes × {max(1, cores // 2)} threads (--part 1/2, 2/2)", f"{two:.0f} s · × {one / two:.2f}")
-
-    print(f"\nsearch over {args.passages:,} cached passages ({args.queries} queries, top 100):")
-    cache = work / f"cache-{args.passages}"
-    exact = evaluate(spec_for(corpora[args.passages], tiny), cache)
-    row("exact (faiss IndexFlatIP per shard)", f"{exact['seconds']:.1f} s (shards read from the cache)")
-    for kind in ("hnsw", "ivf"):
+    if "memory" in sections or "pooled" in sections:
+        print("\nencoding and memory (full protocol, exact search, shards of 65,536 float16):")
+        for count in (args.small, args.passages):
+            result = evaluate(spec_for(corpora[count], tiny), work / f"cache-{count}")
+            sized[count] = result
+            row(f"tiny model, {count:,} passages", f"{result['searched'] / result['encode_seconds']:,.0f} passages/s · "
+                f"{result['seconds']:.0f} s · peak {result['peak_mb']:,.0f} MB")
+        growth = sized[args.passages]["peak_mb"] / sized[args.small]["peak_mb"]
+        row(f"peak memory, {args.passages:,} vs {args.small:,} passages", f"× {growth:.2f} for × "
+            f"{args.passages / args.small:.0f} the passages")
+    if "bundled" in sections:
         try:
-            result = evaluate(spec_for(corpora[args.passages], tiny, index=kind), cache)
-            row(f"{kind} (built over every shard; exact computed too, for recall)",
-                f"{result['seconds']:.1f} s · recall@100 against exact {result['index_recall']:.4f}")
+            bundled = evaluate(spec_for(corpora[args.bundled], "bundled:multilingual-e5-small"), work / "cache-bundled")
+            row(f"bundled multilingual-e5-small, {args.bundled:,} passages",
+                f"{bundled['searched'] / bundled['encode_seconds']:,.1f} passages/s · peak {bundled['peak_mb']:,.0f} MB")
         except RuntimeError as error:
-            row(kind, f"NOT RUN: {error}")
+            row("bundled multilingual-e5-small", f"NOT RUN: {error}")
 
-    print(f"\npooled protocol ({args.passages:,} passages, BM25 pool of depth 250):")
-    pool = work / "pool.json.gz"
-    started = time.perf_counter()
-    built = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "pool", "--out", str(pool), "--data-dir",
-                            str(corpora[args.passages]), "--depth", "250", "--runs-dir", str(work / "runs")],
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if built.returncode != 0:
-        row("pooled", f"NOT RUN: {built.stderr.strip().splitlines()[-1] if built.stderr.strip() else 'pool failed'}")
-    else:
-        row("building the pool (bm25s)", f"{time.perf_counter() - started:.0f} s")
-        pooled = evaluate(spec_for(corpora[args.passages], tiny, protocol="pooled", pool=str(pool)),
-                          work / "cache-pooled")
-        full = sized[args.passages]
-        row("pooled evaluation", f"{pooled['searched']:,} passages encoded · {pooled['seconds']:.0f} s · "
-            f"nDCG@10 {pooled['ndcg@10']:.4f}")
-        row("full evaluation", f"{full['searched']:,} passages encoded · {full['seconds']:.0f} s · "
-            f"nDCG@10 {full['ndcg@10']:.4f}")
-        row("pooled speed-up", f"× {full['seconds'] / pooled['seconds']:.1f} "
-            f"({full['searched'] / pooled['searched']:.0f}× fewer passages)")
+    if "parallel" in sections:
+        print(f"\nshards in parallel ({args.parallel:,} passages, tiny model, hbt-tui miracl encode):")
+        cores = os.cpu_count() or 1
+        one = encode_parts(spec_for(corpora[args.parallel], tiny, shard_size=8192), work / "cache-par-1", 1, cores)
+        two = encode_parts(spec_for(corpora[args.parallel], tiny, shard_size=8192), work / "cache-par-2", 2,
+                           max(1, cores // 2))
+        row(f"1 process × {cores} threads", f"{one:.0f} s")
+        row(f"2 processes × {max(1, cores // 2)} threads (--part 1/2, 2/2)", f"{two:.0f} s · × {one / two:.2f}")
+
+    if "search" in sections:
+        print(f"\nsearch over {args.passages:,} cached passages ({args.queries} queries, top 100):")
+        cache = work / f"cache-{args.passages}"
+        exact = evaluate(spec_for(corpora[args.passages], tiny), cache)
+        row("exact (faiss IndexFlatIP per shard)", f"{exact['seconds']:.1f} s (shards read from the cache)")
+        for kind in ("hnsw", "ivf"):
+            try:
+                result = evaluate(spec_for(corpora[args.passages], tiny, index=kind), cache)
+                row(f"{kind} (one index over every shard: built + searched)",
+                    f"{result['index_seconds']:.1f} s · recall@100 against exact {result['index_recall']:.4f} "
+                    f"(the evaluation, exact search included for the recall: {result['seconds']:.1f} s)")
+            except RuntimeError as error:
+                row(kind, f"NOT RUN: {error}")
+
+    if "pooled" in sections:
+        print(f"\npooled protocol ({args.passages:,} passages, BM25 pool of depth 250):")
+        pool = work / "pool.json.gz"
+        started = time.perf_counter()
+        built = subprocess.run([sys.executable, "-m", "engine.cli", "miracl", "pool", "--out", str(pool), "--data-dir",
+                                str(corpora[args.passages]), "--depth", "250", "--runs-dir", str(work / "runs")],
+                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if built.returncode != 0:
+            row("pooled", f"NOT RUN: {built.stderr.strip().splitlines()[-1] if built.stderr.strip() else 'pool failed'}")
+        else:
+            row("building the pool (bm25s)", f"{time.perf_counter() - started:.0f} s")
+            pooled = evaluate(spec_for(corpora[args.passages], tiny, protocol="pooled", pool=str(pool)),
+                              work / "cache-pooled")
+            full = sized[args.passages]
+            row("pooled evaluation", f"{pooled['searched']:,} passages encoded · {pooled['seconds']:.0f} s · "
+                f"nDCG@10 {pooled['ndcg@10']:.4f}")
+            row("full evaluation", f"{full['searched']:,} passages encoded · {full['seconds']:.0f} s · "
+                f"nDCG@10 {full['ndcg@10']:.4f}")
+            row("pooled speed-up", f"× {full['seconds'] / pooled['seconds']:.1f} "
+                f"({full['searched'] / pooled['searched']:.0f}× fewer passages)")
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}; work files in {work}")
 
 

@@ -476,6 +476,31 @@ def test_a_disk_that_fills_during_a_runs_evaluation_fails_the_run_in_one_line_an
     assert results["protocol"]["languages"]["sw"]["searched"] == 46
 
 
+def test_a_trained_models_shards_leave_the_cache_when_its_evaluation_is_done(tmp_path, tiny_model, data_dir):
+    """A run evaluated on MIRACL at step 0 (the base encoder) and after training: the base
+    encoder's shards stay in the shared cache for every other run of a grid; the trained
+    model's, never read again, are removed once its evaluation is done, so they cannot push the
+    base encoder's out of the cache's limit."""
+    write_miracl(tmp_path, docs=MORE_DOCS)
+    for name in ("xquad-r", "mlqa-r"):
+        (tmp_path / name).symlink_to(data_dir / name)
+    document = {"name": "trained", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
+                "train": {"dataset": "xquad-r", "steps": 2, "batch_size": 4, "languages": ["en", "de"],
+                          "max_questions": 20, "checkpoint_every": 0},
+                "eval": {"datasets": ["miracl"], "languages": ["sw"], "at_start": True, "miracl": {"shard_size": 16}}}
+    (tmp_path / "spec.json").write_text(json.dumps(document))
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "--run", str(tmp_path / "spec.json"), "--runs-dir",
+                           str(tmp_path / "runs")], capture_output=True, text=True,
+                          env={**env(), "HBT_EMBEDDING_CACHE_DIR": str(cache)}, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = sorted((tmp_path / "runs").glob("*/eval/miracl/step-*/results.json"))
+    assert len(results) == 2                                       # step 0 and step 2 were evaluated
+    shards = [json.loads(path.read_text())["about"] for path in cache.glob("*.json")
+              if (json.loads(path.read_text()).get("about") or {}).get("kind") == "corpus-shard"]
+    assert len(shards) == 3 and len({about["fingerprint"] for about in shards}) == 1   # the base encoder's only
+
+
 def write_hub_pool(folder, language: str, docids: list[str]) -> None:
     """A pool in the layout of MTEB's `mteb/miracl-hard-negatives` on the Hugging Face hub (a
     `corpus-LANG` configuration, split `corpus`, column `_id`), as a local dataset folder."""

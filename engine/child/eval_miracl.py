@@ -74,6 +74,7 @@ class LanguageResult:
     top: TopK
     fingerprint: dict = field(default_factory=dict)
     index_recall: float | None = None
+    index_seconds: float | None = None            # the approximate index's own build + search time
 
     def __iter__(self):   # (per_query, retrieved, qrels, top), as before
         return iter((self.per_query, self.retrieved, self.qrels, self.top))
@@ -198,7 +199,7 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
 
     about = {**shards.about, "language": data.language} if shards.about is not None else None
     corpus = encoded_shards(stream(), shards.size, embed, shards.store, shards.key_of, shards.dtype, about, shards.part)
-    index_recall = None
+    index_recall = seconds = None
     if shards.index == "exact":
         top = search_exact(queries, corpus, DEPTH)
     else:
@@ -230,7 +231,7 @@ def evaluate_language(data: miracl.MiraclLanguage, encode: Callable, emit: Calla
     per_query = metrics.compute(MIRACL_METRICS, ranks, n_relevant, gains, ideal_gains)
     fingerprint = {"corpus_size": counted[0], "searched": kept[0], "qrels_sha256": judgements,
                    **({"pool_sha256": pool["sha256"]} if pool is not None and "sha256" in pool else {})}
-    return LanguageResult(per_query, retrieved, qrels, top, fingerprint, index_recall)
+    return LanguageResult(per_query, retrieved, qrels, top, fingerprint, index_recall, seconds)
 
 
 def evaluate_miracl(spec, dataset: str, encode: Callable, emit: Callable[[Event], None], step: int,
@@ -254,6 +255,7 @@ def evaluate_miracl(spec, dataset: str, encode: Callable, emit: Callable[[Event]
                                   "queries": len(data.query_ids)}
         if result.index_recall is not None:
             per_language[language]["index_recall"] = result.index_recall
+            per_language[language]["index_seconds"] = result.index_seconds
         emit(Eval(step=step, dataset=dataset, language=language, settings=settings, queries=len(data.query_ids)))
         rows += [(language, "mono", qid, [float(per_query[name][row]) for name in MIRACL_METRICS])
                  for row, qid in enumerate(data.query_ids)]

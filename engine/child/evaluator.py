@@ -143,6 +143,8 @@ class Evaluator:
                      MIRACL_METRICS, MIRACL_METRICS[0], precision, hits, protocol=protocol)
         if store is not self.cache:
             shutil.rmtree(own, ignore_errors=True)
+        elif step > 0:          # trained weights: their shards are not read again, the base encoder's are
+            store.discard_shards(fingerprint)
 
     def _shard_store(self, dataset: str):
         """(the run's own shard folder, the store a MIRACL corpus's shards go to): the embedding

@@ -170,6 +170,8 @@ class MaskStream:
         self.words = self.raw[_STATE].view(np.uint64).astype(np.uint32)      # the 624 words, then room to extend
         left, following = int(self.raw[_LEFT].view(np.int32)[0]), int(self.raw[_NEXT].view(np.uint64)[0])
         self.position = STATE_WORDS if left == 1 else following               # 624: the block is used up
+        self._kept: dict[int, tuple[torch.Tensor, np.ndarray]] = {}   # per rows tensor (a group's, many sites)
+        self._scales: dict[float, float] = {}
 
     def draw(self, shape: tuple[int, ...], keep: float, rows: torch.Tensor | None = None) -> torch.Tensor:
         """`torch.empty(shape).bernoulli_(keep).div_(keep)`, as a (rows, shape[-1]) matrix of the given
@@ -186,11 +188,18 @@ class MaskStream:
         keep_rows = None
         written = count
         if rows is not None:
-            keep_rows = np.zeros(count, np.uint8)
-            keep_rows[rows.cpu().numpy()] = 1
+            held = self._kept.get(id(rows))
+            if held is not None and held[0] is rows and held[1].size == count:
+                keep_rows = held[1]
+            else:
+                keep_rows = np.zeros(count, np.uint8)
+                keep_rows[rows.cpu().numpy()] = 1
+                self._kept[id(rows)] = (rows, keep_rows)     # the tensor held: its id is not reused
             written = rows.numel()
         out = np.empty((written, width), np.float32)
-        scale = torch.ones((), dtype=torch.float32).div_(keep).item()        # as div_ rounds 1/keep
+        scale = self._scales.get(keep)
+        if scale is None:                                                   # as div_ rounds 1/keep
+            scale = self._scales[keep] = torch.ones((), dtype=torch.float32).div_(keep).item()
         self.library.bernoulli_rows(
             self.words[self.position:].ctypes.data_as(_C), ctypes.c_uint64(math.ceil(keep * 2.0 ** 53)),
             ctypes.c_int64(count), ctypes.c_int64(width),

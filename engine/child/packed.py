@@ -8,7 +8,7 @@ projection, the attention output, the feed-forward block and the layer norms; on
 attention itself is computed per length group, padded as today's step pads it.
 
 Same weights (the model's own parameters, so the optimizer and `save_pretrained` see no
-difference), same arithmetic per real token, and the *same dropout masks*: they are drawn
+difference), the same arithmetic per real token up to rounding, and the *same dropout masks*: drawn
 from the generator in Hugging Face's order and shapes (per group: embeddings, then per layer
 attention probabilities, attention output, feed-forward output) and the real tokens' rows
 taken from them, so a training step gives the losses of today's step — within float rounding
@@ -193,8 +193,7 @@ class PackedEncoder:
             if mask is None:
                 context = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
             else:
-                scale = math.sqrt(1 / math.sqrt(size))                 # as SDPA's math path scales q and k
-                scores = (q * scale) @ (k * scale).transpose(-1, -2)
+                scores = (q * (1 / math.sqrt(size))) @ k.transpose(-1, -2)   # one scaling (SDPA scales both)
                 scores = scores.masked_fill(~keys, float("-inf"))
                 probabilities = torch.softmax(scores, dim=-1)
                 context = (probabilities * mask.to(probabilities.dtype)) @ v
