@@ -258,8 +258,7 @@ class HbtApp(App):
         from engine.parent.continuation import plan
 
         continuation = plan(prepared.specs, self.store)
-        queued = [self.service.queue(spec, None, group=prepared.group) for spec in continuation.start]
-        queued += [self.service.queue(spec, summary) for spec, summary in continuation.resume]
+        queued = [self.service.queue(spec, summary, group=prepared.group) for spec, summary in continuation.work]
         if continuation.is_continuation:
             self.notify(f"{len(continuation.finished)} already finished, {len(continuation.resume)} resumed, "
                         f"{len(continuation.failed)} failed kept (the CLI's --retry-failed re-runs them).")

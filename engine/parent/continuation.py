@@ -40,6 +40,11 @@ class Continuation:
     def is_continuation(self) -> bool:
         return bool(self.resume or self.finished or self.failed or self.elsewhere)
 
+    @property
+    def work(self) -> list[tuple[ExperimentSpec, dict | None]]:
+        """What to queue, in order: the new runs (no summary), then the runs to resume."""
+        return [(spec, None) for spec in self.start] + list(self.resume)
+
 
 def _same_spec(summary: dict, spec: ExperimentSpec, store) -> bool:
     document = read_json(store.folder(summary["id"]).spec)

@@ -243,8 +243,7 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
             print(f"note: {spec.name} ({summary['id']}) {title}", file=sys.stderr)
     run_ids, failure = [], None
     with view:
-        work = [(spec, None) for spec in continuation.start] + [(spec, summary) for spec, summary in continuation.resume]
-        for spec, summary in work:
+        for spec, summary in continuation.work:
             if interrupted:
                 break
             try:
@@ -271,7 +270,7 @@ async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: 
         return EXIT_USER_ERROR
     if interrupted:
         return EXIT_INTERRUPTED
-    if not work:
+    if not continuation.work:
         print(f"nothing to do: {len(continuation.finished)} of the {len(specs)} runs already finished"
               + (f", {len(continuation.failed)} failed (--retry-failed)" if continuation.failed else "")
               + (f", {len(continuation.elsewhere)} running elsewhere" if continuation.elsewhere else ""),
