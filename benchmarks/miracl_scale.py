@@ -206,7 +206,8 @@ def main() -> None:
         print(f"\nsearch over {args.passages:,} cached passages ({args.queries} queries, top 100):")
         cache = work / f"cache-{args.passages}"
         exact = evaluate(spec_for(corpora[args.passages], tiny), cache)
-        row("exact (faiss IndexFlatIP per shard)", f"{exact['seconds']:.1f} s (shards read from the cache)")
+        row("exact (faiss IndexFlatIP per shard)", f"{exact['seconds']:.1f} s" + (" (shards read from the cache)" if "memory" in sections
+                                                                else " (encoding included: run it with memory)"))
         for kind in ("hnsw", "ivf"):
             try:
                 result = evaluate(spec_for(corpora[args.passages], tiny, index=kind), cache)

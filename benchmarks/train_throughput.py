@@ -1,6 +1,6 @@
 """Training throughput: our step against the baselines on identical batches (printed, not asserted).
 
-    python benchmarks/train_throughput.py [--steps 16] [--batch-size 16]
+    python benchmarks/train_throughput.py [--steps 16] [--batch-size 16] [--rounds 3]
 
 This machine's matmul peak (fp32 and bf16) is measured first, in the same run. Then each
 system runs in a fresh subprocess (so each gets its own peak RSS), all on the bundled
@@ -354,6 +354,9 @@ def main() -> None:
                         help=f"comma-separated, of: {', '.join(SYSTEMS)}")
     parser.add_argument("--force-bf16", action="store_true", help="run the bf16 systems on a CPU without bf16 too")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=DEVICE)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every system this many times, in turn (a round each), and keep each one's "
+                             "median round: a machine whose speed drifts moves every system alike")
     args = parser.parse_args()
     os.environ["BENCH_DEVICE"] = args.device        # the children run where the parent was told to
     if args.child:
@@ -374,20 +377,32 @@ def main() -> None:
               f"{nominal_gpu_peak(torch.cuda.get_device_name(0)) or 'unknown'} TFLOP/s", flush=True)
     size = 2048 if args.device == "cpu" else 8192
     peaks = {name: matmul_peak(name, size=size, device=args.device) for name in ("fp32", "bf16")}
-    results, not_run = {}, {}
-    for system in args.systems.split(","):
-        why = missing_for(system, args.force_bf16)
-        if why is None:
-            output = subprocess.run([sys.executable, __file__, "--child", system, "--steps", str(args.steps),
-                                     "--batch-size", str(args.batch_size)], capture_output=True, text=True,
-                                    check=False)
-            if output.returncode == 0:
-                results[system] = json.loads(output.stdout.strip().splitlines()[-1])
-                print(f"... {system}: {results[system]['samples_per_s']:.2f} samples/s", flush=True)
+    rounds: dict[str, list[dict]] = {}
+    not_run = {}
+    for number in range(1, max(1, args.rounds) + 1):
+        for system in args.systems.split(","):
+            if system in not_run:
                 continue
-            why = f"failed (exit {output.returncode}): {(output.stderr.strip().splitlines() or ['?'])[-1][:300]}"
-        not_run[system] = why
-        print(f"!!! {system}: NOT RUN — {why}", flush=True)
+            why = missing_for(system, args.force_bf16)
+            if why is None:
+                output = subprocess.run([sys.executable, __file__, "--child", system, "--steps", str(args.steps),
+                                         "--batch-size", str(args.batch_size)], capture_output=True, text=True,
+                                        check=False)
+                if output.returncode == 0:
+                    rounds.setdefault(system, []).append(json.loads(output.stdout.strip().splitlines()[-1]))
+                    print(f"... round {number}, {system}: {rounds[system][-1]['samples_per_s']:.2f} samples/s",
+                          flush=True)
+                    continue
+                why = f"failed (exit {output.returncode}): {(output.stderr.strip().splitlines() or ['?'])[-1][:300]}"
+            not_run[system] = why
+            rounds.pop(system, None)
+            print(f"!!! {system}: NOT RUN — {why}", flush=True)
+    results = {system: sorted(runs, key=lambda row: row["samples_per_s"])[(len(runs) - 1) // 2]
+               for system, runs in rounds.items()}
+    if args.rounds > 1:
+        print(f"\n{args.rounds} rounds; each system's median round is the one shown (samples/s of every round):")
+        for system, runs in rounds.items():
+            print(f"  {system:<20} " + " · ".join(f"{row['samples_per_s']:.2f}" for row in runs))
 
     where = f"CPU ({threads} threads)" if args.device == "cpu" else f"GPU {torch.cuda.get_device_name(0)}"
     print(f"\ntraining throughput · bundled e5-small, word embeddings frozen · batch {args.batch_size} · {where} · "

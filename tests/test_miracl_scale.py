@@ -477,16 +477,17 @@ def test_a_disk_that_fills_during_a_runs_evaluation_fails_the_run_in_one_line_an
 
 
 def test_a_trained_models_shards_leave_the_cache_when_its_evaluation_is_done(tmp_path, tiny_model, data_dir):
-    """A run evaluated on MIRACL at step 0 (the base encoder) and after training: the base
-    encoder's shards stay in the shared cache for every other run of a grid; the trained
-    model's, never read again, are removed once its evaluation is done, so they cannot push the
-    base encoder's out of the cache's limit."""
+    """A run evaluated on MIRACL at step 0 (the base encoder), at step 2 and at its end (step 4):
+    the base encoder's shards stay in the shared cache for every other run of a grid, the final
+    model's too (an evaluation resumed after a stop goes on from them); step 2's, never read
+    again, are removed once that evaluation is done, so they cannot push the base encoder's out
+    of the cache's limit."""
     write_miracl(tmp_path, docs=MORE_DOCS)
     for name in ("xquad-r", "mlqa-r"):
         (tmp_path / name).symlink_to(data_dir / name)
     document = {"name": "trained", "data_dir": str(tmp_path), "encoder": {"name": str(tiny_model)},
-                "train": {"dataset": "xquad-r", "steps": 2, "batch_size": 4, "languages": ["en", "de"],
-                          "max_questions": 20, "checkpoint_every": 0},
+                "train": {"dataset": "xquad-r", "steps": 4, "eval_every": 2, "batch_size": 4,
+                          "languages": ["en", "de"], "max_questions": 20, "checkpoint_every": 0},
                 "eval": {"datasets": ["miracl"], "languages": ["sw"], "at_start": True, "miracl": {"shard_size": 16}}}
     (tmp_path / "spec.json").write_text(json.dumps(document))
     cache = tmp_path / "cache"
@@ -495,10 +496,10 @@ def test_a_trained_models_shards_leave_the_cache_when_its_evaluation_is_done(tmp
                           env={**env(), "HBT_EMBEDDING_CACHE_DIR": str(cache)}, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = sorted((tmp_path / "runs").glob("*/eval/miracl/step-*/results.json"))
-    assert len(results) == 2                                       # step 0 and step 2 were evaluated
+    assert len(results) == 3                                       # steps 0, 2 and 4 were evaluated
     shards = [json.loads(path.read_text())["about"] for path in cache.glob("*.json")
               if (json.loads(path.read_text()).get("about") or {}).get("kind") == "corpus-shard"]
-    assert len(shards) == 3 and len({about["fingerprint"] for about in shards}) == 1   # the base encoder's only
+    assert len(shards) == 6 and len({about["fingerprint"] for about in shards}) == 2   # step 0's and step 4's
 
 
 def write_hub_pool(folder, language: str, docids: list[str]) -> None:

@@ -134,17 +134,18 @@ class EmbeddingCache:
         return value
 
     # --- files ----------------------------------------------------------------------------------
-    def discard_shards(self, fingerprint: str) -> int:
-        """Remove the corpus shards of an encoder of this fingerprint (a trained model's: never
-        met again once its evaluation is done), so that they do not push the base encoder's
-        shards, which every run of a grid reads, out of the cache's limit. How many went."""
+    def discard_shards(self, fingerprint: str, dataset: str) -> int:
+        """Remove `dataset`'s corpus shards encoded by this fingerprint (a trained model's, once
+        its evaluation is done), so that they do not push the base encoder's shards, which every
+        run of a grid reads, out of the cache's limit. How many went."""
         removed = 0
         for meta_path in self.root.glob("*.json") if self.root is not None and self.root.is_dir() else ():
             try:
                 about = json.loads(meta_path.read_text(encoding="utf-8")).get("about") or {}
             except (OSError, ValueError, AttributeError):
                 continue
-            if about.get("kind") == "corpus-shard" and about.get("fingerprint") == fingerprint:
+            if about.get("kind") == "corpus-shard" and about.get("fingerprint") == fingerprint \
+                    and about.get("dataset") == dataset:
                 meta_path.with_suffix(".npy").unlink(missing_ok=True)
                 meta_path.unlink(missing_ok=True)
                 removed += 1

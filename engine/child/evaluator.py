@@ -143,8 +143,10 @@ class Evaluator:
                      MIRACL_METRICS, MIRACL_METRICS[0], precision, hits, protocol=protocol)
         if store is not self.cache:
             shutil.rmtree(own, ignore_errors=True)
-        elif step > 0:          # trained weights: their shards are not read again, the base encoder's are
-            store.discard_shards(fingerprint)
+        elif step > 0 and not final:
+            # a periodic evaluation's trained weights are never met again (the base encoder's shards
+            # are, by every run of a grid); a final one's are kept, for an evaluation resumed after a stop
+            store.discard_shards(fingerprint, dataset)
 
     def _shard_store(self, dataset: str):
         """(the run's own shard folder, the store a MIRACL corpus's shards go to): the embedding

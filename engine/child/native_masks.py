@@ -83,9 +83,9 @@ def _cpu_key() -> str:
     described = platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                described += line
-                if line.startswith("flags"):
+            if line.startswith(("model name", "flags", "Features", "CPU implementer", "CPU part")):
+                described += line         # x86 names its model and flags; Arm its features and part
+                if line.startswith(("flags", "Features")):
                     break
     except OSError:
         pass
@@ -175,7 +175,8 @@ class MaskStream:
 
     def draw(self, shape: tuple[int, ...], keep: float, rows: torch.Tensor | None = None) -> torch.Tensor:
         """`torch.empty(shape).bernoulli_(keep).div_(keep)`, as a (rows, shape[-1]) matrix of the given
-        rows of it (ascending flat indices over the leading dimensions) or, without rows, in `shape`."""
+        rows of it (ascending, distinct flat indices over the leading dimensions: a layout's real
+        tokens) or, without rows, in `shape`."""
         width = shape[-1]
         count = math.prod(shape) // width
         end = self.position + 2 * count * width
