@@ -132,7 +132,7 @@ def test_the_cli_and_the_tui_reach_the_runner_through_the_run_service_only():
     assert offenders == []
     reaching = []
     for path in [*(ROOT / "tui").rglob("*.py"), *(ROOT / "engine" / "parent").glob("*commands.py"),
-                 ROOT / "engine" / "parent" / "headless.py"]:
+                 ROOT / "engine" / "parent" / "run_views.py"]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
                     and node.value.attr == "runner":
@@ -183,16 +183,28 @@ def test_the_parent_never_reads_back_the_spec_of_a_run_it_launched(tmp_path):
         await service.wait([run_id])
         return run_id
 
+    async def resumed_elsewhere(run_id: str) -> None:   # a tracked run a later parent resumes: read once
+        record = json.loads((store.folder(run_id).record).read_text())
+        (store.folder(run_id).record).write_text(json.dumps({**record, "status": "interrupted"}))
+        service = RunService.start(store, 1, command=replay_command(FIXTURES / "hybrid", rate=500),
+                                   trackers=["mlflow"])
+        service.resume(run_id)
+        await service.wait([run_id])
+
+    def reads() -> list[tuple[str, str]]:
+        return [(path, mode) for path, mode in opened if "r" in mode and "+" not in mode]
+
     os.environ["MLFLOW_TRACKING_URI"] = (tmp_path / "mlruns").as_uri()
     try:
         run_id = asyncio.run(walk())
         tracked_id = asyncio.run(tracked_walk())
+        assert reads() == []
+        asyncio.run(resumed_elsewhere(tracked_id))
     finally:
         watching[0] = False
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     assert (store.folder(run_id).path / "spec.json").exists()
-    reads = [(path, mode) for path, mode in opened if "r" in mode and "+" not in mode]
-    assert reads == [], reads
+    assert reads() == [(str(store.folder(tracked_id).spec), "r")], reads()
     assert store.get(tracked_id)["status"] == "finished"
     assert list((tmp_path / "mlruns").rglob("tracked-walk*")) or list((tmp_path / "mlruns").rglob("meta.yaml"))
 

@@ -7,7 +7,7 @@ import io
 import shutil
 
 from engine.contract.events import EvalDone, Finished, Step, read_events
-from engine.parent.headless import PlainView, format_seconds
+from engine.parent.run_views import PlainView, format_seconds
 from engine.parent.run_state import EventTail, fold
 from tui_helpers import FIXTURES
 

@@ -10,4 +10,6 @@ def hidden(key: str, action: str, description: str) -> Binding:
     return Binding(key, action, description, show=False)
 
 
+HELP = Binding("question_mark", "app.help", "Help")          # every screen's footer: `?` lists its keys
+BACK = Binding("escape", "app.pop_screen", "Back")
 RUN_ACTIONS = [hidden("c", "cancel", "Cancel"), hidden("r", "resume", "Resume")]   # a run: list or detail screen

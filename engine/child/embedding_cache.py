@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.contract.embedding_files import cache_root, evict, limit_bytes
+from engine.contract.embedding_files import cache_root, corpus_shards, evict, limit_bytes
 from engine.contract.errors import UserError
 
 LOCK_POLL_SECONDS = 0.2
@@ -139,13 +139,8 @@ class EmbeddingCache:
         its evaluation is done), so that they do not push the base encoder's shards, which every
         run of a grid reads, out of the cache's limit. How many went."""
         removed = 0
-        for meta_path in self.root.glob("*.json") if self.root is not None and self.root.is_dir() else ():
-            try:
-                about = json.loads(meta_path.read_text(encoding="utf-8")).get("about") or {}
-            except (OSError, ValueError, AttributeError):
-                continue
-            if about.get("kind") == "corpus-shard" and about.get("fingerprint") == fingerprint \
-                    and about.get("dataset") == dataset:
+        for meta_path, about, _ in corpus_shards(self.root):
+            if about.get("fingerprint") == fingerprint and about.get("dataset") == dataset:
                 meta_path.with_suffix(".npy").unlink(missing_ok=True)
                 meta_path.unlink(missing_ok=True)
                 removed += 1

@@ -143,9 +143,10 @@ class Evaluator:
                      MIRACL_METRICS, MIRACL_METRICS[0], precision, hits, protocol=protocol)
         if store is not self.cache:
             shutil.rmtree(own, ignore_errors=True)
-        elif step > 0 and not final:
+        elif step > 0 and not final and store.hits == hits:
             # a periodic evaluation's trained weights are never met again (the base encoder's shards
-            # are, by every run of a grid); a final one's are kept, for an evaluation resumed after a stop
+            # are, by every run of a grid); a final one's are kept, for an evaluation resumed after a
+            # stop; and shards it found already there (weights that did not move: lr 0) are someone's
             store.discard_shards(fingerprint, dataset)
 
     def _shard_store(self, dataset: str):

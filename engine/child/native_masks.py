@@ -136,7 +136,6 @@ def _library() -> ctypes.CDLL | None:
 def _agrees_with_torch(library: ctypes.CDLL) -> bool:
     """The native masks equal torch's `bernoulli_` on a private generator (odd sizes, two probabilities)."""
     generator = torch.Generator().manual_seed(20240607)
-    generator.manual_seed(20240607)
     torch.rand(333, generator=generator)
     state = generator.get_state()
     expected = [torch.empty(shape).bernoulli_(p, generator=generator).div_(p)

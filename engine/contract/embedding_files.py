@@ -53,6 +53,24 @@ def is_entry(array_path: Path) -> bool:
         and isinstance(meta.get("dtype"), str)
 
 
+def corpus_shards(root: Path | None) -> list[tuple[Path, dict, int]]:
+    """(metadata path, what it encodes, rows) of every MIRACL corpus shard in the cache: its
+    `about` says kind "corpus-shard", the encoder's fingerprint, dataset, language, protocol,
+    pool, size and dtype. Unreadable metadata is passed over."""
+    found = []
+    for meta_path in root.glob("*.json") if root is not None and root.is_dir() else ():
+        if not ENTRY_KEY.match(meta_path.stem):
+            continue
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            about, rows = meta.get("about"), int(meta["shape"][0])
+        except (OSError, ValueError, AttributeError, KeyError, TypeError, IndexError):
+            continue
+        if isinstance(about, dict) and about.get("kind") == "corpus-shard":
+            found.append((meta_path, about, rows))
+    return found
+
+
 def entries(root: Path) -> list[tuple[Path, int, float]]:
     """(array path, bytes with its metadata, last use) of every entry, oldest use first."""
     found = []

@@ -46,6 +46,9 @@ class Notice(Event):
 
 @dataclass(frozen=True)
 class Started(Event):
+    """The run is set up and about to train (or evaluate): where it runs, in what precision,
+    how many steps, and from which step a resume goes on."""
+
     kind: ClassVar[str] = "started"
     run_name: str
     pid: int
@@ -63,6 +66,8 @@ class Started(Event):
 
 @dataclass(frozen=True)
 class Step(Event):
+    """One optimizer step done: its loss (and each objective's), learning rate and speed."""
+
     kind: ClassVar[str] = "step"
     step: int
     total_steps: int
@@ -124,6 +129,8 @@ class EvalDone(Event):
 
 @dataclass(frozen=True)
 class Checkpoint(Event):
+    """A checkpoint was written at `step` (a resume starts from the newest intact one)."""
+
     kind: ClassVar[str] = "checkpoint"
     step: int
     path: str
@@ -131,6 +138,8 @@ class Checkpoint(Event):
 
 @dataclass(frozen=True)
 class Finished(Event):
+    """Training and the final evaluation are done; `model_path` holds the saved model."""
+
     kind: ClassVar[str] = "finished"
     step: int
     seconds: float
@@ -149,6 +158,8 @@ class Stopped(Event):
 
 @dataclass(frozen=True)
 class Failed(Event):
+    """The run stopped on an error: one line for the user, the traceback for the log."""
+
     kind: ClassVar[str] = "failed"
     error: str
     traceback: str = ""

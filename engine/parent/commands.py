@@ -22,19 +22,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
-from engine.contract.arms import alpha_text
+from engine.contract.errors import EXIT_USER_ERROR, UserError
 from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
 from engine.parent.run_service import open_store, runs_dir_of
+from engine.parent import run_commands
 from engine.parent.terminal import guard_streams
 from engine.parent.study_commands import (
     add_family_options,
@@ -47,182 +46,111 @@ from engine.parent.study_commands import (
     reports_command,
 )
 
+if TYPE_CHECKING:
+    from engine.parent.store import RunStore
+    from engine.parent.submission import Prepared
+
+EXIT_INTERRUPTED = 130
+
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.headless import run_spec_file
+    """`--run SPEC`: check and expand the spec (bad input: one line, exit 2, nothing created),
+    then run what the grid still needs through the run service and print the per-language
+    results (with deltas against the spec's baseline run). `--dry-run` prints the plan and
+    starts nothing."""
+    from engine.contract.validation import read_document
+    from engine.parent.executors import from_spec
+    from engine.parent.submission import check_baseline, prepare
 
-    return run_spec_file(args.run_spec, args.jobs, runs_dir_of(args), console, as_json=args.json,
-                         priority=args.priority, dry_run=args.dry_run, yes=args.yes, log_every=args.log_every,
-                         nproc=args.nproc, executor=args.executor, partition=args.partition,
-                         retry_failed=args.retry_failed, track=args.track)
-
-
-def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.records import RunFilter, primary_results, where_label
-    from engine.parent.tables import fmt, plain
-
-    run_filter = RunFilter.parse(args.filter or "")
-    run_filter = RunFilter(status=args.status or run_filter.status, strategy=args.strategy or run_filter.strategy,
-                           tag=args.tag or run_filter.tag, words=run_filter.words + tuple((args.name or "").split()),
-                           fields=run_filter.fields)
-    runs = open_store(runs_dir_of(args)).find(run_filter)
-    runs = runs[:args.limit] if args.limit else runs
-    if args.json:
-        print(json.dumps(runs, indent=1))
-        return 0
-    clustered = any(where_label(run) != "local" for run in runs)   # a column only where it says something
-    rows = []
-    for run in runs:
-        dataset, result = primary_results(run)
-        macro = result.get("macro", {})
-        rows.append({"id": run["id"], "status": run.get("status", "?"), "strategy": run.get("strategy") or "",
-                     "α": alpha_text(run.get("strategy"), run.get("alpha")),
-                     "step": f"{run.get('step') or 0}/{run.get('total_steps') or '?'}",
-                     "eval": f"{dataset}:{result.get('primary', 'map')}" if dataset else "",
-                     **{setting: fmt(macro.get(setting)) for setting in SETTINGS},
-                     "bias": fmt(result.get("bias"), 1), "where": where_label(run)})
-    columns = ["id", "status", "strategy", "α", "step", "eval", *SETTINGS, "bias"]
-    columns += ["where"] if clustered else []
-    # the id stays whole (it is what every other command takes); the least needed columns go first
-    for optional in ("eval", "where", "α", "bias", "strategy", "step", "cross", "mono", "multi", "status"):
-        needed = sum(max([len(column)] + [len(printable(row[column])) for row in rows]) + 3 for column in columns)
-        if needed <= console.width:
-            break
-        columns.remove(optional) if optional in columns else None
-    table = Table(title=f"{len(runs)} runs (scores: macro average of the primary metric)", title_justify="left")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("id", "status", "strategy", "eval", "where") else "right",
-                         no_wrap=True, min_width=max([len(row["id"]) for row in rows] + [2]) if column == "id" else None)
-    for row in rows:
-        table.add_row(*(plain(row[column]) for column in columns))
-    console.print(table)
-    return 0
-
-
-def _cmd_show(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.compare import load_run, value_cis
-    from engine.parent.records import MISSING
-    from engine.parent.tables import plain, results_table
-
+    document = read_document(args.run_spec)
+    if args.nproc is not None and isinstance(document, dict):
+        document["train"] = {**(document.get("train") or {}), "devices": args.nproc}
+    prepared = prepare(document, args.run_spec, allow_large=args.yes)   # before any folder exists
+    from_spec(args.executor, args.partition).check()                      # an unreachable cluster starts nothing
     store = open_store(runs_dir_of(args))
-    summary = store.resolve(args.run)
-    folder = store.folder(summary["id"])
-    results = load_run(folder).results if summary["status"] != MISSING else {}
-    if args.json:
-        print(json.dumps({"summary": summary, "results": results}, indent=1))
+    check_baseline(prepared.specs, store)
+    if args.dry_run:
+        from engine.parent.continuation import plan
+        from engine.parent.launch import detect_gpus
+        from engine.parent.miracl_cost import cost_lines
+        from engine.parent.run_views import print_plan
+
+        print_plan(prepared, args.run_spec, plan(prepared.specs, store, args.retry_failed), args.jobs)
+        for line in cost_lines(prepared.specs, store, "cuda" if detect_gpus() else "cpu"):
+            print(line)
         return 0
-    console.print(Text.assemble(plain(summary["name"], "bold"), "  ", plain(summary["id"]), "  ",
-                                plain(summary["status"], "bold")))
-    if summary["status"] == MISSING:
-        console.print(plain(f"  its folder {folder.path} is gone: no results to show "
-                            "(`hbt-tui delete` removes it from the index)"), soft_wrap=True)
-        return 0
-    for key in ("encoder", "strategy", "alpha", "train_dataset", "seed", "device", "host", "git_commit",
-                "spec_hash", "step", "total_steps", "loss", "error"):
-        if summary.get(key) not in (None, ""):
-            console.print(plain(f"  {key:<14} {summary[key]}"), soft_wrap=True)
-    console.print(plain(f"  {'folder':<14} {folder.path}"), soft_wrap=True)
-    run = load_run(folder) if args.ci else None
-    for dataset, dataset_results in results.items():
-        metric = args.metric or dataset_results.get("primary_metric", "map")
-        cis = value_cis(run, dataset, metric) if args.ci else None
-        console.print(results_table(dataset_results, args.metric, cis))
-    if summary.get("status") == "failed" and summary.get("stderr_tail"):
-        console.print(Text("stderr (tail):", style="red"))
-        console.print(plain(summary["stderr_tail"], newlines=True))
-    return 0
+    return asyncio.run(_run_grid(prepared, store, console, args.jobs, as_json=args.json, priority=args.priority,
+                                 log_every=args.log_every, executor=args.executor, partition=args.partition,
+                                 retry_failed=args.retry_failed, track=args.track))
 
 
-def _cmd_resume(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.headless import PlainView, ProgressView, print_summaries
+async def _run_grid(prepared: Prepared, store: RunStore, console: Console, jobs: int, *, as_json: bool,
+                    priority: int = 0, log_every: int = 10, executor: str | None = None,
+                    partition: str | None = None, retry_failed: bool = False,
+                    track: list[str] | None = None) -> int:
+    """Run what a checked grid still needs and print the outcome. Ctrl-C cancels cleanly, during
+    submission too (every run checkpoints and is marked cancelled). Exit 0 only if every run
+    finished; 2 when a submission was refused midway (a full disk: the runs already queued are
+    cancelled with checkpoints and listed, never lost); 130 when interrupted."""
+    from engine.parent.continuation import plan
     from engine.parent.run_service import RunService
+    from engine.parent.run_views import PlainView, ProgressView, json_summary, print_summaries
 
-    store = open_store(runs_dir_of(args))
-    summaries = list({summary["id"]: summary for summary in map(store.resolve, args.runs)}.values())
+    view = (ProgressView(console, enabled=not as_json) if console.is_terminal or as_json
+            else PlainView(sys.stdout, log_every))
+    service = RunService.start(store, jobs, on_event=view.on_event, on_status=view.on_status, executor=executor,
+                               partition=partition, trackers=track)
+    for message in service.reconcile():
+        print(f"note: {message}", file=sys.stderr)
 
-    async def resume() -> list[dict]:
-        view = ProgressView(console, enabled=True) if console.is_terminal else PlainView(sys.stdout, 10)
-        service = RunService.start(store, args.jobs, on_event=view.on_event, on_status=view.on_status)
-        for message in service.reconcile():
-            print(f"note: {message}", file=sys.stderr)
-        with view:
-            for summary in summaries:
-                service.resume(summary["id"])
-                view.add(summary["id"], summary["name"])
-            await service.wait([summary["id"] for summary in summaries])
-        return [service.final_summary(summary["id"]) or summary for summary in summaries]
+    def on_interrupt() -> None:
+        if service.interrupt():
+            print("cancelling: runs checkpoint and stop (Ctrl-C again is ignored)…", file=sys.stderr)
 
-    finals = asyncio.run(resume())
-    print_summaries(finals, store, console)
-    return 0 if all(final["status"] == "finished" for final in finals) else 1
-
-
-def _cmd_cancel(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.records import ACTIVE
-    from engine.parent.run_service import RunService
-
-    store = open_store(runs_dir_of(args))
-    summary = store.resolve(args.run)
-    if summary["status"] not in ACTIVE:
-        raise RunError(f"run {summary['id']} is {summary['status']}, not queued or running")
-    status = asyncio.run(RunService(store).cancel(summary["id"]))
-    print(f"{summary['id']}: {status}", file=sys.stderr)
-    return 0 if status == "cancelled" else 1
-
-
-def _cmd_delete(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.run_service import RunService
-
-    store = open_store(runs_dir_of(args))
-    summary = store.resolve(args.run)
-    store.folder(summary["id"])                  # a plain folder name inside the runs directory, or refused
-    if not args.yes:
-        raise RunError(f"deleting {summary['id']} removes its folder; add --yes to confirm")
-    print(RunService(store).delete(summary["id"]), file=sys.stderr)
-    return 0
-
-
-def _cmd_index(args: argparse.Namespace, console: Console) -> int:
-    store = open_store(runs_dir_of(args))
-    print(f"rebuilt the index of {store.runs_dir}: {store.rebuild()} runs")
-    return 0
-
-
-def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
-    from engine.contract import embedding_files
-
-    if args.cache_command == "clear":
-        removed, size = embedding_files.clear()
-        print(f"removed {removed} cached embedding entries ({size / 2**20:.1f} MB) from {embedding_files.cache_root()}")
-        return 0
-    facts = embedding_files.info()
-    if args.json:
-        print(json.dumps(facts))
-        return 0
-    print(f"embedding cache: {facts['path']}\n{facts['entries']} entries, {facts['bytes'] / 2**20:.1f} MB "
-          f"of {facts['limit_bytes'] / 2**20:.0f} MB (HBT_EMBEDDING_CACHE_MB); least recently used go first")
-    return 0
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+    continuation = plan(prepared.specs, store, retry_failed)
+    left = continuation.finished + continuation.failed + continuation.elsewhere
+    for title, items in (("already finished: skipped", continuation.finished),
+                         ("failed: kept as it is (--retry-failed re-runs it)", continuation.failed),
+                         ("queued or running in another process: left to it", continuation.elsewhere)):
+        for spec, summary in items:
+            print(f"note: {spec.name} ({summary['id']}) {title}", file=sys.stderr)
+    with view:
+        outcome = await service.run_grid(continuation.work, priority=priority, group=prepared.group,
+                                         source=prepared.source, on_queued=view.add)
+    summaries = [service.final_summary(run_id) or {"id": run_id, "name": run_id, "status": "missing"}
+                 for run_id in outcome.run_ids]
+    if as_json:      # the whole grid: what ran now, and what was left as it was (marked)
+        kept = [{**json_summary(store.get(summary["id"]) or summary, store), "skipped": True} for _, summary in left]
+        print(json.dumps([json_summary(summary, store) for summary in summaries] + kept, indent=2))
+    else:
+        print_summaries(summaries, store, console)
+    if outcome.failure is not None:
+        print(f"error: {outcome.failure}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    if not continuation.work:
+        print(f"nothing to do: {len(continuation.finished)} of the {len(prepared.specs)} runs already finished"
+              + (f", {len(continuation.failed)} failed (--retry-failed)" if continuation.failed else "")
+              + (f", {len(continuation.elsewhere)} running elsewhere" if continuation.elsewhere else ""),
+              file=sys.stderr)
+    complete = all(summary["status"] == "finished" for summary in summaries) and not continuation.failed
+    return 0 if complete and (summaries or continuation.finished) else 1
 
 
 def _cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     """A zero-shot evaluation is a run: checked, queued, indexed and compared like any other."""
     from engine.parent.zero_shot import zero_shot_document
-    from engine.parent.headless import run_prepared
     from engine.parent.submission import prepare
 
     store = open_store(runs_dir_of(args))
     document = zero_shot_document(args.target, store=store, datasets=args.datasets, languages=args.languages,
                                   max_queries=args.max_queries, data_dir=args.data_dir, name=args.name)
     prepared = prepare(document, args.target, store=store)
-    return asyncio.run(run_prepared(prepared, 1, store, console, as_json=args.json))
-
-
-def _cmd_data_fetch(args: argparse.Namespace, console: Console) -> int:
-    from engine.parent.fetch import fetch
-
-    for dataset in args.datasets:
-        print(f"{dataset}: {fetch(dataset, Path(args.to) if args.to else None)}")
-    return 0
+    return asyncio.run(_run_grid(prepared, store, console, 1, as_json=args.json))
 
 
 class Parser(argparse.ArgumentParser):
@@ -285,12 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--strategy")
     runs.add_argument("--filter", help="the Runs screen's filter: 'status:failed strategy:hyb text'")
     runs.add_argument("--limit", type=bounded(1, 10**7), default=50)
-    runs.set_defaults(handler=_cmd_runs)
+    runs.set_defaults(handler=run_commands.cmd_runs)
     show = commands.add_parser("show", help="one run")
     show.add_argument("run")
     show.add_argument("--metric")
     show.add_argument("--ci", action="store_true", help="95 %% confidence intervals (bootstrap over questions)")
-    show.set_defaults(handler=_cmd_show)
+    show.set_defaults(handler=run_commands.cmd_show)
     compare = commands.add_parser("compare", help="runs side by side per language")
     compare.add_argument("runs", nargs="+")
     compare.add_argument("--dataset")
@@ -305,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--require-seeds", action="store_true",
                          help="refuse systems with a single run (mean ± sd over seeds needs 2 or more)")
     compare.set_defaults(handler=compare_command)
-    for name, handler, text in (("resume", _cmd_resume, "continue interrupted/cancelled/failed runs (--jobs N at once)"),
-                                ("cancel", _cmd_cancel, "stop a queued or running run (any parent's)"),
-                                ("delete", _cmd_delete, "remove a run and its folder")):
+    for name, handler, text in (("resume", run_commands.cmd_resume,
+                                 "continue interrupted/cancelled/failed runs (--jobs N at once)"),
+                                ("cancel", run_commands.cmd_cancel, "stop a queued or running run (any parent's)"),
+                                ("delete", run_commands.cmd_delete, "remove a run and its folder")):
         command = commands.add_parser(name, help=text)
         if name == "resume":   # several at once with --jobs N
             command.add_argument("runs", nargs="+", metavar="run")
@@ -357,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.set_defaults(handler=push_command)
     index = commands.add_parser("index", help="the results index").add_subparsers(
         dest="index_command", required=True, parser_class=with_common)
-    index.add_parser("rebuild", help="re-create it from the run folders").set_defaults(handler=_cmd_index)
+    index.add_parser("rebuild", help="re-create it from the run folders").set_defaults(handler=run_commands.cmd_index)
     evaluate = commands.add_parser("evaluate", help="a zero-shot evaluation of an encoder, as a run")
     evaluate.add_argument("target", help="a spec JSON (its encoder, untrained), a finished run (id, name or "
                           "folder: its trained model), a hub model name, a model folder or bundled:multilingual-e5-small")
@@ -369,14 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_cmd_evaluate)
     cache = commands.add_parser("cache", help="the embedding cache").add_subparsers(
         dest="cache_command", required=True, parser_class=with_common)
-    cache.add_parser("info", help="where it is, its size and limit").set_defaults(handler=_cmd_cache)
-    cache.add_parser("clear", help="remove every cached embedding").set_defaults(handler=_cmd_cache)
+    cache.add_parser("info", help="where it is, its size and limit").set_defaults(handler=run_commands.cmd_cache)
+    cache.add_parser("clear", help="remove every cached embedding").set_defaults(handler=run_commands.cmd_cache)
     data = commands.add_parser("data", help="benchmark data").add_subparsers(
         dest="data_command", required=True, parser_class=with_common)
     fetch = data.add_parser("fetch", help="download XQuAD-R / MLQA-R into the user cache")
     fetch.add_argument("datasets", nargs="*", default=["xquad-r", "mlqa-r"])
     fetch.add_argument("--to", help="data directory to fill (default: the user cache)")
-    fetch.set_defaults(handler=_cmd_data_fetch)
+    fetch.set_defaults(handler=run_commands.cmd_data_fetch)
     return parser
 
 
@@ -404,4 +333,4 @@ def main(argv: list[str] | None = None, default: Callable[[argparse.Namespace], 
         return EXIT_USER_ERROR
     except KeyboardInterrupt:       # Ctrl-C before any run started (the checks, a report): no traceback
         print("error: interrupted; nothing was started or written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -11,12 +11,7 @@ import subprocess
 import sys
 
 from engine.contract.events import Event, Failed, Finished, Stopped
-from engine.contract.layout import RunFolder, read_json
-
-
-def run_devices(folder: RunFolder) -> int:
-    """`train.devices` of a run recorded before its run.json kept it (read from its spec)."""
-    return int(((read_json(folder.spec) or {}).get("train") or {}).get("devices") or 1)
+from engine.contract.layout import RunFolder
 
 
 def train_command(folder: RunFolder, resume: bool, devices: int = 1) -> list[str]:

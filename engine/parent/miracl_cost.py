@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from engine.contract.catalog import MIRACL_CORPUS_SIZES, MIRACL_DEV_LANGUAGES, resolve_dataset_dir
-from engine.contract.embedding_files import cache_root
+from engine.contract.embedding_files import cache_root, corpus_shards
 from engine.contract.errors import DataError
 from engine.contract.miracl_protocol import read_pool
 
@@ -56,14 +56,7 @@ def cached_shards(root: Path, about: dict) -> tuple[Counter, Counter]:
     """(shards, passages) stored per language that match `about` (encoder, dataset, protocol,
     pool, size, dtype), for the fingerprint with the most of them (the base weights)."""
     per_fingerprint: dict[str, tuple[Counter, Counter]] = {}
-    for meta_path in root.glob("*.json") if root.is_dir() else ():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            stored, rows = meta.get("about"), int(meta["shape"][0])
-        except (OSError, ValueError, AttributeError, KeyError, TypeError, IndexError):
-            continue
-        if not isinstance(stored, dict) or stored.get("kind") != "corpus-shard":
-            continue
+    for _, stored, rows in corpus_shards(root):
         if all(stored.get(key) == value for key, value in about.items()):
             shards, passages = per_fingerprint.setdefault(stored.get("fingerprint", ""), (Counter(), Counter()))
             shards[stored.get("language")] += 1

@@ -1,10 +1,11 @@
 """The parent-side run service: what the CLI and the TUI do to runs, written once.
 
 `RunService` is the one way both reach the runner: queue (a grid's new runs, and the
-interrupted ones it resumes), cancel (a run of this process, or one another process owns —
-its owner is asked), resume, wait, delete, hand runs over to a background process, and what
-is going on here (`active`, `here`). The runs directory and its index: `runs_dir_of`,
-`open_store`.
+interrupted ones it resumes), run a grid's work to its end (`run_grid`: Ctrl-C or a
+submission refused midway cancels what was queued, every run checkpointing), cancel (a run of
+this process, or one another process owns — its owner is asked), resume, wait, delete, hand
+runs over to a background process, and what is going on here (`active`, `here`). The runs
+directory and its index: `runs_dir_of`, `open_store`.
 
 `delete_run` removes a run's folder and its index row — only what is the run's: a folder that
 is a symbolic link loses the link, never what it points to; a folder that cannot be removed
@@ -14,17 +15,18 @@ stopped to a detached `hbt-tui resume`, which owns them from then on.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-
-from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING
 
-from engine.contract.errors import RunError
+from engine.contract.errors import RunError, UserError
 from engine.parent.records import ACTIVE
 from engine.parent.store import RunStore
 
@@ -55,6 +57,17 @@ def open_store(runs_dir: Path) -> RunStore:
     return store
 
 
+@dataclass
+class GridOutcome:
+    """What became of a grid's work: the runs queued (in order), the error that refused a
+    submission midway (a full disk: the queued runs were cancelled, with checkpoints), and
+    whether the user interrupted it."""
+
+    run_ids: list[str]
+    failure: UserError | None = None
+    interrupted: bool = False
+
+
 class RunService:
     """Runs of one runs directory, as this process acts on them (the runner underneath starts
     and follows the processes; nothing else touches it)."""
@@ -62,6 +75,7 @@ class RunService:
     def __init__(self, store: RunStore, runner: Runner | None = None) -> None:
         self.store = store
         self._made: Runner | None = runner
+        self.interrupted = False
 
     @property
     def _runner(self) -> Runner:
@@ -133,6 +147,41 @@ class RunService:
             return self.submit(spec, priority, group, source)
         self.resume(summary["id"], priority)
         return summary["id"]
+
+    async def run_grid(self, work: Iterable[tuple[ExperimentSpec, dict | None]], *, priority: int = 0,
+                       group: str | None = None, source: str | None = None,
+                       on_queued: Callable[[str, str], None] | None = None) -> GridOutcome:
+        """Queue a grid's work (engine.parent.continuation: new runs, and interrupted ones
+        resumed) and wait until every queued run has ended. `on_queued(run_id, name)` as each
+        is queued. A submission refused midway (UserError: a full disk) or `interrupt()` stops
+        the queuing and cancels what was queued; nothing queued is lost."""
+        outcome = GridOutcome([])
+        for spec, summary in work:
+            if self.interrupted:
+                break
+            try:
+                run_id = self.queue(spec, summary, priority=priority, group=group, source=source)
+            except UserError as error:
+                outcome.failure = error
+                break
+            outcome.run_ids.append(run_id)
+            if on_queued is not None:
+                on_queued(run_id, spec.name)
+            await asyncio.sleep(0)  # let Ctrl-C in between submissions
+        if self.interrupted or outcome.failure is not None:
+            await self.cancel_all()
+        await self.wait(outcome.run_ids)
+        outcome.interrupted = self.interrupted
+        return outcome
+
+    def interrupt(self) -> bool:
+        """Ctrl-C (from a running event loop): stop queuing and cancel this process's runs (they
+        checkpoint and stop). False when it was already asked."""
+        if self.interrupted:
+            return False
+        self.interrupted = True
+        self._cancelling = asyncio.get_running_loop().create_task(self.cancel_all())   # held: a task is weakly kept
+        return True
 
     async def cancel(self, run_id: str) -> str:
         """Cancel a run of this process (it checkpoints and stops), or ask the process that owns

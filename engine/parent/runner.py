@@ -25,17 +25,15 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from engine.contract.errors import RunError
 from engine.contract.events import EvalDone, Event, Started, parse_event, read_events
 from engine.contract.layout import RunFolder, read_json, write_json_atomic, write_record
-from engine.parent.executors import Executor, Handle, from_spec
+from engine.parent.executors import Executor, from_spec
 from engine.parent.launch import (
     detect_gpus,
     final_status,
-    run_devices,
     stderr_tail,
     train_command,
 )
@@ -57,7 +55,7 @@ from engine.parent.records import (
     status_from_events,
     summarise_run_dir,
 )
-from engine.parent.run_state import RunState
+from engine.parent.live_run import LiveRun, tracked
 from engine.parent.store import IndexWriteError, RunStore
 
 if TYPE_CHECKING:
@@ -68,52 +66,6 @@ EventCallback = Callable[[str, Event], None]
 StatusCallback = Callable[[str, dict], None]
 MessageCallback = Callable[[str], None]
 REQUEST_POLL_SECONDS = 0.5
-
-
-@dataclass
-class LiveRun:
-    """What the parent knows about a run it manages."""
-
-    id: str
-    folder: RunFolder
-    priority: int = 0
-    resume: bool = False
-    devices: int = 1                                      # train.devices: processes (ranks) of the run
-    spec: dict | None = None                              # the spec document written (for the trackers)
-    status: str = "queued"
-    handle: Handle | None = None
-    cancel_requested: bool = False
-    state: RunState = field(default_factory=RunState)     # the fold of its events
-    summary: dict = field(default_factory=dict)           # what this parent last recorded (if a write failed)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def terminal(self) -> Event | None:
-        return self.state.terminal
-
-    @property
-    def progress(self) -> dict:
-        """What the index keeps of a running run's progress (nothing before its first event)."""
-        state = self.state
-        if state.started is None and not state.losses:
-            return {}
-        found = {"step": state.step, "total_steps": state.total_steps}
-        if state.losses:
-            found.update(loss=state.loss, samples_per_s=state.samples_per_s)
-        return found
-
-
-def tracked(names: list[str] | None, warn: Callable[[str], None]):
-    """The live trackers runs are forwarded to: `names` (`--track`), else ./hbt-tui.json's
-    `trackers` (none: None, and no tracker package is imported)."""
-    from engine.parent.executors import config
-
-    names = names if names is not None else list(config().get("trackers") or [])
-    if not names:
-        return None
-    from engine.parent.trackers.live import LiveTrackers
-
-    return LiveTrackers(names, warn)
 
 
 class Runner:
@@ -217,9 +169,13 @@ class Runner:
                                                       ended=None))
         self.on_status(run_id, self.store.get(run_id) or {})
         devices = clean_record(record).get("devices")
-        if not isinstance(devices, int) or devices < 1:
-            devices = run_devices(folder)               # a run recorded before `devices` (or a damaged one): its spec
-        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint, devices=devices))
+        recorded = isinstance(devices, int) and devices >= 1     # not in a run recorded before `devices` kept it
+        spec = self.runs[run_id].spec if run_id in self.runs else None      # a run this runner launched
+        if spec is None and (self.trackers is not None or not recorded):
+            spec = read_json(folder.spec) or {}    # an earlier parent's run: read once, for the trackers / devices
+        if not recorded:
+            devices = int(((spec or {}).get("train") or {}).get("devices") or 1)
+        self._enqueue(LiveRun(run_id, folder, priority, resume=has_checkpoint, devices=devices, spec=spec))
 
     def _enqueue(self, run: LiveRun) -> None:
         self.runs[run.id] = run

@@ -53,7 +53,8 @@ def check_output_path(path: Path, force: bool) -> None:
 
 def compare_command(args: argparse.Namespace, console: Console) -> int:
     from engine.contract.layout import write_atomic
-    from engine.parent.compare import FORMATS, compare, load_run
+    from engine.parent.compare import compare, load_run
+    from engine.parent.compare_formats import FORMATS
     from engine.parent.tables import print_comparison
 
     test = significance_of(args)

@@ -20,9 +20,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.parent.compare import FORMATS, Comparison, compare, load_run
+from engine.parent.compare import Comparison, MixedProtocols, compare, load_run
+from engine.parent.compare_formats import FORMATS
 from engine.parent.tables import markup_safe, plain
 from engine.contract.layout import SETTINGS, write_atomic
+from tui.keys import BACK, HELP
 
 
 class ComparisonReady(Message):
@@ -76,14 +78,14 @@ def fill_table(table: DataTable, columns: list[tuple[str, str]], rows: list[tupl
 
 class CompareScreen(Screen):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        BACK,
         Binding("b", "next_baseline", "Base"),           # "Baseline" cut ^q off the footer at 80 columns
         Binding("m", "next_metric", "Metric"),
         Binding("t", "next_dataset", "Dataset"),
         Binding("e", "export", "Export"),
         Binding("s", "save", "Save"),
         Binding("x", "mixed_protocols", "Mixed protocols", show=False),   # MIRACL results of other protocols
-        Binding("question_mark", "app.help", "Help"),
+        HELP,
     ]
 
     baseline: reactive[int] = reactive(0, init=False)
@@ -144,9 +146,10 @@ class CompareScreen(Screen):
             metric = metric if metric in metrics else results.get("primary_metric", metrics[0])
             comparison = compare(runs, dataset, metric, SETTINGS, baseline, with_ci=True, allow_mixed_protocols=mixed)
             self.post_message(ComparisonReady(comparison, runs, datasets, metrics))
+        except MixedProtocols as error:
+            self.post_message(ComparisonReady(None, runs, datasets, [], str(MixedProtocols(error.problem, "x"))))
         except (ValueError, OSError) as error:
-            said = str(error).replace("(--allow-mixed-protocols compares them anyway)", "(x compares them anyway)")
-            self.post_message(ComparisonReady(None, runs, datasets, [], said))
+            self.post_message(ComparisonReady(None, runs, datasets, [], str(error)))
 
     def on_comparison_ready(self, message: ComparisonReady) -> None:
         title = self.query_one("#compare-title", Static)

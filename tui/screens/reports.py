@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Markdown, Static
 from engine.contract.layout import REPORT_DATA_FILE, REPORT_FILE, SETTING_NAMES, report_folder
 from engine.contract.text import printable
 from engine.parent.tables import plain
+from tui.keys import BACK, HELP
 from tui.messages import ReportLoaded
 
 
@@ -52,8 +53,8 @@ def narrow_tables(markdown: str, width: int) -> str:
 
 
 class ReportsScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open", "Open"),
-                Binding("d", "delete", "Delete"), Binding("question_mark", "app.help", "Help")]
+    BINDINGS = [BACK, Binding("enter", "open", "Open"),
+                Binding("d", "delete", "Delete"), HELP]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,8 +130,8 @@ class ReportsScreen(Screen):
 
 
 class ReportScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("t", "next_dataset", "Dataset"),
-                Binding("question_mark", "app.help", "Help")]
+    BINDINGS = [BACK, Binding("t", "next_dataset", "Dataset"),
+                HELP]
 
     def __init__(self, report_id: str) -> None:
         super().__init__()

@@ -29,9 +29,9 @@ from engine.contract.text import printable
 from engine.parent.records import where_label
 from engine.parent.run_state import EvalCells
 from engine.parent.tables import markup_safe, plain
-from tui.keys import RUN_ACTIONS
+from tui.keys import BACK, HELP, RUN_ACTIONS
 from tui.messages import ResultsLoaded, RunEventReceived, RunStatusChanged, RunView
-from tui.screens.runs import size_text, status_text
+from tui.widgets.cells import size_text, status_text
 from tui.widgets.language_table import LanguageTable
 from tui.widgets.tail_log import TailLog
 
@@ -82,13 +82,13 @@ class RunDetailScreen(RunView, Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]   # below 130 columns the log spans the width
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]        # and on a short terminal it keeps 4 lines
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        BACK,
         Binding("m", "next_metric", "Metric"),
         Binding("t", "next_dataset", "Dataset"),
         Binding("v", "next_versus", "Δ vs step"),
         Binding("k", "config", "Config"),
         *RUN_ACTIONS,
-        Binding("question_mark", "app.help", "Help"),
+        HELP,
     ]
 
     metric: reactive[str] = reactive("map", init=False)

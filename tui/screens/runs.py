@@ -10,7 +10,6 @@ Space marks runs (a group's or configuration's: all of them) for comparison.
 
 from __future__ import annotations
 
-import time
 
 from rich.text import Text
 from textual import on, work
@@ -30,11 +29,12 @@ from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
 from engine.parent.records import ACTIVE, RunFilter, primary_results, where_label
 from engine.parent.tables import plain
-from tui.keys import RUN_ACTIONS, hidden
+from tui.keys import HELP, RUN_ACTIONS, hidden
 from tui.messages import RunEventReceived, RunStatusChanged, RunView
 from tui.run_groups import Row, build_rows
 from tui.screens.confirm import ConfirmScreen
-from tui.widgets.cells import number
+from tui.widgets.cells import (STATUS_ICON, duration, duration_text, mean_sd, number, progress_text, size_text,
+                               status_text, when)
 
 # what matters most comes first, so 80 columns show status, name, progress and the three scores
 COLUMNS = (("mark", " "), ("status", "status"), ("name", "name"), ("progress", "progress"), ("mono", "mono"),
@@ -45,27 +45,6 @@ WIDTHS = {"mark": 1, "status": 12, "progress": 11, "mono": 11, "cross": 11, "mul
           "seed": 8, "created": 11, "duration": 8, "strategy": 12, "alpha": 4, "where": 12, "id": 40}
 NAME_WIDTH = (20, 70)                 # as wide as the longest name shown, within these bounds
 SORTS = ("created", "name", "status", "strategy", "seed", "step", "duration", *SETTINGS, "bias")
-STATUS_STYLE = {"queued": "cyan", "running": "bold yellow", "finished": "green", "failed": "bold red",
-                "cancelled": "magenta", "interrupted": "dark_orange", "missing": "dim red"}
-STATUS_ICON = {"queued": "◌", "running": "▶", "finished": "✔", "failed": "✘", "cancelled": "■",
-               "interrupted": "⏸", "missing": "?"}
-
-
-def status_text(status: str) -> Text:
-    return plain(f"{STATUS_ICON.get(status, ' ')} {status}", STATUS_STYLE.get(status, ""))
-
-
-def progress_text(step: int | None, total: int | None) -> Text:
-    if not total:
-        return Text(f"{step or 0}/?", style="dim")
-    filled = int(round(min(1.0, (step or 0) / total) * 4))
-    text = Text()
-    text.append("━" * filled, style="green")
-    text.append("━" * (4 - filled), style="grey37")
-    text.append(f" {step or 0}/{total}")
-    return text
-
-
 class DeleteAsked(Message):
     def __init__(self, run_id: str, name: str, size: int) -> None:
         super().__init__()
@@ -76,44 +55,6 @@ class RunDeleted(Message):
     def __init__(self, run_id: str, error: str | None, done: str = "") -> None:
         super().__init__()
         self.run_id, self.error, self.done = run_id, error, done
-
-
-def size_text(size: int) -> str:
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return ""
-
-
-def when(seconds: float | None) -> Text:
-    return plain(time.strftime("%m-%d %H:%M", time.localtime(seconds)) if seconds else "", "dim")
-
-
-def duration(run: dict) -> float | None:
-    started, ended = run.get("started"), run.get("ended")
-    if not isinstance(started, (int, float)):
-        return None
-    end = ended if isinstance(ended, (int, float)) else (time.time() if run.get("status") == "running" else None)
-    return end - started if end else None
-
-
-def duration_text(seconds: float | None) -> Text:
-    if seconds is None:
-        return Text("")
-    minutes, rest = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return Text(f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest:02d}s", style="dim")
-
-
-def mean_sd(pair: tuple[float, float | None] | None, digits: int = 3) -> Text:
-    if pair is None:
-        return Text("–", style="dim")
-    mean, sd = pair
-    text = Text(f"{mean:.{digits}f}")
-    if sd is not None:
-        text.append(f"±{sd:.{digits}f}", style="dim")
-    return text
 
 
 class RunsScreen(RunView, Screen):
@@ -127,7 +68,7 @@ class RunsScreen(RunView, Screen):
         hidden("s", "sort", "Sort"),
         Binding("slash", "filter", "Filter"),
         Binding("R", "app.reports", "Reports"),
-        Binding("question_mark", "app.help", "Help"),
+        HELP,
     ]
 
     REFRESH_SECONDS = 0.1  # step updates are batched: at most 10 table refreshes a second

@@ -170,7 +170,7 @@ def save_report(store, report: dict, out: Path | None = None, force: bool = Fals
 
 def save_comparison(store, comparisons: list) -> Path:
     """A comparison (CLI or TUI): its Markdown and CSV with CIs, and the data the Reports screen draws."""
-    from engine.parent.compare import to_csv, to_markdown
+    from engine.parent.compare_formats import to_csv, to_markdown
 
     first = comparisons[0]
     systems = [system.name for system in first.runs]

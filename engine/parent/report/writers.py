@@ -7,7 +7,7 @@ import csv
 import io
 import json
 
-from engine.parent.compare import latex_escape
+from engine.parent.compare_formats import latex_escape
 from engine.parent.report.hypotheses import answer_lines
 from engine.parent.report.verdict import SETTING_NAMES, sentence, verdict
 

@@ -29,8 +29,8 @@ class LiveTrackers:
                 warn(f"tracker {name}: {error}; runs are not forwarded to it")
 
     def on_event(self, folder: RunFolder, event: Event, spec: dict | None = None) -> None:
-        """`spec`: the run's spec document where the caller has it (a run it queued); else (a run
-        resumed) its spec.json is read."""
+        """`spec`: the run's spec document, as the runner holds it (written for a run it queued,
+        read once for one it resumed)."""
         for name, tracker in list(self.trackers.items()):
             try:
                 self._forward(tracker, folder, event, spec)

@@ -1,27 +1,20 @@
-"""`hbt-tui --run SPEC`: check, expand, queue and run experiments, then print the per-language
-results (with deltas against the spec's baseline run).
+"""What the headless commands print about runs (the commands in engine.parent.commands call
+these; none of them acts on a run).
 
-On a terminal each run gets a progress bar; otherwise (`> log`, nohup, CI, a cluster job)
-one plain line per state change, per evaluation and every `--log-every` steps, so a log
-shows progress as it happens. `--json` prints only the final JSON. `--dry-run` checks
-everything and prints the runs it would create, starting nothing.
-
-Ctrl-C cancels cleanly, during submission too: every run gets SIGTERM, checkpoints and is
-marked cancelled. Exit code 0 only if every run finished; 2 for bad input — found before
-anything starts (nothing is created), or when a submission is refused midway (a full disk):
-the runs already queued are then cancelled with checkpoints and listed, never lost.
+While runs go: on a terminal a progress bar per run (`ProgressView`); otherwise (`> log`,
+nohup, CI, a cluster job) one plain line per state change, per evaluation and every
+`--log-every` steps (`PlainView`), so a log shows progress as it happens. Before: the plan of a
+`--dry-run` (`print_plan`). After: each run's status and per-language results
+(`print_summaries`, `json_summary`). And the listings: `runs_table`, `print_run` (`show`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
-import sys
 import time
-from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 from rich.progress import (
     BarColumn,
@@ -31,16 +24,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from engine.contract.errors import EXIT_USER_ERROR, RunError, UserError
+from engine.contract.arms import alpha_text
 from engine.contract.events import TERMINAL_EVENTS, EvalDone, EvalProgress, Event, Notice, Started, Step
 from engine.contract.spec import spec_diff
+from engine.contract.layout import SETTINGS
 from engine.contract.text import printable
-from engine.parent.run_service import open_store
 from engine.parent.run_state import RunState
 from engine.parent.store import RunStore
 from engine.parent.submission import Prepared
-
-EXIT_INTERRUPTED = 130
 
 
 class ProgressView:
@@ -208,110 +199,7 @@ def describe_checks(facts: dict) -> str:
     return ", ".join(parts)
 
 
-async def run_prepared(prepared: Prepared, jobs: int, store: RunStore, console: Console, *, as_json: bool,
-                       priority: int = 0, log_every: int = 10, executor: str | None = None,
-                       partition: str | None = None, retry_failed: bool = False,
-                       track: list[str] | None = None) -> int:
-    from engine.parent.run_service import RunService
-
-    specs = prepared.specs
-    view = (ProgressView(console, enabled=not as_json) if console.is_terminal or as_json
-            else PlainView(sys.stdout, log_every))
-    service = RunService.start(store, jobs, on_event=view.on_event, on_status=view.on_status, executor=executor,
-                               partition=partition, trackers=track)
-    for message in service.reconcile():
-        print(f"note: {message}", file=sys.stderr)
-    interrupted = False
-
-    def on_interrupt() -> None:
-        nonlocal interrupted
-        if not interrupted:
-            interrupted = True
-            print("cancelling: runs checkpoint and stop (Ctrl-C again is ignored)…", file=sys.stderr)
-            asyncio.get_running_loop().create_task(service.cancel_all())
-
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    loop.add_signal_handler(signal.SIGTERM, on_interrupt)
-    from engine.parent.continuation import plan
-
-    continuation = plan(specs, store, retry_failed)
-    for title, items in (("already finished: skipped", continuation.finished),
-                         ("failed: kept as it is (--retry-failed re-runs it)", continuation.failed),
-                         ("queued or running in another process: left to it", continuation.elsewhere)):
-        for spec, summary in items:
-            print(f"note: {spec.name} ({summary['id']}) {title}", file=sys.stderr)
-    run_ids, failure = [], None
-    with view:
-        for spec, summary in continuation.work:
-            if interrupted:
-                break
-            try:
-                run_id = service.queue(spec, summary, priority=priority, group=prepared.group, source=prepared.source)
-            except UserError as error:  # e.g. the disk filled up: keep what was queued, stop cleanly
-                failure = error
-                break
-            view.add(run_id, spec.name)
-            run_ids.append(run_id)
-            await asyncio.sleep(0)  # let Ctrl-C in between submissions
-        if interrupted or failure is not None:
-            await service.cancel_all()
-        await service.wait(run_ids)
-    summaries = [service.final_summary(run_id) or {"id": run_id, "name": run_id, "status": "missing"}
-                 for run_id in run_ids]
-    if as_json:      # the whole grid: what ran now, and what was left as it was (marked)
-        kept = [{**_json_summary(store.get(summary["id"]) or summary, store), "skipped": True}
-                for _, summary in continuation.finished + continuation.failed + continuation.elsewhere]
-        print(json.dumps([_json_summary(summary, store) for summary in summaries] + kept, indent=2))
-    else:
-        print_summaries(summaries, store, console)
-    if failure is not None:
-        print(f"error: {failure}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    if interrupted:
-        return EXIT_INTERRUPTED
-    if not continuation.work:
-        print(f"nothing to do: {len(continuation.finished)} of the {len(specs)} runs already finished"
-              + (f", {len(continuation.failed)} failed (--retry-failed)" if continuation.failed else "")
-              + (f", {len(continuation.elsewhere)} running elsewhere" if continuation.elsewhere else ""),
-              file=sys.stderr)
-    complete = all(summary["status"] == "finished" for summary in summaries) and not continuation.failed
-    return 0 if complete and (summaries or continuation.finished) else 1
-
-
-def run_spec_file(spec_path: str, jobs: int, runs_dir: Path, console: Console, *, as_json: bool, priority: int = 0,
-                  dry_run: bool = False, yes: bool = False, log_every: int = 10, nproc: int | None = None,
-                  executor: str | None = None, partition: str | None = None, retry_failed: bool = False,
-                  track: list[str] | None = None) -> int:
-    from engine.contract.validation import read_document
-    from engine.parent.executors import from_spec
-    from engine.parent.submission import check_baseline, prepare
-
-    if jobs < 1:
-        raise RunError(f"--jobs must be at least 1, got {jobs}")
-    document = read_document(spec_path)
-    if nproc is not None and isinstance(document, dict):
-        document["train"] = {**(document.get("train") or {}), "devices": nproc}
-    prepared = prepare(document, spec_path, allow_large=yes)   # before any folder exists
-    from_spec(executor, partition).check()                      # a cluster that cannot be reached starts nothing
-    store = open_store(runs_dir)
-    check_baseline(prepared.specs, store)
-    if dry_run:
-        from engine.parent.continuation import plan
-
-        print_plan(prepared, spec_path, plan(prepared.specs, store, retry_failed), jobs)
-        from engine.parent.launch import detect_gpus
-        from engine.parent.miracl_cost import cost_lines
-
-        for line in cost_lines(prepared.specs, store, "cuda" if detect_gpus() else "cpu"):
-            print(line)
-        return 0
-    return asyncio.run(run_prepared(prepared, jobs, store, console, as_json=as_json, priority=priority,
-                                    log_every=log_every, executor=executor, partition=partition,
-                                    retry_failed=retry_failed, track=track))
-
-
-def _json_summary(summary: dict, store: RunStore) -> dict:
+def json_summary(summary: dict, store: RunStore) -> dict:
     keys = ("id", "name", "status", "error", "step", "total_steps", "loss", "device", "results", "spec_hash")
     return {**{key: summary.get(key) for key in keys}, "run_dir": str(store.runs_dir / summary["id"])}
 
@@ -328,3 +216,64 @@ def print_summaries(summaries: list[dict], store: RunStore, console: Console) ->
         console.print(line, soft_wrap=True)
         if summary["status"] == "finished":
             print_run_results(store, summary, console)
+
+
+def runs_table(runs: list[dict], width: int) -> Table:
+    """`hbt-tui runs`: one row per run, the columns that fit `width` (the least needed go first)."""
+    from engine.parent.records import primary_results, where_label
+    from engine.parent.tables import fmt, plain
+
+    clustered = any(where_label(run) != "local" for run in runs)   # a column only where it says something
+    rows = []
+    for run in runs:
+        dataset, result = primary_results(run)
+        macro = result.get("macro", {})
+        rows.append({"id": run["id"], "status": run.get("status", "?"), "strategy": run.get("strategy") or "",
+                     "α": alpha_text(run.get("strategy"), run.get("alpha")),
+                     "step": f"{run.get('step') or 0}/{run.get('total_steps') or '?'}",
+                     "eval": f"{dataset}:{result.get('primary', 'map')}" if dataset else "",
+                     **{setting: fmt(macro.get(setting)) for setting in SETTINGS},
+                     "bias": fmt(result.get("bias"), 1), "where": where_label(run)})
+    columns = ["id", "status", "strategy", "α", "step", "eval", *SETTINGS, "bias"]
+    columns += ["where"] if clustered else []
+    # the id stays whole (it is what every other command takes); the least needed columns go first
+    for optional in ("eval", "where", "α", "bias", "strategy", "step", "cross", "mono", "multi", "status"):
+        needed = sum(max([len(column)] + [len(printable(row[column])) for row in rows]) + 3 for column in columns)
+        if needed <= width:
+            break
+        columns.remove(optional) if optional in columns else None
+    table = Table(title=f"{len(runs)} runs (scores: macro average of the primary metric)", title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("id", "status", "strategy", "eval", "where") else "right",
+                         no_wrap=True, min_width=max([len(row["id"]) for row in rows] + [2]) if column == "id" else None)
+    for row in rows:
+        table.add_row(*(plain(row[column]) for column in columns))
+    return table
+
+
+def print_run(summary: dict, store: RunStore, console: Console, metric: str | None, with_cis: bool) -> None:
+    """`hbt-tui show RUN`: its record, its results per dataset (with `with_cis`, 95 % intervals)
+    and, for a failed run, the tail of its stderr."""
+    from engine.parent.compare import load_run, value_cis
+    from engine.parent.records import MISSING
+    from engine.parent.tables import plain, results_table
+
+    folder = store.folder(summary["id"])
+    console.print(Text.assemble(plain(summary["name"], "bold"), "  ", plain(summary["id"]), "  ",
+                                plain(summary["status"], "bold")))
+    if summary["status"] == MISSING:
+        console.print(plain(f"  its folder {folder.path} is gone: no results to show "
+                            "(`hbt-tui delete` removes it from the index)"), soft_wrap=True)
+        return
+    for key in ("encoder", "strategy", "alpha", "train_dataset", "seed", "device", "host", "git_commit",
+                "spec_hash", "step", "total_steps", "loss", "error"):
+        if summary.get(key) not in (None, ""):
+            console.print(plain(f"  {key:<14} {summary[key]}"), soft_wrap=True)
+    console.print(plain(f"  {'folder':<14} {folder.path}"), soft_wrap=True)
+    run = load_run(folder)
+    for dataset, dataset_results in run.results.items():
+        cis = value_cis(run, dataset, metric or dataset_results.get("primary_metric", "map")) if with_cis else None
+        console.print(results_table(dataset_results, metric, cis))
+    if summary.get("status") == "failed" and summary.get("stderr_tail"):
+        console.print(Text("stderr (tail):", style="red"))
+        console.print(plain(summary["stderr_tail"], newlines=True))
